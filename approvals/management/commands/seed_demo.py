@@ -1,0 +1,54 @@
+"""Demo mode set-up for `make run`: staff accounts whose names and passwords are printed.
+
+Passwords are random per checkout and kept in var/demo-accounts.json, so they stay the same
+from one `make run` to the next and are never the same on two machines.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+
+DEMO_ACCOUNTS = [
+    # (username, first name, role shown to the user, superuser?)
+    ("frontdesk", "Alice", "front-desk staff", False),
+    ("manager", "Bob", "duty manager", False),
+    ("admin", "Charlie", "policy admin (superuser, Django admin)", True),
+]
+
+
+class Command(BaseCommand):
+    help = "Create the demo staff accounts (demo mode only) and print how to log in."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--force", action="store_true", help="run even when OPENAI_API_KEY is set")
+
+    def handle(self, *args: Any, force: bool = False, **options: Any) -> None:
+        if not settings.DEMO_MODE and not force:
+            raise CommandError("seed_demo only runs in demo mode (no OPENAI_API_KEY); use --force to override")
+        path = settings.VAR_DIR / "demo-accounts.json"
+        try:
+            passwords: dict[str, str] = json.loads(path.read_text())
+        except (FileNotFoundError, ValueError):
+            passwords = {}
+        User = get_user_model()
+        lines = []
+        for username, first_name, role, superuser in DEMO_ACCOUNTS:
+            password = passwords.setdefault(username, secrets.token_urlsafe(9))
+            user, _ = User.objects.get_or_create(username=username, defaults={"first_name": first_name})
+            user.first_name = first_name
+            user.is_staff = True
+            user.is_superuser = superuser
+            user.set_password(password)
+            user.save()
+            lines.append(f"    {username:<10} {password:<14} {role}")
+        settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(passwords, indent=2))
+        path.chmod(0o600)
+        self.stdout.write("  Demo staff accounts (log in at /accounts/login/):")
+        self.stdout.write("\n".join(lines))

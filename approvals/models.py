@@ -1,0 +1,290 @@
+"""The approval domain's data. Fields, choices, constraints and reads only: every change of an
+approval's state goes through approvals/services.py (house rule 1)."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+TOKEN_PREFIX = "cst_"
+
+
+class McpServer(models.Model):
+    """A remote MCP server the agents may use. Its credentials stay on the server side: the
+    relay puts them into the upstream session and never shows them to a client."""
+
+    class Transport(models.TextChoices):
+        AUTO = "auto", "Detect from the URL (/sse → SSE)"
+        STREAMABLE_HTTP = "streamable_http", "Streamable HTTP"
+        SSE = "sse", "HTTP + SSE"
+
+    class RequireApproval(models.TextChoices):
+        ALWAYS = "always", "Always ask"
+        NEVER = "never", "Never ask"
+
+    label = models.SlugField(
+        max_length=64, unique=True, help_text="The server_label the model sees; letters, digits, - and _."
+    )
+    url = models.URLField(max_length=500)
+    transport = models.CharField(max_length=20, choices=Transport.choices, default=Transport.AUTO)
+    authorization = models.TextField(blank=True, help_text="Sent as 'Authorization: Bearer …' by OpenAI.")
+    headers = models.JSONField(default=dict, blank=True, help_text="Extra HTTP headers, name → value.")
+    require_approval = models.CharField(max_length=10, choices=RequireApproval.choices, default=RequireApproval.ALWAYS)
+    description = models.TextField(blank=True)
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["label"]
+        verbose_name = "MCP server"
+
+    def __str__(self) -> str:
+        return self.label
+
+    def to_tool(self) -> dict[str, Any]:
+        """The `mcp` tool entry sent upstream. Contains secrets: never send it to a client."""
+        tool: dict[str, Any] = {
+            "type": "mcp",
+            "server_label": self.label,
+            "server_url": self.url,
+            "require_approval": self.require_approval,
+        }
+        if self.description:
+            tool["server_description"] = self.description
+        if self.authorization:
+            tool["authorization"] = self.authorization
+        if self.headers:
+            tool["headers"] = dict(self.headers)
+        return tool
+
+
+class ClientTokenQuerySet(models.QuerySet["ClientToken"]):
+    def active(self) -> ClientTokenQuerySet:
+        return self.filter(revoked_at__isnull=True)
+
+    def for_plaintext(self, token: str) -> ClientToken | None:
+        """The active token matching `token`, or None. Only the hash is ever stored or compared."""
+        if not token or not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+            return None
+        return self.active().filter(token_hash=ClientToken.hash(token)).first()
+
+
+class ClientToken(models.Model):
+    """What a client (a room tablet, a phone gateway) presents to the relay as its API key.
+    Its label and metadata name every session opened with it."""
+
+    label = models.CharField(max_length=100)
+    metadata = models.JSONField(default=dict, blank=True, help_text='e.g. {"room": "1204"}')
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    prefix = models.CharField(max_length=16, editable=False, help_text="The first characters, to recognise it.")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = ClientTokenQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.label} ({self.prefix}…)"
+
+    @staticmethod
+    def hash(token: str) -> str:
+        # Tokens are 256-bit random strings, so a fast hash is enough: there is nothing to
+        # brute-force that would be cheaper than guessing the token itself.
+        return hashlib.sha256(token.encode()).hexdigest()
+
+    @staticmethod
+    def generate() -> str:
+        return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+class RealtimeSession(models.Model):
+    """One agent session that Countersign sits in: a relayed WebSocket, a sideband on a
+    SIP/WebRTC call, or a Responses API run."""
+
+    class Kind(models.TextChoices):
+        RELAY = "relay", "Relayed WebSocket"
+        SIDEBAND = "sideband", "Sideband (SIP/WebRTC call)"
+        RESPONSES = "responses", "Responses API run"
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        CLOSED = "closed", "Closed"
+
+    kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.RELAY)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.OPEN)
+    client_token = models.ForeignKey(ClientToken, null=True, blank=True, on_delete=models.SET_NULL)
+    # Copied from the token when the session opens, so a card keeps its name if the token changes.
+    label = models.CharField(max_length=100)
+    metadata = models.JSONField(default=dict, blank=True)
+    model = models.CharField(max_length=100, blank=True)
+    upstream_session_id = models.CharField(max_length=100, blank=True)
+    call_id = models.CharField(max_length=100, blank=True)
+    opened_at = models.DateTimeField(default=timezone.now)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    close_code = models.IntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-opened_at"]
+
+    def __str__(self) -> str:
+        return f"{self.label} ({self.kind} #{self.pk})"
+
+
+class ConversationLine(models.Model):
+    """A line of the conversation the bridge saw (user or assistant, text or transcript)."""
+
+    class Role(models.TextChoices):
+        USER = "user", "Guest"
+        ASSISTANT = "assistant", "Assistant"
+        SYSTEM = "system", "System"
+
+    session = models.ForeignKey(RealtimeSession, on_delete=models.CASCADE, related_name="lines")
+    role = models.CharField(max_length=10, choices=Role.choices)
+    text = models.TextField()
+    item_id = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        indexes = [models.Index(fields=["session", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.role}: {self.text[:40]}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"role": self.role, "text": self.text, "at": self.created_at.isoformat()}
+
+
+class ApprovalRequestQuerySet(models.QuerySet["ApprovalRequest"]):
+    def pending(self) -> ApprovalRequestQuerySet:
+        return self.filter(status=ApprovalRequest.Status.PENDING)
+
+    def overdue(self, now: Any) -> ApprovalRequestQuerySet:
+        return self.filter(deadline__lte=now)
+
+    def decided(self) -> ApprovalRequestQuerySet:
+        return self.exclude(status=ApprovalRequest.Status.PENDING)
+
+    def unsent_decisions(self) -> ApprovalRequestQuerySet:
+        """The outbox: decided with an answer for upstream, not yet sent."""
+        return self.filter(
+            status__in=ApprovalRequest.ANSWERED, decision_sent_at__isnull=True, session__status="open"
+        ).order_by("decided_at", "pk")
+
+
+class ApprovalRequest(models.Model):
+    """One `mcp_approval_request` that the model made in a session."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        APPROVED = "approved", "Approved"
+        DENIED = "denied", "Denied"
+        EXPIRED = "expired", "Expired"
+        CANCELLED = "cancelled", "Cancelled"
+
+    # States whose decision is sent upstream as an mcp_approval_response (cancelled is not:
+    # its session is gone).
+    ANSWERED = (Status.APPROVED, Status.DENIED, Status.EXPIRED)
+
+    session = models.ForeignKey(RealtimeSession, on_delete=models.PROTECT, related_name="requests")
+    upstream_id = models.CharField(max_length=100, help_text="The approval request item id (approval_request_id).")
+    mcp_server = models.ForeignKey(McpServer, null=True, blank=True, on_delete=models.SET_NULL)
+    server_label = models.CharField(max_length=64)
+    tool_name = models.CharField(max_length=128)
+    arguments = models.TextField(help_text="The arguments string exactly as the model sent it.")
+    raw_item = models.JSONField(default=dict)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    created_at = models.DateTimeField(default=timezone.now)
+    deadline = models.DateTimeField()
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    # Who or what decided, in words: a staff member's name, "deadline", "session ended".
+    decided_by_label = models.CharField(max_length=150, blank=True)
+    reason = models.TextField(blank=True)
+    # Outbox: set when the mcp_approval_response has been handed to the upstream socket.
+    decision_sent_at = models.DateTimeField(null=True, blank=True)
+    # What actually ran: the mcp_call item that followed the approval.
+    mcp_call_item_id = models.CharField(max_length=100, blank=True)
+    call_arguments = models.TextField(blank=True)
+    # NULL = no output recorded (yet); "" = the tool returned empty text. Both happen.
+    call_output = models.TextField(null=True, blank=True)  # noqa: DJ001
+    call_error = models.JSONField(null=True, blank=True)
+    call_recorded_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApprovalRequestQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["session", "upstream_id"], name="approval_unique_upstream_id"),
+            models.CheckConstraint(
+                condition=Q(status="pending") | Q(decided_at__isnull=False), name="approval_decided_has_time"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["deadline"], condition=Q(status="pending"), name="approval_pending_deadline"),
+            models.Index(fields=["status", "-decided_at"], name="approval_status_decided"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tool_name} on {self.server_label} ({self.status})"
+
+    @property
+    def approve(self) -> bool | None:
+        """The answer that goes upstream: True, False, or None while pending or if cancelled."""
+        if self.status == self.Status.APPROVED:
+            return True
+        if self.status in (self.Status.DENIED, self.Status.EXPIRED):
+            return False
+        return None
+
+
+class AuditEvent(models.Model):
+    """One event of a request's (or the system's) life, written in the same transaction as the
+    change it records. Never updated or deleted."""
+
+    class Kind(models.TextChoices):
+        REQUESTED = "requested", "Requested"
+        DECIDED = "decided", "Decided"
+        EXPIRED = "expired", "Expired"
+        CANCELLED = "cancelled", "Cancelled"
+        SENT = "sent", "Decision sent upstream"
+        MCP_CALL = "mcp_call", "Tool call result"
+        SESSION_OPENED = "session_opened", "Session opened"
+        SESSION_CLOSED = "session_closed", "Session closed"
+        TOKEN_ISSUED = "token_issued", "Client token issued"
+        TOKEN_REVOKED = "token_revoked", "Client token revoked"
+
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    request = models.ForeignKey(ApprovalRequest, null=True, blank=True, on_delete=models.PROTECT, related_name="audit")
+    session = models.ForeignKey(RealtimeSession, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    actor_label = models.CharField(max_length=150, blank=True)
+    payload = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        indexes = [models.Index(fields=["request", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} #{self.pk}"

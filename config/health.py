@@ -1,0 +1,79 @@
+"""GET /healthz: is each part that a decision travels through up?
+
+200 only when the database answers, the channel layer carries a message through Redis and
+back, and a Celery worker answers a ping; otherwise 503 with the failing part named.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+CHECK_TIMEOUT = 3.0
+
+
+def _check_database() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+    return "ok"
+
+
+async def _check_redis() -> str:
+    layer = get_channel_layer()
+    if layer is None:
+        raise RuntimeError("no channel layer configured")
+    channel = await layer.new_channel("healthz.")
+    token = f"{time.monotonic_ns()}"
+    await layer.send(channel, {"type": "healthz.ping", "token": token})
+    message = await layer.receive(channel)
+    if message.get("token") != token:
+        raise RuntimeError("channel layer returned a different message")
+    return "ok"
+
+
+def _check_celery() -> str:
+    from config.celery import app
+
+    # limit=1: return as soon as one worker answers instead of waiting the whole timeout.
+    replies = app.control.ping(timeout=1.5, limit=1)
+    if not replies:
+        raise RuntimeError("no Celery worker answered a ping")
+    return "ok"
+
+
+async def _run(check: Callable[[], Awaitable[str]]) -> dict[str, object]:
+    started = time.monotonic()
+    try:
+        await asyncio.wait_for(check(), timeout=CHECK_TIMEOUT)
+        result: dict[str, object] = {"status": "ok"}
+    except TimeoutError:
+        result = {"status": "error", "error": f"no answer within {CHECK_TIMEOUT:.0f} s"}
+    except Exception as exc:  # the point of a health check: report any failure, never raise
+        result = {"status": "error", "error": f"{type(exc).__name__}: {exc}"}
+    result["ms"] = round((time.monotonic() - started) * 1000, 1)
+    return result
+
+
+@never_cache
+@require_GET
+async def healthz(request: HttpRequest) -> JsonResponse:
+    database, redis, celery = await asyncio.gather(
+        _run(sync_to_async(_check_database)),
+        _run(_check_redis),
+        # thread_sensitive=False: the ping blocks for up to 1.5 s and must not hold the
+        # thread that serves every other sync view.
+        _run(sync_to_async(_check_celery, thread_sensitive=False)),
+    )
+    parts = {"database": database, "redis": redis, "celery": celery}
+    failing = [name for name, part in parts.items() if part["status"] != "ok"]
+    body = {"status": "ok" if not failing else "error", "failing": failing, **parts}
+    return JsonResponse(body, status=200 if not failing else 503)

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class RealtimeBridgeConfig(AppConfig):
+    name = "realtime_bridge"
+    verbose_name = "Realtime bridge"
