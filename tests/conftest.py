@@ -1,0 +1,79 @@
+"""Suite-wide fixtures: personas, the in-memory channel layer for unit tests, a network guard,
+and a test database name of its own per run (so two runs on one PostgreSQL never collide)."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+pytest_plugins = ["tests.plugins.hotel", "tests.plugins.simulator", "tests.plugins.stack"]
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings() -> None:
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    if db["ENGINE"] != "django.db.backends.sqlite3":
+        db.setdefault("TEST", {})["NAME"] = f"test_countersign_{os.getpid()}"
+
+
+_real_connect = socket.socket.connect
+
+
+def _guarded_connect(self: socket.socket, address: object) -> object:
+    # Tests never reach the network (STYLE.md 3.6): only loopback and Unix sockets.
+    if self.family in (socket.AF_INET, socket.AF_INET6) and isinstance(address, tuple):
+        host = str(address[0])
+        if not (host.startswith("127.") or host in ("::1", "localhost")):
+            raise ConnectionRefusedError(f"tests may not reach the network ({host})")
+    return _real_connect(self, address)  # type: ignore[arg-type]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _network_guard() -> None:
+    socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
+
+
+@pytest.fixture(autouse=True)
+def _channel_layer(request: pytest.FixtureRequest, settings) -> None:  # type: ignore[no-untyped-def]
+    """Unit tests get the in-memory layer; tests marked `real_redis` or `e2e` keep Redis."""
+    from channels.layers import channel_layers
+
+    if not (request.node.get_closest_marker("real_redis") or request.node.get_closest_marker("e2e")):
+        settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    channel_layers.backends = {}
+    yield
+    channel_layers.backends = {}
+
+
+@pytest.fixture
+def password() -> str:
+    return "correct horse battery staple"
+
+
+@pytest.fixture
+def alice(django_user_model, password):  # type: ignore[no-untyped-def]
+    """Alice: front-desk staff, decides requests."""
+    return django_user_model.objects.create_user(
+        "alice", "alice@example.org", password, is_staff=True, first_name="Alice"
+    )
+
+
+@pytest.fixture
+def bob(django_user_model, password):  # type: ignore[no-untyped-def]
+    """Bob: duty manager, staff."""
+    return django_user_model.objects.create_user("bob", "bob@example.org", password, is_staff=True, first_name="Bob")
+
+
+@pytest.fixture
+def charlie(django_user_model, password):  # type: ignore[no-untyped-def]
+    """Charlie: a logged-in user who is not staff (an outsider)."""
+    return django_user_model.objects.create_user("charlie", "charlie@example.org", password, first_name="Charlie")
+
+
+@pytest.fixture
+def admin_user(django_user_model, password):  # type: ignore[no-untyped-def]
+    return django_user_model.objects.create_superuser("root", "root@example.org", password)

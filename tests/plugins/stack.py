@@ -1,0 +1,107 @@
+"""The real Countersign processes for end-to-end tests: Daphne, a Celery worker and beat.
+
+They run against the test database (the test must use `transactional_db`, so that what it
+writes is committed and visible to them) and the Redis of REDIS_URL, with this run's channel
+prefix and Celery queue, so that parallel runs on one Redis never hear each other.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+from tests.plugins.processes import PYTHON, ServerProcess, free_port
+
+
+def test_database_url() -> str:
+    from django.db import connection
+
+    s = connection.settings_dict
+    if s["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{Path(s['NAME']).resolve()}"
+    auth = quote(s["USER"] or "")
+    if s.get("PASSWORD"):
+        auth += ":" + quote(s["PASSWORD"])
+    host = s["HOST"] or "127.0.0.1"
+    return f"postgres://{auth}@{host}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+def django_env(**extra: str) -> dict[str, str]:
+    """Environment for a Django process of this test run."""
+    from django.conf import settings
+
+    env = {
+        "DATABASE_URL": test_database_url(),
+        "REDIS_URL": settings.REDIS_URL,
+        "CHANNELS_PREFIX": settings.CHANNELS_PREFIX,
+        "CELERY_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,
+        "SECRET_KEY": settings.SECRET_KEY,
+        "DEBUG": "False",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "LOG_LEVEL": "INFO",
+        "PYTHONUNBUFFERED": "1",
+    }
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "SIMULATOR_API_KEY"):
+        if name in os.environ:
+            env[name] = os.environ[name]
+    env.update(extra)
+    return env
+
+
+class Stack:
+    """Starts and stops the processes of one end-to-end test."""
+
+    def __init__(self, **env: str) -> None:
+        self.env = django_env(**env)
+        self.processes: list[ServerProcess] = []
+
+    def web(self, port: int | None = None, **env: str) -> ServerProcess:
+        port = port or free_port()
+        proc = ServerProcess(
+            [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
+            port=port,
+            env={**self.env, **env},
+            name="daphne",
+        )
+        proc.url = f"http://127.0.0.1:{port}"  # type: ignore[attr-defined]
+        return self._start(proc)
+
+    def worker(self, **env: str) -> ServerProcess:
+        argv = [PYTHON, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO", "--concurrency", "2"]
+        argv += ["--without-gossip", "--without-mingle", "--pool", "prefork", "-n", f"test-{free_port()}@%h"]
+        return self._start(ServerProcess(argv, env={**self.env, **env}, name="celery-worker"))
+
+    def beat(self, schedule: Path, **env: str) -> ServerProcess:
+        argv = [PYTHON, "-m", "celery", "-A", "config", "beat", "--loglevel", "INFO", "--schedule", str(schedule)]
+        return self._start(ServerProcess(argv, env={**self.env, **env}, name="celery-beat"))
+
+    def _start(self, proc: ServerProcess) -> ServerProcess:
+        self.processes.append(proc)
+        return proc.start()
+
+    def stop(self) -> None:
+        for proc in reversed(self.processes):
+            proc.stop()
+
+
+@pytest.fixture
+def stack(transactional_db: None, request: pytest.FixtureRequest) -> Iterator[Stack]:
+    s = Stack()
+    yield s
+    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
+    s.stop()
+    if failed:
+        for proc in s.processes:
+            print(f"\n===== {proc.name} ({proc.log_path}) =====\n{proc.output()}")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    rep = yield
+    if rep.when == "call":
+        item.rep_call = rep  # type: ignore[attr-defined]
+    return rep
