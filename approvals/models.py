@@ -4,7 +4,10 @@ approval's state goes through approvals/services.py (house rule 1)."""
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 import secrets
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -13,6 +16,15 @@ from django.db.models import Q
 from django.utils import timezone
 
 TOKEN_PREFIX = "cst_"
+# How many of the latest conversation lines a dashboard card shows.
+CARD_CONVERSATION_LINES = 6
+
+
+def plain_words(name: str) -> str:
+    """`refund_minibar-charge` / `refundMinibarCharge` → "Refund minibar charge", for people."""
+    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name).replace("_", " ").replace("-", " ").split()
+    text = " ".join(words).lower()
+    return text[:1].upper() + text[1:] if text else name
 
 
 class McpServer(models.Model):
@@ -180,6 +192,18 @@ class ApprovalRequestQuerySet(models.QuerySet["ApprovalRequest"]):
     def decided(self) -> ApprovalRequestQuerySet:
         return self.exclude(status=ApprovalRequest.Status.PENDING)
 
+    def for_display(self) -> ApprovalRequestQuerySet:
+        """What `to_dict()` reads besides the conversation, fetched in the same query."""
+        return self.select_related("session", "mcp_server")
+
+    def queue(self) -> ApprovalRequestQuerySet:
+        """The dashboard queue: pending, most urgent first."""
+        return self.pending().for_display().order_by("deadline", "pk")
+
+    def history(self) -> ApprovalRequestQuerySet:
+        """Decided requests, newest decision first."""
+        return self.decided().for_display().order_by("-decided_at", "-pk")
+
     def unsent_decisions(self) -> ApprovalRequestQuerySet:
         """The outbox: decided with an answer for upstream, not yet sent."""
         return self.filter(
@@ -245,6 +269,77 @@ class ApprovalRequest(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tool_name} on {self.server_label} ({self.status})"
+
+    @property
+    def tool_title(self) -> str:
+        return plain_words(self.tool_name)
+
+    @property
+    def server_title(self) -> str:
+        return plain_words(self.server_label)
+
+    @property
+    def parsed_arguments(self) -> Any:
+        """The arguments as JSON data for display, or None when the string is not valid JSON
+        (the raw string is always kept and shown too)."""
+        try:
+            return json.loads(self.arguments) if self.arguments else {}
+        except ValueError:
+            return None
+
+    def conversation(self, limit: int = CARD_CONVERSATION_LINES) -> list[ConversationLine]:
+        """The session's last `limit` lines; for a decided request, the ones before the decision
+        (what the decider saw), so a case reads the same later."""
+        lines = ConversationLine.objects.filter(session_id=self.session_id)
+        if self.decided_at is not None:
+            lines = lines.filter(created_at__lte=self.decided_at)
+        return list(reversed(lines.order_by("-created_at", "-pk")[:limit]))
+
+    def to_dict(self, *, now: datetime | None = None) -> dict[str, Any]:
+        """The one serialiser of a request: dashboard snapshots, events and JSON views.
+        Never includes the MCP server's authorization or headers (the secrets stay in McpServer)."""
+        now = now or timezone.now()
+        session = self.session
+        server = self.mcp_server
+        return {
+            "id": self.pk,
+            "upstream_id": self.upstream_id,
+            "status": self.status,
+            "status_label": self.get_status_display(),
+            "tool_name": self.tool_name,
+            "tool_title": self.tool_title,
+            "server_label": self.server_label,
+            "server_title": self.server_title,
+            "server_description": server.description if server is not None else "",
+            "arguments": self.parsed_arguments,
+            "arguments_raw": self.arguments,
+            "session": {
+                "id": session.pk,
+                "kind": session.kind,
+                "kind_label": session.get_kind_display(),
+                "label": session.label,
+                "metadata": session.metadata,
+                "status": session.status,
+            },
+            "conversation": [line.to_dict() for line in self.conversation()],
+            "created_at": self.created_at.isoformat(),
+            "deadline": self.deadline.isoformat(),
+            "timeout_seconds": round((self.deadline - self.created_at).total_seconds()),
+            "seconds_left": round(max(0.0, (self.deadline - now).total_seconds()), 1)
+            if self.status == self.Status.PENDING
+            else 0,
+            "decided_at": self.decided_at.isoformat() if self.decided_at else None,
+            "decided_by_label": self.decided_by_label,
+            "reason": self.reason,
+            "approve": self.approve,
+            "decision_sent_at": self.decision_sent_at.isoformat() if self.decision_sent_at else None,
+            "call": {
+                "recorded": self.call_recorded_at is not None,
+                "arguments": self.call_arguments,
+                "output": self.call_output,
+                "error": self.call_error,
+            },
+        }
 
     @property
     def approve(self) -> bool | None:
