@@ -1,0 +1,95 @@
+"""The simulator's knobs (REALTIME_PROTOCOL.md section 11), from flags or SIM_* environment variables."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+KNOWN_MODELS = (
+    "gpt-realtime",
+    "gpt-realtime-2",
+    "gpt-realtime-mini",
+    "gpt-realtime-2025-08-28",
+    "gpt-4o-realtime-preview",
+    "gpt-4o-mini-realtime-preview",
+)
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "approval_profile": ("split", "held"),
+    "list_order": ("completed_first", "item_first"),
+    "mcp_call_done_order": ("completed_first", "item_first"),
+    "no_approval_autospeak": ("on", "off"),
+    "list_fail": ("off", "failed", "failed_with_error"),
+    "tool_result": ("ok", "protocol_error", "tool_execution_error", "http_error"),
+    "deny_behavior": ("silent", "mcp_call_error"),
+}
+
+
+@dataclass
+class SimulatorConfig:
+    host: str = "127.0.0.1"
+    port: int = 8765
+    api_key: str = "sk-countersign-demo"
+    models: tuple[str, ...] = KNOWN_MODELS
+    # split: R1 ends before the approval (default); held: R1 stays open through the tool call.
+    approval_profile: str = "split"
+    # Order of mcp_list_tools.completed vs the conversation.item.done of the list item.
+    list_order: str = "completed_first"
+    # Also send response.output_item.added/done for the approval request item.
+    approval_output_item_events: bool = True
+    # Order of response.mcp_call.completed vs conversation.item.done of the mcp_call item.
+    mcp_call_done_order: str = "completed_first"
+    # Section 6: after a tool call that needed no approval, speak inside the same response.
+    no_approval_autospeak: str = "on"
+    # Force tool listing to fail (failed_with_error: also send an error event).
+    list_fail: str = "off"
+    # Force the outcome of tools/call instead of calling the real MCP server's result through.
+    tool_result: str = "ok"
+    # After a denial: send nothing more (silent) or an mcp_call item.done with an error.
+    deny_behavior: str = "silent"
+    # Also send response.output_item.done for the mcp_call after approval (section 5.2 knob).
+    mcp_call_output_item_done: bool = False
+    # WebSocket ping interval in seconds (OpenAI: about 20.3).
+    ping_interval: float = 20.3
+    # Seconds before the model's argument deltas start (simulates thinking); 0 in tests.
+    latency: float = 0.0
+    # SIP: where to send realtime.call.incoming webhooks, and the Standard Webhooks secret.
+    webhook_url: str = ""
+    webhook_secret: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name, allowed in CHOICES.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+
+
+def _env_name(name: str) -> str:
+    return "SIM_" + name.upper()
+
+
+def parse_args(argv: list[str] | None = None) -> SimulatorConfig:
+    """Flags win over SIM_* environment variables, which win over the defaults."""
+    defaults = SimulatorConfig()
+    parser = argparse.ArgumentParser(prog="python -m simulator", description="An offline OpenAI Realtime API.")
+    for f in fields(SimulatorConfig):
+        if f.name in ("extra", "models"):
+            continue
+        default = getattr(defaults, f.name)
+        env = os.environ.get(_env_name(f.name))
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(default, bool):
+            value = default if env is None else env.lower() in ("1", "true", "on", "yes")
+            parser.add_argument(flag, default=value, action=argparse.BooleanOptionalAction)
+        else:
+            kind = type(default)
+            parser.add_argument(
+                flag, type=kind, default=kind(env) if env is not None else default, choices=CHOICES.get(f.name)
+            )
+    if os.environ.get("SIMULATOR_API_KEY") and not os.environ.get("SIM_API_KEY"):
+        parser.set_defaults(api_key=os.environ["SIMULATOR_API_KEY"])
+    args = parser.parse_args(argv)
+    return SimulatorConfig(**vars(args))

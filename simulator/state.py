@@ -1,0 +1,48 @@
+"""Shared in-memory state of one simulator process: calls and client secrets.
+
+The realtime module (WebSocket sessions) and the HTTP module (calls, client secrets,
+webhooks, Responses) meet here; neither imports the other's internals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from simulator.config import SimulatorConfig
+    from simulator.realtime import RealtimeSession
+
+CallStatus = Literal["incoming", "accepted", "rejected", "referred", "ended"]
+
+
+@dataclass
+class Call:
+    """A SIP or WebRTC call. `session` exists once the call is accepted (SIP) or created (WebRTC);
+    sidebands attach to it with `GET /v1/realtime?call_id=`."""
+
+    call_id: str
+    kind: Literal["sip", "webrtc"]
+    status: CallStatus = "incoming"
+    sip_headers: list[dict[str, str]] = field(default_factory=list)
+    session_config: dict[str, Any] | None = None
+    session: RealtimeSession | None = None
+    refer_target: str | None = None
+    reject_status: int | None = None
+    created_at: float = 0.0
+
+
+@dataclass
+class ClientSecret:
+    value: str
+    expires_at: int
+    session_config: dict[str, Any]
+
+
+@dataclass
+class SimulatorState:
+    config: SimulatorConfig
+    calls: dict[str, Call] = field(default_factory=dict)
+    client_secrets: dict[str, ClientSecret] = field(default_factory=dict)
+    # Stored Responses API responses, by id, for previous_response_id resumption.
+    responses: dict[str, dict[str, Any]] = field(default_factory=dict)
