@@ -4,6 +4,9 @@ from urllib.parse import ParseResult
 
 from channels.security.websocket import OriginValidator
 from django.conf import settings
+from django.urls import path
+
+from realtime_bridge.consumers import RelayConsumer
 
 
 class RelayOriginValidator(OriginValidator):
@@ -32,4 +35,4 @@ class RelayOriginValidator(OriginValidator):
         return super().match_allowed_origin(parsed_origin, pattern)
 
 
-websocket_urlpatterns: list = []
+websocket_urlpatterns = [path("v1/realtime", RelayConsumer.as_asgi(), name="relay")]

@@ -1,0 +1,114 @@
+"""Synchronous Django side of the bridge: one function per upstream item or event type, each
+calling one `approvals.services` function (house rule 1). The async consumers and the
+sideband loop call `dispatch()` through `database_sync_to_async`; tests call it directly.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from django.utils import timezone
+
+from approvals import services
+from approvals.models import ClientToken, ConversationLine, McpServer, RealtimeSession
+from realtime_bridge import protocol
+
+log = logging.getLogger(__name__)
+
+
+def registered_tools() -> tuple[list[dict[str, Any]], list[str]]:
+    """The `mcp` tool entries of the enabled registered servers, and every secret value in them
+    (for the relay's last-resort redaction of anything sent to a client)."""
+    tools, secret_values = [], []
+    for server in McpServer.objects.filter(enabled=True):
+        tools.append(server.to_tool())
+        if server.authorization:
+            secret_values.append(server.authorization)
+        secret_values.extend(str(v) for v in (server.headers or {}).values())
+    return tools, secret_values
+
+
+def authenticate(token: str) -> ClientToken | None:
+    found = ClientToken.objects.for_plaintext(token)
+    if found is not None:
+        # Not a state transition of an approval: a bookkeeping timestamp for the admin list.
+        ClientToken.objects.filter(pk=found.pk).update(last_used_at=timezone.now())
+    return found
+
+
+def open_relay_session(*, token: ClientToken, model: str) -> RealtimeSession:
+    return services.open_session(
+        kind=RealtimeSession.Kind.RELAY, label=token.label, metadata=token.metadata, client_token=token, model=model
+    )
+
+
+def close_session(session_id: int, *, code: int | None, reason: str) -> None:
+    session = RealtimeSession.objects.get(pk=session_id)
+    services.close_session(session, code=code, reason=reason)
+
+
+# --- Upstream events ------------------------------------------------------------------------
+
+
+def _on_item_done(session: RealtimeSession, event: dict[str, Any]) -> None:
+    item = event.get("item")
+    if not isinstance(item, dict):
+        return
+    kind = item.get("type")
+    if kind == "mcp_approval_request":
+        request = protocol.parse_approval_request(item)
+        services.open_request(
+            session=session,
+            upstream_id=request.id,
+            server_label=request.server_label,
+            tool_name=request.name,
+            arguments=request.arguments,
+            raw_item=item,
+        )
+    elif kind == "mcp_call":
+        call = protocol.parse_mcp_call(item)
+        if call.approval_request_id:
+            services.record_mcp_call(session=session, item=item)
+    elif kind == "message" and item.get("role") in ("user", "assistant"):
+        text = protocol.message_text(item)
+        if text:
+            services.add_conversation_line(session=session, role=item["role"], text=text, item_id=item.get("id") or "")
+
+
+def _on_transcription(session: RealtimeSession, event: dict[str, Any]) -> None:
+    transcript = (event.get("transcript") or "").strip()
+    if transcript:
+        services.add_conversation_line(
+            session=session, role=ConversationLine.Role.USER, text=transcript, item_id=event.get("item_id") or ""
+        )
+
+
+def _on_session(session: RealtimeSession, event: dict[str, Any]) -> None:
+    upstream_id = (event.get("session") or {}).get("id")
+    if upstream_id and upstream_id != session.upstream_session_id:
+        # Bookkeeping of the session row, not an approval transition.
+        RealtimeSession.objects.filter(pk=session.pk).update(upstream_session_id=str(upstream_id)[:100])
+
+
+HANDLERS: dict[str, Callable[[RealtimeSession, dict[str, Any]], None]] = {
+    "conversation.item.done": _on_item_done,
+    "conversation.item.input_audio_transcription.completed": _on_transcription,
+    "session.created": _on_session,
+}
+
+# The event types the consumers need to hand to dispatch() (everything else is only relayed).
+HANDLED_TYPES = frozenset(HANDLERS)
+
+
+def dispatch(session_id: int, event: dict[str, Any]) -> None:
+    """Apply one upstream event to the database. Safe to replay: every service is idempotent."""
+    handler = HANDLERS.get(event.get("type", ""))
+    if handler is None:
+        return
+    session = RealtimeSession.objects.get(pk=session_id)
+    try:
+        handler(session, event)
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError: a malformed item
+        log.warning("session %s: ignored a malformed %s: %s", session_id, event.get("type"), exc)

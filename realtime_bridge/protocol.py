@@ -1,0 +1,238 @@
+"""The Realtime wire protocol as the relay needs it: reading a frame's type cheaply, checking
+what a client may send, scrubbing what goes back to it, and building the relay's own events.
+
+Pure Python, no Django. Event shapes come from the openai SDK's own types
+(`openai.types.realtime`); nothing here re-declares what the SDK already types.
+Reference: ../shared/docs/REALTIME_PROTOCOL.md (sections cited inline).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from typing import Any
+
+from openai.types.realtime import (
+    ConversationItemCreateEvent,
+    RealtimeErrorEvent,
+    RealtimeMcpApprovalRequest,
+    RealtimeMcpApprovalResponse,
+    RealtimeMcpToolCall,
+    ResponseCreateEvent,
+)
+from openai.types.realtime.realtime_error import RealtimeError
+
+# --- Reading the type -----------------------------------------------------------------------
+
+# The audio append a client streams 50 times a second, in the exact compact form the SDKs
+# send. A frame that starts with this prefix, ends with '"}' and holds exactly 8 double quotes
+# is that two-key object and nothing else: the audio value contains no quote, hence no escape
+# that could end it early, and there is no room for a second "type" key (Python's json keeps
+# the last duplicate, another parser the first, so a smuggled key must not be possible).
+_AUDIO_APPEND_PREFIX = '{"type":"input_audio_buffer.append","audio":"'
+
+# Server frames come from OpenAI (trusted); the high-volume ones are passed on after reading
+# the type alone. A nested item's "type" could come first in the text, but item types
+# ("message", "mcp_call", ...) are never event types, so a match below cannot mislead.
+_TYPE_RE = re.compile(r'"type"\s*:\s*"([a-z_.]+)"')
+SERVER_PASSTHROUGH = frozenset(
+    {
+        "response.output_audio.delta",
+        "response.output_audio_transcript.delta",
+        "response.output_text.delta",
+        "response.mcp_call_arguments.delta",
+        "response.function_call_arguments.delta",
+        "conversation.item.input_audio_transcription.delta",
+        "input_audio_buffer.speech_started",
+        "input_audio_buffer.speech_stopped",
+        "input_audio_buffer.committed",
+        "output_audio_buffer.started",
+        "output_audio_buffer.stopped",
+        "rate_limits.updated",
+        "response.content_part.added",
+        "response.output_audio.done",
+    }
+)
+
+
+def is_plain_audio_append(text: str) -> bool:
+    """True for a client audio append that may go upstream untouched (see _AUDIO_APPEND_PREFIX)."""
+    return text.startswith(_AUDIO_APPEND_PREFIX) and text.endswith('"}') and text.count('"') == 8
+
+
+def sniff_server_type(text: str) -> str | None:
+    """The type of a server frame if it is one the relay passes on without parsing."""
+    match = _TYPE_RE.search(text, 0, 160)
+    if match and match.group(1) in SERVER_PASSTHROUGH:
+        return match.group(1)
+    return None
+
+
+# --- Events the relay sends -------------------------------------------------------------------
+
+
+def new_event_id() -> str:
+    return "event_cs" + secrets.token_urlsafe(14).replace("-", "a").replace("_", "b")[:19]
+
+
+def error_event(
+    message: str, *, code: str | None = None, param: str | None = None, client_event_id: str | None = None
+) -> str:
+    """An `error` event in OpenAI's shape (section 2.1); it does not close the socket."""
+    event = RealtimeErrorEvent(
+        type="error",
+        event_id=new_event_id(),
+        error=RealtimeError(
+            type="invalid_request_error", code=code, message=message, param=param, event_id=client_event_id
+        ),
+    )
+    return event.model_dump_json()
+
+
+def approval_response_event(*, approval_request_id: str, approve: bool, reason: str) -> str:
+    """The `conversation.item.create` that answers an approval request (section 5.2).
+
+    The item id is short (the 32-character limit, section 2) and `previous_item_id` is left
+    out on purpose: the item is appended, so a client that deleted the request item from its
+    conversation cannot make the answer fail with an unknown previous item.
+    """
+    item = RealtimeMcpApprovalResponse(
+        type="mcp_approval_response",
+        id="cs" + secrets.token_hex(10),
+        approval_request_id=approval_request_id,
+        approve=approve,
+        reason=reason or None,
+    )
+    event = ConversationItemCreateEvent(type="conversation.item.create", event_id=new_event_id(), item=item)
+    return event.model_dump_json(exclude_none=True)
+
+
+def response_create_event() -> str:
+    """A follow-up response, so that the model tells the guest what happened (section 5.1)."""
+    return ResponseCreateEvent(type="response.create", event_id=new_event_id()).model_dump_json(exclude_none=True)
+
+
+# --- Items the relay reads --------------------------------------------------------------------
+
+
+def parse_approval_request(item: dict[str, Any]) -> RealtimeMcpApprovalRequest:
+    return RealtimeMcpApprovalRequest.model_validate(item)
+
+
+def parse_mcp_call(item: dict[str, Any]) -> RealtimeMcpToolCall:
+    return RealtimeMcpToolCall.model_validate(item)
+
+
+def message_text(item: dict[str, Any]) -> str:
+    """The text or transcript of a message item, joined; "" when it has none (yet)."""
+    parts = []
+    for part in item.get("content") or []:
+        if not isinstance(part, dict):
+            continue
+        text = part.get("text") or part.get("transcript")
+        if isinstance(text, str) and text.strip():
+            parts.append(text.strip())
+    return " ".join(parts)
+
+
+# --- What a client may send -------------------------------------------------------------------
+
+# Item types only the server (or, for approvals, the console itself) may put in a conversation.
+SERVER_ONLY_ITEM_TYPES = frozenset({"mcp_approval_response", "mcp_approval_request", "mcp_call", "mcp_list_tools"})
+
+
+class Refusal(Exception):
+    """A client event the relay will not pass upstream; `message` goes back in an error event."""
+
+    def __init__(self, message: str, *, code: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.param = param
+
+
+def split_tools(tools: Any) -> tuple[list[Any], int]:
+    """A client's tools without its `mcp` entries, and how many were removed."""
+    if not isinstance(tools, list):
+        return tools, 0
+    kept = [t for t in tools if not (isinstance(t, dict) and t.get("type") == "mcp")]
+    return kept, len(tools) - len(kept)
+
+
+def sanitize_client_event(
+    event: dict[str, Any], registered_tools: list[dict[str, Any]]
+) -> tuple[dict[str, Any], list[Refusal]]:
+    """Check and rewrite one parsed client event before it goes upstream.
+
+    Returns the event to send and the refusals to report. Raises Refusal when nothing of the
+    event may pass. A client can never approve its own request, nor add an MCP server or a
+    header of its own (DESIGN.md): its `mcp` tools are dropped (the rest of its update
+    passes) and the registered servers are put in their place.
+    """
+    kind = event.get("type")
+    refusals: list[Refusal] = []
+    if kind == "session.update":
+        session = event.get("session")
+        if isinstance(session, dict) and "tools" in session:
+            kept, removed = split_tools(session["tools"])
+            if removed:
+                refusals.append(
+                    Refusal(
+                        "MCP servers are configured by Countersign; the session's own mcp tools were ignored.",
+                        code="mcp_tool_not_allowed",
+                        param="session.tools",
+                    )
+                )
+            if isinstance(kept, list):
+                session["tools"] = kept + registered_tools
+    elif kind == "response.create":
+        response = event.get("response")
+        if isinstance(response, dict) and "tools" in response:
+            kept, removed = split_tools(response["tools"])
+            if removed:
+                refusals.append(
+                    Refusal(
+                        "MCP servers are configured by Countersign; the response's own mcp tools were ignored.",
+                        code="mcp_tool_not_allowed",
+                        param="response.tools",
+                    )
+                )
+                response["tools"] = kept + registered_tools
+    elif kind == "conversation.item.create":
+        item = event.get("item")
+        if isinstance(item, dict) and item.get("type") in SERVER_ONLY_ITEM_TYPES:
+            if item.get("type") == "mcp_approval_response":
+                raise Refusal(
+                    "Approval decisions are made by staff in Countersign, not by the client.",
+                    code="approval_not_allowed",
+                    param="item.type",
+                )
+            raise Refusal(
+                f"A client may not create {item.get('type')} items.", code="item_type_not_allowed", param="item.type"
+            )
+    return event, refusals
+
+
+def scrub_session_event(event: dict[str, Any]) -> dict[str, Any]:
+    """Remove MCP credentials from a session.created/updated before a client sees it (section
+    3.1: whether the server echoes `authorization`/`headers` is not verified, so assume it does)."""
+    session = event.get("session")
+    if isinstance(session, dict) and isinstance(session.get("tools"), list):
+        for tool in session["tools"]:
+            if isinstance(tool, dict) and tool.get("type") == "mcp":
+                tool.pop("authorization", None)
+                tool.pop("headers", None)
+    return event
+
+
+def redact(text: str, secret_values: list[str]) -> str:
+    """Belt and braces: no registered secret leaves, whatever event carries it."""
+    for value in secret_values:
+        if len(value) >= 6 and value in text:
+            text = text.replace(value, "[redacted]")
+    return text
+
+
+def dumps(event: dict[str, Any]) -> str:
+    return json.dumps(event, separators=(",", ":"), ensure_ascii=False)
