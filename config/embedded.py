@@ -141,6 +141,10 @@ def main(argv: list[str]) -> int:
         if mode == "run":
             return cmd_run(env)
         if mode == "test":
+            # A channel prefix and Celery queue of this run's own: another run (or a `make run`)
+            # on the same Redis must never take this run's tasks or hear its events.
+            env.setdefault("CHANNELS_PREFIX", f"cstest{os.getpid()}")
+            env.setdefault("CELERY_QUEUE", f"cstest{os.getpid()}")
             return _run_child([sys.executable, "-m", "pytest", *rest], env)
         return _run_child(rest, env)
 

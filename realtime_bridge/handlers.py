@@ -9,8 +9,6 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from django.utils import timezone
-
 from approvals import services
 from approvals.models import ClientToken, ConversationLine, McpServer, RealtimeSession
 from realtime_bridge import protocol
@@ -31,11 +29,8 @@ def registered_tools() -> tuple[list[dict[str, Any]], list[str]]:
 
 
 def authenticate(token: str) -> ClientToken | None:
-    found = ClientToken.objects.for_plaintext(token)
-    if found is not None:
-        # Not a state transition of an approval: a bookkeeping timestamp for the admin list.
-        ClientToken.objects.filter(pk=found.pk).update(last_used_at=timezone.now())
-    return found
+    """The active client token for this plaintext (services.open_session marks it used)."""
+    return ClientToken.objects.for_plaintext(token)
 
 
 def open_relay_session(*, token: ClientToken, model: str) -> RealtimeSession:

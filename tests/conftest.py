@@ -49,6 +49,27 @@ def _channel_layer(request: pytest.FixtureRequest, settings) -> None:  # type: i
     channel_layers.backends = {}
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _clean_redis_prefix() -> None:
+    """Remove what this run left on Redis (tasks published by unit tests, layer keys), when it
+    ran under a prefix of its own (`make test` sets one per run)."""
+    yield
+    from django.conf import settings
+
+    prefix = settings.CHANNELS_PREFIX
+    if not prefix.startswith("cstest"):
+        return
+    import redis
+
+    try:
+        client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5)
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    except redis.RedisError:
+        pass
+
+
 @pytest.fixture
 def password() -> str:
     return "correct horse battery staple"
