@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-pytest_plugins = ["tests.plugins.hotel", "tests.plugins.simulator", "tests.plugins.stack"]
+pytest_plugins = ["tests.plugins.hotel", "tests.plugins.simulator", "tests.plugins.stack", "tests.plugins.upstream"]
 
 
 @pytest.fixture(scope="session")
