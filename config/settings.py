@@ -187,7 +187,15 @@ CHANNELS_PREFIX = env_str("CHANNELS_PREFIX", "countersign")
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": CHANNELS_PREFIX, "capacity": 1000, "expiry": 30},
+        "CONFIG": {
+            # redis-py 8 reads with a 5 s socket timeout by default, exactly as long as the
+            # layer's blocking BZPOPMIN waits: an idle consumer then dies with "Timeout reading
+            # from …". A longer read timeout keeps idle sessions (and dashboards) alive.
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 30, "socket_connect_timeout": 5}],
+            "prefix": CHANNELS_PREFIX,
+            "capacity": 1000,
+            "expiry": 30,
+        },
     }
 }
 
@@ -202,7 +210,11 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 60, "global_keyprefix": f"{CHANNELS_PREFIX}:"}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TIMEZONE = "UTC"
-CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    # Heals a lost or late deadline task (approvals/tasks.py); expires so beats queued while no
+    # worker ran do not pile up: the next sweep does the same work.
+    "approvals-sweep-overdue": {"task": "approvals.tasks.sweep_overdue", "schedule": 2.0, "options": {"expires": 10}},
+}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -14,6 +14,9 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from approvals import services
+from approvals.models import ClientToken
+
 DEMO_ACCOUNTS = [
     # (username, first name, role shown to the user, superuser?)
     ("frontdesk", "Alice", "front-desk staff", False),
@@ -52,3 +55,29 @@ class Command(BaseCommand):
         path.chmod(0o600)
         self.stdout.write("  Demo staff accounts (log in at /accounts/login/):")
         self.stdout.write("\n".join(lines))
+        self._hotel_and_guests()
+
+    def _hotel_and_guests(self) -> None:
+        """Register the demo hotel MCP server, and give each demo guest room a client token
+        (plaintext kept in var/demo-guests.json for demo/guests.py; only hashes in the DB)."""
+        services.register_mcp_server(
+            label="hotel",
+            url=f"http://127.0.0.1:{settings.HOTEL_MCP_PORT}/mcp",
+            headers={"X-API-Key": settings.HOTEL_MCP_API_KEY},
+            require_approval="always",
+            description="Hotel operations: rooms, doors, lights, folios (demo)",
+        )
+        path = settings.VAR_DIR / "demo-guests.json"
+        try:
+            tokens: dict[str, str] = json.loads(path.read_text())
+        except (FileNotFoundError, ValueError):
+            tokens = {}
+        from demo.guests import SCENARIOS
+
+        for label in sorted({scenario[0] for scenario in SCENARIOS}):
+            token = tokens.get(label)
+            if token and ClientToken.objects.for_plaintext(token) is not None:
+                continue
+            _, tokens[label] = services.issue_token(label=label, metadata={"room": label.split()[-1]})
+        path.write_text(json.dumps(tokens, indent=2))
+        path.chmod(0o600)

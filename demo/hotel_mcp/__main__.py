@@ -1,0 +1,28 @@
+"""python -m demo.hotel_mcp --port N [--host 127.0.0.1] [--api-key K]"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import uvicorn
+
+from demo.hotel_mcp.server import DEFAULT_API_KEY, create_app
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m demo.hotel_mcp", description="The demo hotel's MCP server.")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("HOTEL_MCP_PORT", "8766")))
+    parser.add_argument("--host", default=os.environ.get("HOTEL_MCP_HOST", "127.0.0.1"))
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("HOTEL_MCP_API_KEY") or DEFAULT_API_KEY,
+        help="value every request must carry in X-API-Key (default: $HOTEL_MCP_API_KEY, else hotel-demo-key)",
+    )
+    args = parser.parse_args(argv)
+    app = create_app(args.api_key, host=args.host)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+
+
+if __name__ == "__main__":
+    main()

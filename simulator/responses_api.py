@@ -1,0 +1,412 @@
+"""`POST /v1/responses` (and `GET /v1/responses/{id}`) with remote MCP tools, approvals and
+`previous_response_id` resumption (REALTIME_PROTOCOL.md section 9).
+
+The "model" is the same script as the Realtime side (simulator/script.py): a user message
+`call <server_label> <tool_name> <json args>` makes it call that tool; anything else gets a reply.
+
+    first request   → output [mcp_list_tools (mcpl_), mcp_approval_request (mcpr_)]   approval required
+                    → output [mcp_list_tools, mcp_call, message]                      no approval required
+    resume          previous_response_id + input [{type: mcp_approval_response, approve, approval_request_id}]
+                    → output [mcp_call (approval_request_id set, output or error), message]   approved
+                    → output [message]                                                         denied
+
+Errors inside an `mcp_call` use the Responses error union (section 7.3): `mcp_protocol_error`,
+`mcp_tool_execution_error`, `http_error`, not Realtime's names. Listing failure is HTTP 424.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from simulator import mcp_client, script
+from simulator.http_api import ApiError, authenticate, json_body
+from simulator.state import SimulatorState
+
+
+def _id(prefix: str) -> str:
+    # Section 9: Responses ids are a prefix plus 48 hex digits (mcpl_682d4379df08…, mcpr_…, resp_…).
+    return f"{prefix}_{secrets.token_hex(24)}"
+
+
+def _tokens(text: str) -> int:
+    return max(1, len(text) // 4)
+
+
+# -- input ---------------------------------------------------------------------------------------
+
+
+def _input_items(raw: Any) -> list[dict[str, Any]]:
+    """Normalise `input` (a string, or a list of items and easy messages) into a list of items."""
+    if raw is None:
+        return []
+    if isinstance(raw, str):
+        return [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": raw}]}]
+    if not isinstance(raw, list):
+        raise ApiError(
+            400, "Invalid type for 'input': expected a string or an array of items.", code="invalid_type", param="input"
+        )
+    items = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict):
+            raise ApiError(
+                400, f"Invalid type for 'input[{i}]': expected an object.", code="invalid_type", param=f"input[{i}]"
+            )
+        kind = item.get("type") or ("message" if "role" in item else None)
+        if kind == "message":
+            content = item.get("content")
+            if isinstance(content, str):
+                content = [
+                    {"type": "input_text" if item.get("role") != "assistant" else "output_text", "text": content}
+                ]
+            items.append({**item, "type": "message", "content": content or []})
+        elif kind == "mcp_approval_response":
+            if not isinstance(item.get("approval_request_id"), str) or not isinstance(item.get("approve"), bool):
+                raise ApiError(
+                    400,
+                    f"Invalid 'input[{i}]': mcp_approval_response needs 'approval_request_id' and a boolean 'approve'.",
+                    code="invalid_value",
+                    param=f"input[{i}]",
+                )
+            items.append({**item, "id": item.get("id") or _id("mcpa")})
+        elif kind in ("mcp_list_tools", "mcp_approval_request", "mcp_call", "item_reference"):
+            if not isinstance(item.get("id"), str):
+                raise ApiError(
+                    400,
+                    f"Missing required parameter: 'input[{i}].id'.",
+                    code="missing_required_parameter",
+                    param=f"input[{i}].id",
+                )
+            items.append(item)
+        else:
+            raise ApiError(
+                400,
+                f"Invalid value for 'input[{i}].type': {kind!r} is not supported by the simulator.",
+                code="invalid_value",
+                param=f"input[{i}].type",
+            )
+    return items
+
+
+def _message_text(item: dict[str, Any]) -> str:
+    return " ".join(part.get("text", "") for part in item.get("content") or [] if isinstance(part, dict))
+
+
+def _mcp_tools(raw: Any) -> dict[str, dict[str, Any]]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, list):
+        raise ApiError(400, "Invalid type for 'tools': expected an array.", code="invalid_type", param="tools")
+    tools: dict[str, dict[str, Any]] = {}
+    for i, tool in enumerate(raw):
+        if not isinstance(tool, dict) or tool.get("type") != "mcp":
+            raise ApiError(
+                400,
+                f"Invalid value for 'tools[{i}].type': the simulator serves only 'mcp' tools.",
+                code="invalid_value",
+                param=f"tools[{i}].type",
+            )
+        label = tool.get("server_label")
+        if not isinstance(label, str) or not label:
+            raise ApiError(
+                400,
+                f"Missing required parameter: 'tools[{i}].server_label'.",
+                code="missing_required_parameter",
+                param=f"tools[{i}].server_label",
+            )
+        if label in tools:
+            raise ApiError(
+                400,
+                f"Duplicate server_label {label!r} in tools.",
+                code="invalid_value",
+                param=f"tools[{i}].server_label",
+            )
+        if tool.get("server_url") and tool.get("connector_id"):
+            raise ApiError(
+                400, "Provide only one of 'server_url' or 'connector_id'.", code="invalid_value", param=f"tools[{i}]"
+            )
+        if not tool.get("server_url") and not tool.get("connector_id"):
+            raise ApiError(
+                400,
+                f"Missing required parameter: 'tools[{i}].server_url'.",
+                code="missing_required_parameter",
+                param=f"tools[{i}].server_url",
+            )
+        headers = {k.lower() for k in tool.get("headers") or {}}
+        if tool.get("authorization") and "authorization" in headers:
+            raise ApiError(
+                400,
+                "Provide only one of 'authorization' or 'headers.Authorization'.",
+                code="invalid_value",
+                param=f"tools[{i}]",
+            )
+        tools[label] = tool
+    return tools
+
+
+def _echo_tool(tool: dict[str, Any]) -> dict[str, Any]:
+    """Section 9: header values are never stored and the path of server_url is dropped from echoed objects."""
+    echoed = {k: v for k, v in tool.items() if k != "authorization"}
+    if echoed.get("headers"):
+        echoed["headers"] = None
+    if echoed.get("server_url"):
+        parts = urlsplit(echoed["server_url"])
+        echoed["server_url"] = urlunsplit((parts.scheme, parts.netloc, "", "", ""))
+    echoed.setdefault("allowed_tools", None)
+    echoed.setdefault("require_approval", None)
+    echoed.setdefault("server_description", None)
+    return echoed
+
+
+# -- output items --------------------------------------------------------------------------------
+
+
+def _message(text: str) -> dict[str, Any]:
+    return {
+        "id": _id("msg"),
+        "type": "message",
+        "role": "assistant",
+        "status": "completed",
+        "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}],
+    }
+
+
+def _responses_error(error: dict[str, Any]) -> dict[str, Any]:
+    """Section 7.3: the Realtime error union (mcp_client's shape) in the Responses API's names."""
+    if error["type"] == "protocol_error":
+        return {"type": "mcp_protocol_error", "code": int(error.get("code") or -32603), "message": error["message"]}
+    if error["type"] == "tool_execution_error":
+        return {"type": "mcp_tool_execution_error", "content": [{"type": "text", "text": error["message"]}]}
+    return {"type": "http_error", "code": int(error.get("code") or 502), "message": error["message"]}
+
+
+async def _run_call(
+    tool_cfg: dict[str, Any], name: str, arguments: str, approval_request_id: str | None
+) -> list[dict[str, Any]]:
+    output, error = await mcp_client.call_tool(tool_cfg, name, arguments)
+    call = {
+        "id": _id("mcp"),
+        "type": "mcp_call",
+        "server_label": tool_cfg["server_label"],
+        "name": name,
+        "arguments": arguments,
+        "approval_request_id": approval_request_id,
+        "output": output,
+        "error": _responses_error(error) if error else None,
+        "status": "failed" if error else "completed",
+    }
+    return [call, _message(script.result_text(name, output, error))]
+
+
+# -- the endpoint --------------------------------------------------------------------------------
+
+
+async def create_response(request: Request) -> Response:
+    sim: SimulatorState = request.app.state.sim
+    authenticate(request)
+    body = await json_body(request)
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise ApiError(400, "Missing required parameter: 'model'.", code="missing_required_parameter", param="model")
+    if body.get("stream"):
+        raise ApiError(
+            400,
+            "The simulator answers responses.create without streaming only; omit 'stream'.",
+            code="invalid_value",
+            param="stream",
+        )
+    tools = _mcp_tools(body.get("tools"))
+    new_items = _input_items(body.get("input"))
+
+    previous_id = body.get("previous_response_id")
+    context: list[dict[str, Any]] = []
+    if previous_id is not None:
+        stored = sim.responses.get(previous_id)
+        if stored is None:
+            raise ApiError(
+                400,
+                f"Previous response with id '{previous_id}' not found.",
+                code="previous_response_not_found",
+                param="previous_response_id",
+            )
+        context = list(stored["context"])
+    known = {item["id"] for item in context if "id" in item}
+    for i, item in enumerate(new_items):
+        ref = (
+            item["id"]
+            if item.get("type") in ("mcp_list_tools", "mcp_approval_request", "mcp_call", "item_reference")
+            else None
+        )
+        if ref is not None and ref in known:
+            # vercel/ai#18605: resending an item that previous_response_id already brings is a 400.
+            raise ApiError(400, f"Duplicate item found with id {ref}.", code="invalid_value", param=f"input[{i}]")
+        if item.get("type") == "item_reference":
+            raise ApiError(400, f"Item with id '{ref}' not found.", code="invalid_value", param=f"input[{i}]")
+    context += new_items
+
+    output: list[dict[str, Any]] = []
+    # Section 9: every server gets listed once; while its mcp_list_tools item stays in context it is not listed again.
+    listed = {item["server_label"]: item for item in context if item.get("type") == "mcp_list_tools"}
+    for label, tool_cfg in tools.items():
+        if label in listed:
+            continue
+        try:
+            server_tools = await mcp_client.list_tools(tool_cfg)
+        except mcp_client.McpListError as exc:
+            raise ApiError(
+                424,
+                f"Error retrieving tool list from MCP server: '{label}'. Http status code: 424 (Failed Dependency)",
+                # [INFERRED] the type and code; section 9 documents the status and the message.
+                type="external_connector_error",
+                code="http_error",
+                param="tools",
+            ) from exc
+        item = {
+            "id": _id("mcpl"),
+            "type": "mcp_list_tools",
+            "server_label": label,
+            "tools": server_tools,
+            "error": None,
+        }
+        listed[label] = item
+        output.append(item)
+
+    output += await _turn(context, new_items, tools, listed)
+    response = _response_object(
+        body, model=model, output=output, tools=tools, previous_id=previous_id, new_items=new_items
+    )
+    if body.get("store", True):
+        sim.responses[response["id"]] = {"response": response, "context": context + output}
+    return JSONResponse(response)
+
+
+async def _turn(
+    context: list[dict[str, Any]],
+    new_items: list[dict[str, Any]],
+    tools: dict[str, dict[str, Any]],
+    listed: dict[str, dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """What the scripted model does with this request's input."""
+    approvals = [i for i in new_items if i.get("type") == "mcp_approval_response"]
+    if approvals:
+        output: list[dict[str, Any]] = []
+        for answer in approvals:
+            output += await _answer_approval(answer, context, tools)
+        return output
+    user_texts = [_message_text(i) for i in new_items if i.get("type") == "message" and i.get("role", "user") == "user"]
+    if not user_texts:
+        return [_message(script.reply_text(""))]
+    text = user_texts[-1]
+    command = script.parse_command(text)
+    if command is None:
+        return [_message(script.reply_text(text))]
+    label, name, arguments = command
+    tool = next((t for t in listed[label]["tools"] if t["name"] == name), None) if label in listed else None
+    if tool is None:
+        return [_message(script.cannot_call_text(label, name))]
+    tool_cfg = tools[label]
+    if mcp_client.requires_approval(tool_cfg, tool):
+        return [
+            {
+                "id": _id("mcpr"),
+                "type": "mcp_approval_request",
+                "server_label": label,
+                "name": name,
+                "arguments": arguments,
+            }
+        ]
+    return await _run_call(tool_cfg, name, arguments, None)
+
+
+async def _answer_approval(
+    answer: dict[str, Any], context: list[dict[str, Any]], tools: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    request_id = answer["approval_request_id"]
+    approval = next((i for i in context if i.get("type") == "mcp_approval_request" and i.get("id") == request_id), None)
+    if approval is None:
+        raise ApiError(400, f"No approval request found with id '{request_id}'.", code="invalid_value", param="input")
+    answered = [
+        i for i in context if i.get("type") == "mcp_approval_response" and i.get("approval_request_id") == request_id
+    ]
+    if len(answered) > 1 or any(
+        i.get("type") == "mcp_call" and i.get("approval_request_id") == request_id for i in context
+    ):
+        raise ApiError(
+            400, f"Approval request '{request_id}' has already been answered.", code="invalid_value", param="input"
+        )
+    label = approval["server_label"]
+    if label not in tools:
+        # Section 9: the full tool definition must be sent on every request; nothing of it was stored.
+        raise ApiError(
+            400,
+            f"The approval request '{request_id}' is for MCP server '{label}', which is not in 'tools'.",
+            code="invalid_value",
+            param="tools",
+        )
+    if not answer["approve"]:
+        return [_message(script.denied_text(approval["name"], answer.get("reason")))]
+    return await _run_call(tools[label], approval["name"], approval["arguments"], request_id)
+
+
+def _response_object(
+    body: dict[str, Any],
+    *,
+    model: str,
+    output: list[dict[str, Any]],
+    tools: dict[str, dict[str, Any]],
+    previous_id: str | None,
+    new_items: list[dict[str, Any]],
+) -> dict[str, Any]:
+    now = time.time()
+    input_tokens = sum(_tokens(json.dumps(i)) for i in new_items)
+    output_tokens = sum(_tokens(json.dumps(i)) for i in output)
+    return {
+        "id": _id("resp"),
+        "object": "response",
+        "created_at": int(now),
+        "completed_at": int(now),
+        "status": "completed",
+        "background": False,
+        "error": None,
+        "incomplete_details": None,
+        "instructions": body.get("instructions"),
+        "max_output_tokens": body.get("max_output_tokens"),
+        "max_tool_calls": body.get("max_tool_calls"),
+        "model": model,
+        "output": output,
+        "parallel_tool_calls": body.get("parallel_tool_calls", True),
+        "previous_response_id": previous_id,
+        "reasoning": {"effort": None, "summary": None},
+        "service_tier": "default",
+        "store": body.get("store", True),
+        "temperature": body.get("temperature", 1.0),
+        "text": {"format": {"type": "text"}, "verbosity": "medium"},
+        "tool_choice": body.get("tool_choice", "auto"),
+        "tools": [_echo_tool(t) for t in tools.values()],
+        "top_p": body.get("top_p", 1.0),
+        "truncation": body.get("truncation", "disabled"),
+        "usage": {
+            "input_tokens": input_tokens,
+            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+            "output_tokens": output_tokens,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": input_tokens + output_tokens,
+        },
+        "user": body.get("user"),
+        "metadata": body.get("metadata") or {},
+    }
+
+
+async def retrieve_response(request: Request) -> Response:
+    sim: SimulatorState = request.app.state.sim
+    authenticate(request)
+    stored = sim.responses.get(request.path_params["response_id"])
+    if stored is None:
+        raise ApiError(404, f"Response with id '{request.path_params['response_id']}' not found.", param="response_id")
+    return JSONResponse(stored["response"])
