@@ -179,7 +179,12 @@ class ConversationLine(models.Model):
         return f"{self.role}: {self.text[:40]}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"role": self.role, "text": self.text, "at": self.created_at.isoformat()}
+        return {
+            "role": self.role,
+            "role_label": self.get_role_display(),
+            "text": self.text,
+            "at": self.created_at.isoformat(),
+        }
 
 
 class ApprovalRequestQuerySet(models.QuerySet["ApprovalRequest"]):

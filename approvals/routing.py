@@ -1,1 +1,9 @@
-websocket_urlpatterns: list = []
+"""WebSocket routes of the staff UI; config/asgi.py wraps them in the origin check and auth."""
+
+from django.urls import path
+
+from approvals.consumers import DashboardConsumer
+
+websocket_urlpatterns = [
+    path("ws/dashboard/", DashboardConsumer.as_asgi(), name="dashboard-ws"),
+]

@@ -4,4 +4,6 @@ from approvals import views
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
+    path("history/", views.history, name="history"),
+    path("requests/<int:pk>/decide/", views.decide, name="decide"),
 ]

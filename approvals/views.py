@@ -1,8 +1,95 @@
-from django.contrib.admin.views.decorators import staff_member_required
-from django.http import HttpRequest, HttpResponse
+"""The staff UI: the live queue, the decision endpoint, the history.
+
+Views are interfaces: they check who is asking, parse input, call one service and shape the
+answer. The queue itself arrives over the WebSocket (approvals/consumers.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.views.decorators.http import require_GET, require_POST
+
+from approvals import services
+from approvals.forms import DecisionForm
+from approvals.models import ApprovalRequest
+
+HISTORY_PAGE_SIZE = 50
+
+View = Callable[..., HttpResponse]
 
 
-@staff_member_required(login_url="/accounts/login/")
+def staff_required(view: View) -> View:
+    """Pages: anonymous → the login page; logged in but not staff → 403 (not a login loop)."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        if not request.user.is_staff:
+            raise PermissionDenied("Only staff can see approval requests.")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def _error(message: str, status: int, **extra: Any) -> JsonResponse:
+    return JsonResponse({"error": message, **extra}, status=status)
+
+
+@require_GET
+@staff_required
 def dashboard(request: HttpRequest) -> HttpResponse:
-    return render(request, "approvals/dashboard.html", {})
+    return render(
+        request,
+        "approvals/dashboard.html",
+        {"max_reason_length": services.MAX_REASON_LENGTH, "timeout_seconds": settings.APPROVAL_TIMEOUT_SECONDS},
+    )
+
+
+@require_POST
+def decide(request: HttpRequest, pk: int) -> JsonResponse:
+    """POST decision=approve|deny, reason=… (form-encoded, CSRF token in X-CSRFToken).
+    Answers JSON: 200 {request}, 400/403/404/409 {error[, request]}."""
+    # JSON answers, not a redirect to the login page: the caller is fetch(), not a person.
+    if not request.user.is_authenticated:
+        return _error("Your session has ended. Log in again.", 403)
+    if not request.user.is_staff:
+        return _error("Only staff can decide approval requests.", 403)
+    req = ApprovalRequest.objects.filter(pk=pk).first()
+    if req is None:
+        return _error("There is no such request.", 404)
+    form = DecisionForm(request.POST)
+    if not form.is_valid():
+        errors = form.errors.get_json_data()
+        first = next(iter(errors.values()))[0]["message"]
+        return _error(first, 400, errors=errors)
+    try:
+        req = services.decide(req, approve=form.approve, by=request.user, reason=form.cleaned_data["reason"])
+    except services.TransitionError as e:
+        current = e.request.to_dict() if e.request is not None else None
+        return _error(str(e), 409, request=current)
+    return JsonResponse({"request": ApprovalRequest.objects.for_display().get(pk=req.pk).to_dict()})
+
+
+@require_GET
+@staff_required
+def history(request: HttpRequest) -> HttpResponse:
+    requests = ApprovalRequest.objects.history().select_related("decided_by")
+    status = request.GET.get("status", "")
+    # An unknown filter value shows everything rather than an empty page.
+    if status in ApprovalRequest.Status.values and status != ApprovalRequest.Status.PENDING:
+        requests = requests.filter(status=status)
+    else:
+        status = ""
+    page = Paginator(requests, HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
+    statuses = [(value, label) for value, label in ApprovalRequest.Status.choices if value != "pending"]
+    return render(request, "approvals/history.html", {"page": page, "status": status, "statuses": statuses})

@@ -12,10 +12,13 @@ kinds are guarded differently on purpose:
 
 import os
 
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-django_asgi_app = get_asgi_application()
+# Daphne serves the staff pages' CSS and JS itself (with DEBUG off too): the dashboard must
+# work from `make run` with nothing in front, and the files are a few kilobytes.
+django_asgi_app = ASGIStaticFilesHandler(get_asgi_application())
 
 # Imports that touch models must come after Django is set up.
 from channels.auth import AuthMiddlewareStack  # noqa: E402

@@ -1,0 +1,194 @@
+"""The policy admin's pages. Secrets are write-only here: a client token's hash never shows, and
+an MCP server's authorization and header values are masked in lists and never put back into a
+form (a blank field keeps the stored value). Approval records are read-only: their state only
+changes through approvals/services.py."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from approvals import services
+from approvals.models import ApprovalRequest, AuditEvent, ClientToken, McpServer, RealtimeSession
+
+MASK = "••••••••"
+# RFC 9110 field-name characters.
+HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+
+
+def mask_headers(headers: dict[str, Any]) -> str:
+    return "\n".join(f"{name}: {MASK}" for name in headers)
+
+
+class McpServerForm(forms.ModelForm):
+    url = forms.URLField(max_length=500, assume_scheme="https")
+    authorization = forms.CharField(
+        required=False,
+        strip=True,
+        # render_value=False: the stored value never travels back to the browser.
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Sent as 'Authorization: Bearer …'. Write-only: leave blank to keep the current value.",
+    )
+    clear_authorization = forms.BooleanField(required=False, label="Remove the authorization")
+    headers = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4, "cols": 60, "spellcheck": "false"}),
+        help_text=f"One 'Name: value' per line. Values are write-only: a line showing {MASK} keeps its "
+        "current value; delete a line to remove that header.",
+    )
+
+    class Meta:
+        model = McpServer
+        fields = [
+            "label",
+            "url",
+            "transport",
+            "require_approval",
+            "description",
+            "enabled",
+            "authorization",
+            "clear_authorization",
+            "headers",
+        ]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The names are shown, the values never: the initial text is masked.
+        self.initial["headers"] = mask_headers(self.instance.headers or {})
+        self.initial["authorization"] = ""
+        if self.instance.pk and self.instance.authorization:
+            self.fields[
+                "authorization"
+            ].help_text = f"Currently set ({MASK}). Type a new value to replace it, or leave blank to keep it."
+
+    def clean_headers(self) -> dict[str, str]:
+        old = dict(self.instance.headers or {})
+        headers: dict[str, str] = {}
+        for number, line in enumerate(self.cleaned_data["headers"].splitlines(), start=1):
+            if not line.strip():
+                continue
+            name, sep, value = line.partition(":")
+            name, value = name.strip(), value.strip()
+            if not sep or not HEADER_NAME.match(name):
+                raise forms.ValidationError(f"Line {number}: write 'Name: value' with a valid header name.")
+            if value == MASK:
+                if name not in old:
+                    raise forms.ValidationError(f"Line {number}: type a value for the new header {name}.")
+                value = old[name]
+            headers[name] = value
+        return headers
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if cleaned.get("clear_authorization"):
+            cleaned["authorization"] = ""
+        elif not cleaned.get("authorization"):
+            # Blank means "keep": the field is write-only, so blank is all an edit form shows.
+            cleaned["authorization"] = self.instance.authorization
+        return cleaned
+
+
+@admin.register(McpServer)
+class McpServerAdmin(admin.ModelAdmin):
+    form = McpServerForm
+    list_display = ["label", "url", "transport", "require_approval", "enabled", "authorization_set", "header_names"]
+    list_filter = ["enabled", "require_approval"]
+    search_fields = ["label", "url", "description"]
+
+    @admin.display(description="Authorization")
+    def authorization_set(self, obj: McpServer) -> str:
+        return MASK if obj.authorization else "—"
+
+    @admin.display(description="Headers")
+    def header_names(self, obj: McpServer) -> str:
+        return ", ".join(f"{name}: {MASK}" for name in obj.headers or {}) or "—"
+
+
+@admin.register(ClientToken)
+class ClientTokenAdmin(admin.ModelAdmin):
+    list_display = ["label", "prefix", "metadata", "created_at", "is_active", "revoked_at", "last_used_at"]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["label", "prefix"]
+    fields = ["label", "metadata", "prefix", "created_at", "created_by", "revoked_at", "last_used_at"]
+    readonly_fields = ["prefix", "created_at", "created_by", "revoked_at", "last_used_at"]
+    actions = ["revoke"]
+
+    @admin.display(boolean=True, description="Active")
+    def is_active(self, obj: ClientToken) -> bool:
+        return obj.is_active
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # The plaintext exists once, when issued; `manage.py create_client_token` prints it.
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: ClientToken | None = None) -> bool:
+        # Sessions and audit rows name the token: revoke it instead of deleting it.
+        return False
+
+    @admin.action(description="Revoke the selected tokens", permissions=["change"])
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ClientToken]) -> None:
+        revoked = sum(services.revoke_token(token, by=request.user) for token in queryset)  # type: ignore[arg-type]
+        skipped = queryset.count() - revoked
+        self.message_user(request, f"Revoked {revoked} token(s).", messages.SUCCESS)
+        if skipped:
+            self.message_user(request, f"{skipped} token(s) were already revoked.", messages.WARNING)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Records of what happened: they change only through approvals/services.py."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class AuditEventInline(admin.TabularInline):
+    model = AuditEvent
+    fk_name = "request"
+    fields = ["created_at", "kind", "actor_label", "payload"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(ApprovalRequest)
+class ApprovalRequestAdmin(ReadOnlyAdmin):
+    list_display = ["pk", "tool_name", "server_label", "session", "status", "created_at", "decided_by_label"]
+    list_filter = ["status", "server_label"]
+    search_fields = ["tool_name", "upstream_id", "session__label", "decided_by_label", "reason"]
+    list_select_related = ["session"]
+    date_hierarchy = "created_at"
+    inlines = [AuditEventInline]
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdmin):
+    list_display = ["pk", "created_at", "kind", "actor_label", "request", "session"]
+    list_filter = ["kind"]
+    search_fields = ["actor_label", "request__upstream_id", "session__label"]
+    list_select_related = ["request", "session"]
+    date_hierarchy = "created_at"
+
+
+@admin.register(RealtimeSession)
+class RealtimeSessionAdmin(ReadOnlyAdmin):
+    list_display = ["pk", "label", "kind", "status", "model", "opened_at", "closed_at", "close_code"]
+    list_filter = ["kind", "status"]
+    search_fields = ["label", "upstream_session_id", "call_id"]
+    date_hierarchy = "opened_at"

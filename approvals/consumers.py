@@ -1,0 +1,39 @@
+"""The staff dashboard's WebSocket: authenticate, join the group, send a snapshot, relay events.
+
+Nothing else (house rule 9): decisions are HTTP POSTs with CSRF, not WebSocket messages.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from approvals import events
+from approvals.models import ApprovalRequest
+
+
+@database_sync_to_async
+def _snapshot() -> list[dict[str, Any]]:
+    return [req.to_dict() for req in ApprovalRequest.objects.queue()]
+
+
+class DashboardConsumer(AsyncJsonWebsocketConsumer):
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not (user.is_active and user.is_staff):
+            # Closing before accept refuses the handshake (HTTP 403).
+            await self.close()
+            return
+        # Join before reading the snapshot: an event committed in between then arrives after
+        # the snapshot instead of falling between the two.
+        await self.channel_layer.group_add(events.DASHBOARD, self.channel_name)
+        await self.accept()
+        await self.send_json({"type": "snapshot", "requests": await _snapshot()})
+
+    async def disconnect(self, code: int) -> None:
+        await self.channel_layer.group_discard(events.DASHBOARD, self.channel_name)
+
+    async def approvals_request_changed(self, event: dict[str, Any]) -> None:
+        await self.send_json({"type": "request_changed", "request": event["request"]})

@@ -1,0 +1,44 @@
+"""Issue a client token (what a room tablet or phone gateway presents to the relay).
+
+    python manage.py create_client_token --label "Room 1204" --meta room=1204 --meta floor=12
+
+The token is printed once, as the last line (so scripts can take it with `tail -n1`); only
+its hash is stored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from approvals import services
+
+
+def parse_pairs(pairs: list[str], what: str) -> dict[str, str]:
+    parsed: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise CommandError(f"{what} must look like NAME=VALUE, not {pair!r}")
+        parsed[key.strip()] = value.strip()
+    return parsed
+
+
+class Command(BaseCommand):
+    help = "Issue a client token for the relay and print it (once)."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--label", required=True, help='who uses it, e.g. "Room 1204"')
+        parser.add_argument(
+            "--meta", action="append", default=[], metavar="KEY=VALUE", help="metadata shown on cards (repeatable)"
+        )
+
+    def handle(self, *args: Any, label: str, meta: list[str], **options: Any) -> None:
+        label = label.strip()
+        if not label:
+            raise CommandError("--label must not be empty")
+        token, plaintext = services.issue_token(label=label, metadata=parse_pairs(meta, "--meta"))
+        self.stdout.write(f"Issued client token #{token.pk} for {token.label!r} (prefix {token.prefix}).")
+        self.stdout.write("Store it now: it is shown only this once.")
+        self.stdout.write(plaintext)

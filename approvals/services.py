@@ -1,0 +1,494 @@
+"""Every change of an approval's state, and of the records around it (house rule 1).
+
+Views, the dashboard consumer, Celery tasks, management commands, the admin and the relay
+(realtime_bridge) call these functions and never save these models themselves. Each
+transition is one conditional UPDATE guarded by the states it may leave (so of two racing
+callers exactly one wins), writes its AuditEvent in the same transaction, and registers
+whatever leaves the process (dashboard events, the relay nudge, the deadline task) with
+`on_commit`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timedelta
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from approvals import events, tasks
+from approvals.models import (
+    ApprovalRequest,
+    AuditEvent,
+    ClientToken,
+    ConversationLine,
+    McpServer,
+    RealtimeSession,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from django.contrib.auth.models import User
+
+logger = logging.getLogger(__name__)
+
+# The longest reason a person may type; it is read aloud by the assistant, so keep it short.
+MAX_REASON_LENGTH = 500
+# Who decided, when no person did.
+BY_DEADLINE = "deadline"
+BY_SESSION_END = "session ended"
+DEFAULT_CANCEL_REASON = "The session ended before a decision."
+# Celery measures a countdown on the worker's clock; firing a hair before the deadline would
+# make the task a no-op and leave the request to the sweep (up to 2 s later), so aim just after.
+EXPIRY_SLACK_SECONDS = 0.2
+
+Status = ApprovalRequest.Status
+
+
+class TransitionError(Exception):
+    """The request is not in a state that allows the change. The message says what it is now
+    ("This request was already approved by Alice"); `request` is its current row."""
+
+    def __init__(self, message: str, *, request: ApprovalRequest | None = None) -> None:
+        super().__init__(message)
+        self.request = request
+
+
+def user_label(user: User) -> str:
+    """A person's name as cards and the audit show it."""
+    return user.get_full_name() or user.get_username()
+
+
+def closed_message(req: ApprovalRequest) -> str:
+    """What a request that can no longer be decided is, in words, for a person who tried."""
+    if req.status == Status.APPROVED:
+        return f"This request was already approved by {req.decided_by_label}."
+    if req.status == Status.DENIED:
+        return f"This request was already denied by {req.decided_by_label}."
+    if req.status == Status.EXPIRED:
+        return f"This request has expired: {req.reason}"
+    if req.status == Status.CANCELLED:
+        return f"This request was cancelled because the session ended ({req.reason})"
+    return "This request is still pending."
+
+
+def _on_commit(func: Callable[[], Any]) -> None:
+    # Everything that leaves the process waits for the commit: a dashboard must never show,
+    # nor the relay send, a decision that was rolled back. robust=True: a broker or Redis
+    # outage after commit is logged, not raised at the person whose decision did commit, and
+    # the remaining callbacks still run (the sweep and the snapshots heal what was missed).
+    transaction.on_commit(func, robust=True)
+
+
+def _schedule_expiry(request_id: int, deadline: datetime) -> None:
+    countdown = max(0.0, (deadline - timezone.now()).total_seconds()) + EXPIRY_SLACK_SECONDS
+    tasks.expire_request.apply_async((request_id,), countdown=countdown)
+
+
+def _announce_answer(req: ApprovalRequest) -> None:
+    """After commit of an answered state: nudge the relay first (a guest is waiting), then
+    tell the dashboards."""
+    _on_commit(partial(events.relay_decision, session_id=req.session_id, request_id=req.pk))
+    _on_commit(partial(events.request_changed, req.pk))
+
+
+# Sessions ------------------------------------------------------------------------------------
+
+
+def open_session(
+    *,
+    kind: str,
+    label: str,
+    metadata: dict[str, Any],
+    client_token: ClientToken | None = None,
+    model: str = "",
+    call_id: str = "",
+) -> RealtimeSession:
+    """Record a session the relay now sits in, named by `label`/`metadata` (copied from the
+    client token by the caller). Side effects: audit SESSION_OPENED, the token's last_used_at.
+    Raises ValueError on an unknown kind."""
+    if kind not in RealtimeSession.Kind.values:
+        raise ValueError(f"Unknown session kind {kind!r}")
+    now = timezone.now()
+    with transaction.atomic():
+        session = RealtimeSession.objects.create(
+            kind=kind,
+            label=label,
+            metadata=metadata or {},
+            client_token=client_token,
+            model=model,
+            call_id=call_id,
+            opened_at=now,
+        )
+        if client_token is not None:
+            # A one-column UPDATE rather than save(): an admin editing the token's label at
+            # the same moment keeps their edit.
+            ClientToken.objects.filter(pk=client_token.pk).update(last_used_at=now)
+        AuditEvent.objects.create(
+            kind=AuditEvent.Kind.SESSION_OPENED,
+            session=session,
+            actor_label=label,
+            payload={
+                "kind": kind,
+                "label": label,
+                "metadata": session.metadata,
+                "model": model,
+                "call_id": call_id,
+                "client_token_id": client_token.pk if client_token is not None else None,
+            },
+            created_at=now,
+        )
+    return session
+
+
+def close_session(session: RealtimeSession, *, code: int | None, reason: str) -> list[ApprovalRequest]:
+    """Mark the session closed and cancel its pending requests (their upstream socket is gone,
+    so nobody can answer them). Idempotent. Side effects: audit SESSION_CLOSED once and
+    CANCELLED per request; dashboard events after commit. Returns the requests cancelled now."""
+    now = timezone.now()
+    request_reason = reason or DEFAULT_CANCEL_REASON
+    cancelled: list[ApprovalRequest] = []
+    with transaction.atomic():
+        # Conditional: only the first close is recorded (the relay may close on an error path
+        # and again in disconnect()).
+        closed = RealtimeSession.objects.filter(pk=session.pk, status=RealtimeSession.Status.OPEN).update(
+            status=RealtimeSession.Status.CLOSED, closed_at=now, close_code=code
+        )
+        if closed:
+            AuditEvent.objects.create(
+                kind=AuditEvent.Kind.SESSION_CLOSED,
+                session_id=session.pk,
+                actor_label=session.label,
+                payload={"code": code, "reason": reason},
+                created_at=now,
+            )
+        # Also on a repeated close: a request that slipped in after the first one must not
+        # stay pending forever.
+        for pk in ApprovalRequest.objects.filter(session_id=session.pk).pending().values_list("pk", flat=True):
+            req = _cancel_request(pk, now=now, reason=request_reason, code=code)
+            if req is not None:
+                cancelled.append(req)
+    session.refresh_from_db(fields=["status", "closed_at", "close_code"])
+    return cancelled
+
+
+# Called by the lead's relay as close_session; cancel_session is the name the issue uses.
+cancel_session = close_session
+
+
+def _cancel_request(pk: int, *, now: datetime, reason: str, code: int | None) -> ApprovalRequest | None:
+    # Conditional on pending: a decision that won the race a moment ago stays what it is.
+    won = ApprovalRequest.objects.filter(pk=pk, status=Status.PENDING).update(
+        status=Status.CANCELLED, decided_at=now, decided_by_label=BY_SESSION_END, reason=reason
+    )
+    if not won:
+        return None
+    req = ApprovalRequest.objects.get(pk=pk)
+    AuditEvent.objects.create(
+        kind=AuditEvent.Kind.CANCELLED,
+        request=req,
+        session_id=req.session_id,
+        actor_label=BY_SESSION_END,
+        payload={"reason": reason, "code": code},
+        created_at=now,
+    )
+    _on_commit(partial(events.request_changed, pk))
+    return req
+
+
+def add_conversation_line(*, session: RealtimeSession, role: str, text: str, item_id: str = "") -> ConversationLine:
+    """Keep a line of what the guest or the assistant said, for the cards and the case.
+    Side effect: after commit, the cards of the session's pending requests are re-sent so
+    their conversation stays live. Raises ValueError on an unknown role."""
+    if role not in ConversationLine.Role.values:
+        raise ValueError(f"Unknown conversation role {role!r}")
+    with transaction.atomic():
+        line = ConversationLine.objects.create(session=session, role=role, text=text, item_id=item_id)
+        _on_commit(partial(events.session_requests_changed, session.pk))
+    return line
+
+
+# Requests ------------------------------------------------------------------------------------
+
+
+def open_request(
+    *,
+    session: RealtimeSession,
+    upstream_id: str,
+    server_label: str,
+    tool_name: str,
+    arguments: str,
+    raw_item: dict[str, Any],
+) -> tuple[ApprovalRequest, bool]:
+    """Put an `mcp_approval_request` in the queue with a deadline. Idempotent on (session,
+    upstream_id): a replayed frame returns the existing row and False. Precondition: the session
+    is open. Side effects: audit REQUESTED; after commit a dashboard event and the deadline task."""
+    existing = ApprovalRequest.objects.filter(session=session, upstream_id=upstream_id).first()
+    if existing is not None:
+        return existing, False
+    now = timezone.now()
+    timeout = settings.APPROVAL_TIMEOUT_SECONDS
+    server = McpServer.objects.filter(label=server_label).first()
+    try:
+        # A savepoint: if a concurrent insert wins the unique constraint, only this insert
+        # rolls back, never the caller's transaction.
+        with transaction.atomic():
+            req = ApprovalRequest.objects.create(
+                session=session,
+                upstream_id=upstream_id,
+                mcp_server=server,
+                server_label=server_label,
+                tool_name=tool_name,
+                arguments=arguments,
+                raw_item=raw_item,
+                created_at=now,
+                deadline=now + timedelta(seconds=timeout),
+            )
+            AuditEvent.objects.create(
+                kind=AuditEvent.Kind.REQUESTED,
+                request=req,
+                session=session,
+                actor_label=session.label,
+                payload={"item": raw_item, "timeout_seconds": timeout},
+                created_at=now,
+            )
+            # Registered inside the savepoint so that they are dropped with it on a lost race.
+            _on_commit(partial(events.request_changed, req.pk))
+            _on_commit(partial(_schedule_expiry, req.pk, req.deadline))
+    except IntegrityError:
+        existing = ApprovalRequest.objects.filter(session=session, upstream_id=upstream_id).first()
+        if existing is None:
+            raise  # Not the replay case (e.g. the session row is gone): let it surface.
+        return existing, False
+    return req, True
+
+
+def decide(req: ApprovalRequest, *, approve: bool, by: User, reason: str = "") -> ApprovalRequest:
+    """A person approves or denies a pending request before its deadline. Precondition: `by`
+    is active staff. Side effects: audit DECIDED; after commit the relay nudge and a dashboard
+    event. Raises TransitionError when it is no longer pending (or its deadline has passed,
+    which then expires it), PermissionDenied, or ValueError for a reason that is too long."""
+    reason = reason.strip()
+    if len(reason) > MAX_REASON_LENGTH:
+        raise ValueError(f"The reason is longer than {MAX_REASON_LENGTH} characters.")
+    if not (by.is_active and by.is_staff):
+        # Checked again here, not only in the view: the decider is part of the audit record.
+        raise PermissionDenied("Only staff can decide approval requests.")
+    now = timezone.now()
+    label = user_label(by)
+    with transaction.atomic():
+        # The one conditional UPDATE: of two clicks, or a click and the deadline, exactly one
+        # matches; the database serialises them on the row lock. The deadline is part of the
+        # guard so that it decides once it has passed, even before its task has run.
+        won = ApprovalRequest.objects.filter(pk=req.pk, status=Status.PENDING, deadline__gt=now).update(
+            status=Status.APPROVED if approve else Status.DENIED,
+            decided_at=now,
+            decided_by=by,
+            decided_by_label=label,
+            reason=reason,
+        )
+        if won:
+            AuditEvent.objects.create(
+                kind=AuditEvent.Kind.DECIDED,
+                request_id=req.pk,
+                session_id=req.session_id,
+                actor=by,
+                actor_label=label,
+                payload={"approve": approve, "reason": reason},
+                created_at=now,
+            )
+            _announce_answer(req)
+    if not won:
+        # Lost. If it lost to a deadline whose task has not run yet, expire it now so that
+        # what we tell the person is already true (a no-op when someone else won).
+        expire_request(req.pk, now=now)
+        current = ApprovalRequest.objects.for_display().get(pk=req.pk)
+        raise TransitionError(closed_message(current), request=current)
+    req.refresh_from_db()
+    return req
+
+
+def expire_request(pk: int, *, now: datetime | None = None) -> ApprovalRequest | None:
+    """Deny a pending request whose deadline has passed: expired, decided by "deadline".
+    Idempotent; returns None when there was nothing to do. Side effects: audit EXPIRED; after
+    commit the relay nudge (it sends the denial upstream) and a dashboard event."""
+    now = now or timezone.now()
+    req = ApprovalRequest.objects.filter(pk=pk, status=Status.PENDING, deadline__lte=now).first()
+    if req is None:
+        return None
+    timeout = round((req.deadline - req.created_at).total_seconds())
+    reason = f"No decision within {timeout} s: denied by deadline"
+    with transaction.atomic():
+        # Conditional again: a person may have decided since the read above; then they won.
+        won = ApprovalRequest.objects.filter(pk=pk, status=Status.PENDING, deadline__lte=now).update(
+            status=Status.EXPIRED, decided_at=now, decided_by_label=BY_DEADLINE, reason=reason
+        )
+        if not won:
+            return None
+        AuditEvent.objects.create(
+            kind=AuditEvent.Kind.EXPIRED,
+            request_id=pk,
+            session_id=req.session_id,
+            actor_label=BY_DEADLINE,
+            payload={"reason": reason, "deadline": req.deadline.isoformat()},
+            created_at=now,
+        )
+        _announce_answer(req)
+    req.refresh_from_db()
+    return req
+
+
+def expire_overdue(*, now: datetime) -> list[ApprovalRequest]:
+    """The sweep: expire every pending request whose deadline is at or before `now`.
+    Idempotent (each one goes through expire_request). Returns the requests expired now."""
+    pks = ApprovalRequest.objects.pending().overdue(now).order_by("deadline", "pk").values_list("pk", flat=True)
+    expired = []
+    for pk in list(pks):
+        req = expire_request(pk, now=now)
+        if req is not None:
+            expired.append(req)
+    return expired
+
+
+def mark_decision_sent(req: ApprovalRequest) -> bool:
+    """The outbox claim, made by the relay right before it sends the mcp_approval_response.
+    True: the caller now owns the sending. False: already sent (or not answered), so the caller
+    must NOT send. Side effect: audit SENT."""
+    now = timezone.now()
+    with transaction.atomic():
+        # Conditional on decision_sent_at IS NULL: of two senders (a nudge and a reconnect,
+        # or two processes) exactly one gets the row.
+        won = ApprovalRequest.objects.filter(
+            pk=req.pk, status__in=ApprovalRequest.ANSWERED, decision_sent_at__isnull=True
+        ).update(decision_sent_at=now)
+        if won:
+            req.refresh_from_db(fields=["status", "reason", "decision_sent_at"])
+            AuditEvent.objects.create(
+                kind=AuditEvent.Kind.SENT,
+                request_id=req.pk,
+                session_id=req.session_id,
+                actor_label="relay",
+                payload={"approve": req.approve, "reason": req.reason},
+                created_at=now,
+            )
+    return bool(won)
+
+
+def record_mcp_call(*, session: RealtimeSession, item: dict[str, Any]) -> ApprovalRequest | None:
+    """Keep what actually ran: the final `mcp_call` item (id, arguments, output, error) on the
+    request it followed. Recorded once; a replay is a no-op. Returns None when no request of
+    this session has that approval_request_id. Side effects: audit MCP_CALL, dashboard event."""
+    upstream_id = item.get("approval_request_id")
+    if not upstream_id:
+        return None
+    req = ApprovalRequest.objects.filter(session=session, upstream_id=upstream_id).first()
+    if req is None:
+        return None
+    output = item.get("output")
+    if output is not None and not isinstance(output, str):
+        output = json.dumps(output)
+    now = timezone.now()
+    with transaction.atomic():
+        # Conditional on call_recorded_at IS NULL: the first report of the call is the record;
+        # a replayed frame must not rewrite it.
+        won = ApprovalRequest.objects.filter(pk=req.pk, call_recorded_at__isnull=True).update(
+            mcp_call_item_id=str(item.get("id") or ""),
+            call_arguments=str(item.get("arguments") or ""),
+            call_output=output,
+            call_error=item.get("error"),
+            call_recorded_at=now,
+        )
+        if won:
+            AuditEvent.objects.create(
+                kind=AuditEvent.Kind.MCP_CALL,
+                request_id=req.pk,
+                session_id=session.pk,
+                actor_label=req.server_label,
+                payload={"item": item},
+                created_at=now,
+            )
+            _on_commit(partial(events.request_changed, req.pk))
+    req.refresh_from_db()
+    return req
+
+
+# Client tokens and MCP servers ---------------------------------------------------------------
+
+
+def issue_token(*, label: str, metadata: dict[str, Any], by: User | None = None) -> tuple[ClientToken, str]:
+    """Create a client token and return it with its plaintext, which exists only in this return
+    value: only the hash is stored. Side effect: audit TOKEN_ISSUED (without the secret)."""
+    plaintext = ClientToken.generate()
+    with transaction.atomic():
+        token = ClientToken.objects.create(
+            label=label,
+            metadata=metadata,
+            token_hash=ClientToken.hash(plaintext),
+            prefix=plaintext[:12],
+            created_by=by,
+        )
+        AuditEvent.objects.create(
+            kind=AuditEvent.Kind.TOKEN_ISSUED,
+            actor=by,
+            actor_label=user_label(by) if by is not None else "command line",
+            payload={"token_id": token.pk, "label": label, "prefix": token.prefix, "metadata": metadata},
+        )
+    return token, plaintext
+
+
+def revoke_token(token: ClientToken, *, by: User | None) -> bool:
+    """Revoke a client token: no new session may open with it. Idempotent; False when it was
+    already revoked. Side effect: audit TOKEN_REVOKED."""
+    now = timezone.now()
+    with transaction.atomic():
+        # Conditional: revoking twice keeps the first time and writes one audit row.
+        won = ClientToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=now)
+        if won:
+            AuditEvent.objects.create(
+                kind=AuditEvent.Kind.TOKEN_REVOKED,
+                actor=by,
+                actor_label=user_label(by) if by is not None else "command line",
+                payload={"token_id": token.pk, "label": token.label, "prefix": token.prefix},
+                created_at=now,
+            )
+    token.refresh_from_db(fields=["revoked_at"])
+    return bool(won)
+
+
+def register_mcp_server(
+    *,
+    label: str,
+    url: str,
+    authorization: str | None = None,
+    headers: dict[str, str] | None = None,
+    require_approval: str | None = None,
+    transport: str | None = None,
+    description: str | None = None,
+) -> tuple[McpServer, bool]:
+    """Create the MCP server `label`, or update it; an option left as None keeps its current
+    value. Returns (server, created?). Raises django's ValidationError on a bad label, URL or
+    choice. Configuration, not approval state: no audit kind exists for it."""
+    server = McpServer.objects.filter(label=label).first()
+    created = server is None
+    if server is None:
+        server = McpServer(label=label)
+    server.url = url
+    if authorization is not None:
+        server.authorization = authorization
+    if headers is not None:
+        server.headers = headers
+    if require_approval is not None:
+        server.require_approval = require_approval
+    if transport is not None:
+        server.transport = transport
+    if description is not None:
+        server.description = description
+    server.full_clean()
+    server.save()
+    return server, created

@@ -1,0 +1,24 @@
+"""Celery adapters (house rule 7): ids in, one service call, nothing else.
+
+Both deadline triggers call the same idempotent service: the countdown task that
+services.open_request schedules after commit fires on time, and the beat sweep
+(CELERY_BEAT_SCHEDULE, every 2 s) heals a task that was lost or redelivered late.
+acks_late is safe because a repeat is a no-op (the conditional UPDATE in the service).
+"""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.utils import timezone
+
+from approvals import services
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def expire_request(pk: int) -> None:
+    services.expire_request(pk)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def sweep_overdue() -> None:
+    services.expire_overdue(now=timezone.now())

@@ -1,0 +1,591 @@
+/* Countersign staff dashboard: the live approval queue. Vanilla JS, no dependencies.
+ *
+ * The WebSocket only pushes: a snapshot of every pending request on each (re)connect, then
+ * request_changed events. Decisions are POSTs with the CSRF token. The database is the truth:
+ * a snapshot replaces what the page believed, so a dropped event never leaves a stale card.
+ * Every value from the server is put in the page with textContent, never as HTML.
+ */
+(() => {
+  "use strict";
+
+  const root = document.getElementById("dashboard");
+  if (!root) return;
+
+  const queueEl = document.getElementById("queue");
+  const countEl = document.getElementById("queue-count");
+  const connEl = document.getElementById("conn");
+  const recentWrap = document.getElementById("recent-wrap");
+  const recentEl = document.getElementById("recent");
+  const cardTemplate = document.getElementById("card-template");
+  const soundBtn = document.getElementById("toggle-sound");
+  const notifyBtn = document.getElementById("toggle-notify");
+  const csrfToken = root.dataset.csrfToken;
+  const baseTitle = document.title;
+
+  const WARN_SECONDS = 20;
+  const URGENT_SECONDS = 10;
+  const STAMP_MS = 4000; // how long a decided card stays, saying who or what decided
+  const RECENT_MAX = 8;
+
+  const cards = new Map(); // id → {el, req, deadlineAt, total, busy, done}
+  const closed = new Set(); // ids seen decided: a late "pending" event never brings one back
+  let firstSnapshot = true;
+
+  // ---------------------------------------------------------------- small helpers
+
+  const decideUrl = (id) => root.dataset.decideUrl.replace("/0/", `/${id}/`);
+  const $ = (el, sel) => el.querySelector(sel);
+  const setText = (el, sel, text) => {
+    $(el, sel).textContent = text;
+  };
+  const make = (tag, className, text) => {
+    const el = document.createElement(tag);
+    if (className) el.className = className;
+    if (text !== undefined) el.textContent = text;
+    return el;
+  };
+
+  function plainWords(name) {
+    const words = String(name)
+      .replace(/([a-z0-9])([A-Z])/g, "$1 $2")
+      .replace(/[_-]+/g, " ")
+      .trim()
+      .toLowerCase();
+    return words ? words[0].toUpperCase() + words.slice(1) : String(name);
+  }
+
+  function formatSeconds(left) {
+    const s = Math.ceil(left);
+    if (s < 60) return `${s} s`;
+    return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
+  }
+
+  function formatTime(iso) {
+    if (!iso) return "";
+    return new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  }
+
+  const store = {
+    get(key, fallback) {
+      try {
+        const v = localStorage.getItem(`countersign.${key}`);
+        return v === null ? fallback : v === "on";
+      } catch {
+        return fallback; // private mode: preferences last for this page only
+      }
+    },
+    set(key, on) {
+      try {
+        localStorage.setItem(`countersign.${key}`, on ? "on" : "off");
+      } catch {
+        /* see get() */
+      }
+    },
+  };
+
+  // ---------------------------------------------------------------- cards
+
+  function outcome(req) {
+    const by = req.decided_by_label;
+    switch (req.status) {
+      case "approved":
+        return `Approved by ${by}`;
+      case "denied":
+        return `Denied by ${by}`;
+      case "expired":
+        return "Denied by the deadline";
+      case "cancelled":
+        return "Cancelled: the session ended";
+      default:
+        return req.status_label || req.status;
+    }
+  }
+
+  function renderMeta(container, metadata) {
+    container.replaceChildren();
+    for (const [key, value] of Object.entries(metadata || {})) {
+      const chip = make("span", "chip");
+      chip.append(make("b", "", plainWords(key)), document.createTextNode(` ${value}`));
+      container.append(chip);
+    }
+  }
+
+  function renderValue(value) {
+    if (value === null || value === undefined) return make("span", "muted", "none");
+    if (typeof value === "object") return make("pre", "", JSON.stringify(value, null, 2));
+    if (typeof value === "boolean") return make("span", "", value ? "yes" : "no");
+    return make("span", "", String(value));
+  }
+
+  function renderArgs(el, req) {
+    const dl = $(el, ".args");
+    dl.replaceChildren();
+    const args = req.arguments;
+    if (args === null) {
+      dl.append(make("dt", "", "Arguments"), make("dd", "warn-text", "Not valid JSON: see them exactly as sent below."));
+      $(el, ".raw").open = true;
+    } else if (typeof args === "object" && !Array.isArray(args)) {
+      const entries = Object.entries(args);
+      if (!entries.length) dl.append(make("dt", "", "Arguments"), make("dd", "muted", "none"));
+      for (const [key, value] of entries) {
+        const dd = make("dd");
+        dd.append(renderValue(value));
+        dl.append(make("dt", "", plainWords(key)), dd);
+      }
+    } else {
+      const dd = make("dd");
+      dd.append(renderValue(args));
+      dl.append(make("dt", "", "Arguments"), dd);
+    }
+    setText(el, ".args-raw", req.arguments_raw);
+  }
+
+  function renderConversation(el, lines) {
+    const ol = $(el, ".convo");
+    ol.replaceChildren();
+    if (!lines.length) {
+      ol.append(make("li", "muted", "Nothing said yet that the console heard."));
+      return;
+    }
+    for (const line of lines) {
+      const li = make("li", `line role-${line.role}`);
+      li.append(make("span", "role", line.role_label || plainWords(line.role)), make("span", "said", line.text));
+      ol.append(li);
+    }
+  }
+
+  function fillCard(entry, req) {
+    const el = entry.el;
+    entry.req = req;
+    const label = req.session.label || `Session ${req.session.id}`;
+    setText(el, ".session-label", label);
+    renderMeta($(el, ".session-meta"), req.session.metadata);
+    setText(el, ".tool", req.tool_title);
+    const about = req.server_description ? ` (${req.server_description})` : "";
+    setText(el, ".server", `${req.server_title} server${about} · ${req.tool_name}`);
+    renderArgs(el, req);
+    renderConversation(el, req.conversation);
+    el.setAttribute("aria-label", `${req.tool_title}, for ${label}`);
+    if (req.status === "pending") {
+      // Local clock + the server's "seconds left": immune to a skewed clock on this device.
+      entry.deadlineAt = performance.now() + req.seconds_left * 1000;
+      entry.total = req.timeout_seconds || 60;
+    }
+  }
+
+  function buildCard(req) {
+    const el = cardTemplate.content.firstElementChild.cloneNode(true);
+    el.dataset.id = String(req.id);
+    for (const button of el.querySelectorAll("button[data-decision]")) {
+      button.addEventListener("click", () => decide(req.id, button.dataset.decision));
+    }
+    $(el, "form").addEventListener("submit", (event) => event.preventDefault());
+    return { el, req, deadlineAt: 0, total: 60, busy: false, done: false };
+  }
+
+  function placeCard(entry) {
+    // Most urgent first: before the first card whose deadline is later.
+    const deadline = entry.req.deadline;
+    for (const other of queueEl.children) {
+      const o = cards.get(Number(other.dataset.id));
+      if (o && o !== entry && !o.done && o.req.deadline > deadline) {
+        queueEl.insertBefore(entry.el, other);
+        return;
+      }
+    }
+    queueEl.append(entry.el);
+  }
+
+  function upsert(req) {
+    let entry = cards.get(req.id);
+    const isNew = !entry;
+    if (isNew) entry = buildCard(req);
+    fillCard(entry, req);
+    if (isNew) {
+      cards.set(req.id, entry);
+      placeCard(entry);
+    }
+    updateCount();
+    tick();
+    return isNew;
+  }
+
+  function showMessage(el, text, kind) {
+    const msg = $(el, ".msg");
+    msg.textContent = text || "";
+    msg.className = `msg ${kind || ""}`;
+  }
+
+  function closeCard(req, message) {
+    closed.add(req.id);
+    rememberRecent(req);
+    const entry = cards.get(req.id);
+    if (!entry) return;
+    if (entry.done) {
+      if (message) showMessage(entry.el, message, "info");
+      return;
+    }
+    entry.done = true;
+    entry.req = req;
+    const el = entry.el;
+    el.classList.remove("warn", "urgent", "overdue");
+    el.classList.add("closed", `is-${req.status}`);
+    for (const control of el.querySelectorAll("button, input")) control.disabled = true;
+    setText(el, ".stamp-title", outcome(req));
+    setText(el, ".stamp-reason", req.reason && req.status !== "cancelled" ? req.reason : "");
+    $(el, ".stamp").hidden = false;
+    showMessage(el, message || "", message ? "info" : "");
+    updateCount();
+    setTimeout(() => {
+      el.classList.add("leaving");
+      setTimeout(() => removeCard(req.id), 300);
+    }, STAMP_MS);
+  }
+
+  function removeCard(id) {
+    const entry = cards.get(id);
+    if (!entry) return;
+    const hadFocus = entry.el.contains(document.activeElement);
+    entry.el.remove();
+    cards.delete(id);
+    if (hadFocus) queueEl.focus({ preventScroll: true });
+    updateCount();
+  }
+
+  function pendingCount() {
+    let n = 0;
+    for (const entry of cards.values()) if (!entry.done) n += 1;
+    return n;
+  }
+
+  function updateCount() {
+    const n = pendingCount();
+    countEl.textContent = String(n);
+    root.classList.toggle("is-empty", cards.size === 0);
+    document.title = n ? `(${n}) ${baseTitle}` : baseTitle;
+  }
+
+  function rememberRecent(req) {
+    let li = recentEl.querySelector(`li[data-id="${req.id}"]`);
+    if (!li) {
+      li = make("li");
+      li.dataset.id = String(req.id);
+      recentEl.prepend(li);
+      while (recentEl.children.length > RECENT_MAX) recentEl.lastElementChild.remove();
+    }
+    li.className = `is-${req.status}`;
+    li.replaceChildren(
+      make("span", `badge is-${req.status}`, req.status_label),
+      make("span", "recent-tool", `${req.tool_title} · ${req.session.label}`),
+      make("span", "recent-by", outcome(req)),
+      make("time", "muted", formatTime(req.decided_at)),
+    );
+    if (req.call && req.call.recorded) {
+      li.append(make("span", req.call.error ? "bad-text" : "ok-text", req.call.error ? "tool failed" : "tool ran"));
+    }
+    recentWrap.hidden = false;
+  }
+
+  // ---------------------------------------------------------------- countdown
+
+  function tick() {
+    const now = performance.now();
+    for (const entry of cards.values()) {
+      if (entry.done) continue;
+      const left = Math.max(0, (entry.deadlineAt - now) / 1000);
+      const el = entry.el;
+      setText(el, ".secs", left > 0 ? formatSeconds(left) : "0 s");
+      $(el, ".bar span").style.width = `${Math.min(100, (left / entry.total) * 100)}%`;
+      el.classList.toggle("warn", left <= WARN_SECONDS && left > URGENT_SECONDS);
+      el.classList.toggle("urgent", left <= URGENT_SECONDS);
+      if (left <= 0 && !el.classList.contains("overdue")) {
+        // The server decides (the deadline task and its sweep); the card waits for its event.
+        el.classList.add("overdue");
+        showMessage(el, "Time is up: the deadline is denying this request…", "warn");
+      }
+    }
+  }
+  setInterval(tick, 250);
+
+  // ---------------------------------------------------------------- deciding
+
+  async function decide(id, decision) {
+    const entry = cards.get(id);
+    if (!entry || entry.busy) return;
+    const el = entry.el;
+    if (entry.done) {
+      showMessage(el, `Already closed: ${outcome(entry.req)}.`, "info");
+      return;
+    }
+    entry.busy = true;
+    el.classList.add("busy");
+    showMessage(el, decision === "approve" ? "Approving…" : "Denying…", "");
+    const body = new URLSearchParams({ decision, reason: $(el, ".reason").value.trim() });
+    let response;
+    let data = {};
+    try {
+      response = await fetch(decideUrl(id), {
+        method: "POST",
+        headers: { "X-CSRFToken": csrfToken, Accept: "application/json" },
+        body,
+        credentials: "same-origin",
+      });
+      data = await response.json().catch(() => ({}));
+    } catch {
+      entry.busy = false;
+      el.classList.remove("busy");
+      showMessage(el, "Could not reach Countersign. Check the connection and try again.", "error");
+      return;
+    }
+    entry.busy = false;
+    el.classList.remove("busy");
+    if (response.ok) {
+      closeCard(data.request);
+    } else if (response.status === 409) {
+      // Someone or something decided first: say who, and show the card as it really is.
+      if (data.request) closeCard(data.request, data.error);
+      else showMessage(el, data.error, "error");
+    } else if (response.status === 404) {
+      showMessage(el, data.error || "This request no longer exists.", "error");
+      setTimeout(() => removeCard(id), STAMP_MS);
+    } else if (response.status === 403) {
+      showMessage(el, data.error || "The security check failed: reload the page and try again.", "error");
+    } else if (response.status === 400) {
+      showMessage(el, data.error || "Check the reason and try again.", "error");
+      $(el, ".reason").focus();
+    } else {
+      showMessage(el, `Something went wrong (${response.status}). Try again.`, "error");
+    }
+  }
+
+  // ---------------------------------------------------------------- sound and notifications
+
+  const prefs = { sound: store.get("sound", true), notify: store.get("notify", false) };
+  let audioCtx = null;
+
+  function audio() {
+    if (!audioCtx) {
+      const Ctx = window.AudioContext || window.webkitAudioContext;
+      if (!Ctx) return null;
+      audioCtx = new Ctx();
+    }
+    if (audioCtx.state === "suspended") audioCtx.resume();
+    return audioCtx;
+  }
+  // Browsers only let a page play sound after a gesture: unlock on the first one.
+  for (const type of ["pointerdown", "keydown"]) document.addEventListener(type, audio, { once: true, passive: true });
+
+  function chime() {
+    const ctx = audio();
+    if (!ctx) return;
+    const start = ctx.currentTime + 0.02;
+    // Two rising notes (A5, E6), soft attack and decay: noticeable without being an alarm.
+    [
+      [880, 0],
+      [1318.5, 0.16],
+    ].forEach(([freq, offset]) => {
+      const osc = ctx.createOscillator();
+      const gain = ctx.createGain();
+      osc.type = "sine";
+      osc.frequency.value = freq;
+      gain.gain.setValueAtTime(0.0001, start + offset);
+      gain.gain.exponentialRampToValueAtTime(0.25, start + offset + 0.02);
+      gain.gain.exponentialRampToValueAtTime(0.0001, start + offset + 0.6);
+      osc.connect(gain).connect(ctx.destination);
+      osc.start(start + offset);
+      osc.stop(start + offset + 0.65);
+    });
+  }
+
+  function notify(req) {
+    if (!prefs.notify || !("Notification" in window) || Notification.permission !== "granted") return;
+    if (document.visibilityState === "visible" && document.hasFocus()) return; // the page says it
+    let n;
+    try {
+      n = new Notification(`Approval needed: ${req.tool_title}`, {
+        body: `${req.session.label} · ${formatSeconds(req.seconds_left)} to decide`,
+        tag: `countersign-${req.id}`,
+      });
+    } catch {
+      return; // Android Chrome only allows notifications from a service worker: the sound still plays
+    }
+    n.onclick = () => {
+      window.focus();
+      const entry = cards.get(req.id);
+      if (entry) entry.el.focus();
+      n.close();
+    };
+  }
+
+  function announce(requests) {
+    if (!requests.length) return;
+    if (prefs.sound) chime();
+    for (const req of requests) notify(req);
+  }
+
+  function renderToggles() {
+    soundBtn.setAttribute("aria-pressed", String(prefs.sound));
+    soundBtn.textContent = prefs.sound ? "Sound on" : "Sound off";
+    const supported = "Notification" in window;
+    const blocked = supported && Notification.permission === "denied";
+    notifyBtn.disabled = !supported;
+    notifyBtn.setAttribute("aria-pressed", String(prefs.notify && !blocked));
+    notifyBtn.textContent = !supported
+      ? "Notifications unavailable"
+      : blocked
+        ? "Notifications blocked"
+        : prefs.notify
+          ? "Notifications on"
+          : "Notifications off";
+    if (blocked) notifyBtn.title = "Notifications are blocked in this browser's site settings.";
+  }
+
+  soundBtn.addEventListener("click", () => {
+    prefs.sound = !prefs.sound;
+    store.set("sound", prefs.sound);
+    renderToggles();
+    if (prefs.sound) chime(); // a preview, so people know what to listen for
+  });
+
+  notifyBtn.addEventListener("click", async () => {
+    if (!("Notification" in window)) return;
+    if (!prefs.notify && Notification.permission === "default") {
+      await Notification.requestPermission();
+    }
+    prefs.notify = !prefs.notify && Notification.permission === "granted";
+    store.set("notify", prefs.notify);
+    renderToggles();
+  });
+  renderToggles();
+
+  // ---------------------------------------------------------------- keyboard
+
+  function visibleCards() {
+    return [...queueEl.children].filter((el) => !el.classList.contains("leaving"));
+  }
+
+  function moveFocus(current, step) {
+    const list = visibleCards();
+    if (!list.length) return;
+    const index = current ? list.indexOf(current) : -1;
+    const next = list[Math.max(0, Math.min(list.length - 1, index + step))] || list[0];
+    next.focus();
+    next.scrollIntoView({ block: "nearest", behavior: "smooth" });
+  }
+
+  document.addEventListener("keydown", (event) => {
+    // A held key must not decide a second request; modifiers belong to the browser.
+    if (event.defaultPrevented || event.repeat || event.ctrlKey || event.metaKey || event.altKey) return;
+    const target = event.target;
+    if (target instanceof Element && target.closest("input, textarea, select, [contenteditable]")) {
+      if (event.key === "Escape") {
+        const card = target.closest(".card");
+        if (card) card.focus();
+      }
+      return;
+    }
+    const active = document.activeElement;
+    const card = active instanceof Element ? active.closest(".card") : null;
+    const key = event.key.toLowerCase();
+    if ((key === "a" || key === "d") && card) {
+      event.preventDefault();
+      decide(Number(card.dataset.id), key === "a" ? "approve" : "deny");
+    } else if (key === "r" && card && !card.classList.contains("closed")) {
+      event.preventDefault();
+      $(card, ".reason").focus();
+    } else if (key === "j" || (card && event.key === "ArrowDown")) {
+      event.preventDefault();
+      moveFocus(card, 1);
+    } else if (key === "k" || (card && event.key === "ArrowUp")) {
+      event.preventDefault();
+      moveFocus(card, -1);
+    }
+  });
+
+  // ---------------------------------------------------------------- the socket
+
+  function onSnapshot(requests) {
+    const pendingIds = new Set(requests.map((req) => req.id));
+    // Pending cards the database no longer lists were decided while we were not listening.
+    for (const [id, entry] of cards) {
+      if (!entry.done && !pendingIds.has(id)) removeCard(id);
+    }
+    const fresh = [];
+    for (const req of requests) {
+      closed.delete(req.id); // the snapshot is the truth
+      if (upsert(req)) fresh.push(req);
+    }
+    for (const req of requests) placeCard(cards.get(req.id));
+    // The first snapshot is what was already there; later ones may hold requests that
+    // arrived while we were offline: those are news.
+    if (!firstSnapshot) announce(fresh);
+    firstSnapshot = false;
+    root.classList.remove("is-loading", "is-offline");
+    updateCount();
+  }
+
+  function onChanged(req) {
+    if (req.status !== "pending") {
+      closeCard(req);
+      return;
+    }
+    if (closed.has(req.id)) return; // an older event overtaken by the decision
+    if (upsert(req)) announce([req]);
+  }
+
+  let socket = null;
+  let attempts = 0;
+  let retryTimer = null;
+
+  function setConnection(state, text) {
+    connEl.className = `conn is-${state}`;
+    $(connEl, ".conn-text").textContent = text;
+  }
+
+  function connect() {
+    clearTimeout(retryTimer);
+    retryTimer = null;
+    setConnection("connecting", attempts ? "Reconnecting…" : "Connecting…");
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    const ws = new WebSocket(`${scheme}://${location.host}${root.dataset.wsPath}`);
+    socket = ws;
+    ws.addEventListener("open", () => {
+      attempts = 0;
+      setConnection("live", "Live");
+    });
+    ws.addEventListener("message", (event) => {
+      let message;
+      try {
+        message = JSON.parse(event.data);
+      } catch {
+        return;
+      }
+      if (message.type === "snapshot") onSnapshot(message.requests);
+      else if (message.type === "request_changed") onChanged(message.request);
+    });
+    ws.addEventListener("close", () => {
+      if (socket !== ws) return;
+      socket = null;
+      root.classList.add("is-offline");
+      // Exponential backoff with jitter, so a restarted server is not hit by every tab at once.
+      const delay = Math.min(15000, 1000 * 2 ** attempts) * (0.75 + Math.random() * 0.5);
+      attempts += 1;
+      const hint = attempts >= 4 ? " (if this persists, reload: you may need to log in again)" : "";
+      setConnection("offline", `Offline, retrying in ${Math.round(delay / 1000)} s${hint}`);
+      retryTimer = setTimeout(connect, delay);
+    });
+  }
+
+  // Back in view or back online: reconnect now rather than at the end of a long backoff.
+  const reconnectNow = () => {
+    if (!socket && document.visibilityState === "visible") {
+      attempts = 0;
+      connect();
+    }
+  };
+  document.addEventListener("visibilitychange", reconnectNow);
+  window.addEventListener("online", reconnectNow);
+
+  queueEl.tabIndex = -1;
+  connect();
+})();
