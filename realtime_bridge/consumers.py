@@ -29,6 +29,20 @@ OUTBOX_POLL_SECONDS = 1.0
 MAX_CLIENT_MESSAGE_CHARS = 16 * 2**20  # OpenAI accepts audio appends of up to 15 MiB
 
 
+def client_close_code(code: int) -> tuple[int, str]:
+    """The close code to give the client for an upstream close code, and a note for the reason.
+
+    Daphne (autobahn) can send only 1000 or 3000-4999, and 1005/1006/1015 mean "no close
+    frame" anyway, so upstream's 1001/1011/1012/... reach the client as 4001/4011/4012 and the
+    reason says which code it was.
+    """
+    if code == 1000 or 3000 <= code <= 4999:
+        return code, ""
+    if 1001 <= code <= 1015:
+        return 4000 + code - 1000, f"upstream closed with {code}"
+    return 4000, f"upstream closed with {code}"
+
+
 def _mask(token: str) -> str:
     token = token[:80]
     return f"{token[:6]}***{token[-4:]}" if len(token) > 12 else "***"
@@ -123,7 +137,7 @@ class RelayConsumer(AsyncWebsocketConsumer):
             return await self._refuse(
                 "Countersign could not reach the Realtime API. Try again shortly.",
                 code="upstream_unavailable",
-                close_code=1011,
+                close_code=4011,  # 1011 (server error) in the range Daphne can send
                 error_type="server_error",
             )
         session = await database_sync_to_async(handlers.open_relay_session)(token=token, model=model)
@@ -228,9 +242,9 @@ class RelayConsumer(AsyncWebsocketConsumer):
                 except client.UpstreamClosed as closed:
                     if not self.closing:
                         self.closing = True
-                        # 1005/1006/1015 mean "no close frame" and may not be sent in one.
-                        code = 1011 if closed.code in (1005, 1006, 1015) else closed.code
-                        await self.close(code=code, reason=closed.reason or None)
+                        code, note = client_close_code(closed.code)
+                        reason = ": ".join(part for part in (note, closed.reason) if part)
+                        await self.close(code=code, reason=reason or None)
                     return
                 if isinstance(frame, bytes):
                     await send(bytes_data=frame)
@@ -245,7 +259,7 @@ class RelayConsumer(AsyncWebsocketConsumer):
             log.exception("relay: session %s reader failed", self.session_id)
             if not self.closing:
                 self.closing = True
-                await self.close(code=1011)
+                await self.close(code=4011, reason="server_error")
 
     async def _handle_server_frame(self, frame: str) -> None:
         try:

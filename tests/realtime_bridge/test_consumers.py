@@ -316,3 +316,13 @@ async def test_when_upstream_closes_the_client_is_closed_with_the_same_code(rela
     await relay.comm.disconnect(code=4000)
     await db(req.refresh_from_db)
     assert req.status == "cancelled"
+
+
+async def test_an_upstream_close_code_daphne_cannot_send_reaches_the_client_in_the_4000_range(relay, upstream):
+    await upstream.connections[-1].close(code=1012, reason="service restart")
+    for _ in range(20):
+        output = await relay.comm.receive_output(timeout=5)
+        if output["type"] == "websocket.close":
+            break
+    assert (output["code"], output["reason"]) == (4012, "upstream closed with 1012: service restart")
+    await relay.comm.disconnect(code=4012)

@@ -1,0 +1,68 @@
+"""Importing an MCP server's tools into a session (REALTIME_PROTOCOL.md section 4)."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from simulator import events, mcp_client
+from simulator.events import event
+
+if TYPE_CHECKING:
+    from simulator.realtime import RealtimeSession
+
+
+@dataclass
+class McpServer:
+    """One `server_label` of the session: its definition and the outcome of listing its tools (section 4)."""
+
+    label: str
+    definition: dict[str, Any]
+    list_item_id: str
+    status: str = "listing"  # listing | completed | failed
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    failure: str | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+async def run_listing(session: RealtimeSession, server: McpServer) -> None:
+    """Section 4: item added (tools:[]), in_progress, then completed + item.done (knob list_order) or failed."""
+    item = events.list_tools_item(server.list_item_id, server.label, [])
+    previous = session.append_item(item)
+    try:
+        await session.emit(
+            event("conversation.item.added", previous_item_id=previous, item=copy.deepcopy(item)),
+            event("mcp_list_tools.in_progress", item_id=item["id"]),
+        )
+        try:
+            if session.config.list_fail != "off":
+                raise mcp_client.McpListError("listing was made to fail (simulator knob list_fail)")
+            tools = await mcp_client.list_tools(server.definition)
+        except mcp_client.McpListError as exc:
+            server.status, server.failure = "failed", str(exc)
+            batch = [event("mcp_list_tools.failed", item_id=item["id"])]
+            if session.config.list_fail == "failed_with_error":
+                # Whether an error accompanies the failure is unverified (section "Uncertain" 7).
+                batch.append(
+                    events.error(
+                        f"Error retrieving tool list from MCP server: '{server.label}'. Cause: {exc}.",
+                        type_="invalid_request_error",
+                        code="mcp_list_tools_failed",
+                        param=None,
+                    )
+                )
+            await session.emit(*batch)
+            return
+        item["tools"] = tools
+        server.tools, server.status = tools, "completed"
+        done = event(
+            "conversation.item.done", previous_item_id=session.previous_of(item["id"]), item=copy.deepcopy(item)
+        )
+        completed = event("mcp_list_tools.completed", item_id=item["id"])
+        await session.emit(
+            *([completed, done] if session.config.list_order == "completed_first" else [done, completed])
+        )
+    finally:
+        server.done.set()
