@@ -20,6 +20,23 @@ def django_db_modify_db_settings() -> None:
         db.setdefault("TEST", {})["NAME"] = f"test_countersign_{os.getpid()}"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _end_stray_connections(django_db_setup, django_db_blocker):  # type: ignore[no-untyped-def]
+    """Before the test database is dropped, end connections that threads of the tests (a
+    server in a thread, a thread that raised) left open; else PostgreSQL refuses the drop and
+    each run leaves a database behind."""
+    yield
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
 _real_connect = socket.socket.connect
 
 
