@@ -9,6 +9,7 @@ SDK's `recv()` would build a pydantic model of every audio delta for nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from openai import AsyncOpenAI
 from openai.resources.realtime.realtime import AsyncRealtimeConnection
@@ -52,11 +53,18 @@ class Upstream:
             pass
 
 
+@lru_cache(maxsize=8)
+def _client(api_key: str, base_url: str) -> AsyncOpenAI:
+    # One SDK client per key and URL for the whole process: each AsyncOpenAI builds an httpx
+    # client and TLS context, which every relayed session would otherwise carry for nothing.
+    return AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0)
+
+
 async def connect(
     *, api_key: str, base_url: str, model: str | None = None, call_id: str | None = None, open_timeout: float = 15.0
 ) -> Upstream:
     """Open an upstream session (`?model=`) or attach a sideband to a call (`?call_id=`)."""
-    client = AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0)
+    client = _client(api_key, base_url)
     kwargs: dict[str, object] = {"websocket_connection_options": {"open_timeout": open_timeout, "max_size": 32 * 2**20}}
     if call_id:
         kwargs["call_id"] = call_id

@@ -1,0 +1,85 @@
+"""Load generator of bench/relay_overhead.py, run in a process of its own.
+
+Opens --sessions Realtime sessions to --url, each streaming 20 ms audio frames (24 kHz PCM16,
+base64) 50 times a second; every 10th frame also sends a probe (`conversation.item.retrieve`
+of an unknown item, with an event_id) that the server answers at once with an `error`
+echoing that event_id. Prints one JSON line: the probes' round-trip times in ms.
+Modes: --idle opens the sessions and holds them, silent, until stdin closes.
+"""
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import sys
+import time
+
+from websockets.asyncio.client import connect
+
+FRAME = json.dumps(
+    {"type": "input_audio_buffer.append", "audio": base64.b64encode(os.urandom(960)).decode()}, separators=(",", ":")
+)
+
+
+async def session(url: str, key: str, seconds: float, rtts: list[float], warmup: float, start: float) -> None:
+    async with connect(url, additional_headers={"Authorization": f"Bearer {key}"}, max_size=None) as ws:
+        await ws.recv()  # session.created
+        sent: dict[str, float] = {}
+
+        async def reader() -> None:
+            async for frame in ws:
+                if '"probe_' in frame:
+                    event = json.loads(frame)
+                    probe = (event.get("error") or {}).get("event_id")
+                    if probe in sent and time.monotonic() > start + warmup:
+                        rtts.append((time.monotonic() - sent.pop(probe)) * 1000)
+
+        task = asyncio.create_task(reader())
+        n = 0
+        next_at = time.monotonic()
+        end = start + warmup + seconds
+        while time.monotonic() < end:
+            await ws.send(FRAME)
+            n += 1
+            if n % 10 == 0:
+                probe = f"probe_{id(ws)}_{n}"
+                sent[probe] = time.monotonic()
+                await ws.send(json.dumps({"type": "conversation.item.retrieve", "item_id": "nope", "event_id": probe}))
+            next_at += 0.02
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+        await asyncio.sleep(0.5)
+        task.cancel()
+
+
+async def idle(url: str, key: str, n: int) -> None:
+    sockets = []
+    for _ in range(n):
+        ws = await connect(url, additional_headers={"Authorization": f"Bearer {key}"}, max_size=None)
+        await ws.recv()
+        sockets.append(ws)
+    print(json.dumps({"open": len(sockets)}), flush=True)
+    await asyncio.to_thread(sys.stdin.read)
+    for ws in sockets:
+        await ws.close()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--key", required=True)
+    parser.add_argument("--sessions", type=int, default=1)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--idle", action="store_true")
+    args = parser.parse_args()
+    if args.idle:
+        await idle(args.url, args.key, args.sessions)
+        return
+    rtts: list[float] = []
+    start = time.monotonic() + 0.5
+    await asyncio.gather(*(session(args.url, args.key, args.seconds, rtts, 2.0, start) for _ in range(args.sessions)))
+    print(json.dumps({"rtts": rtts}))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,54 @@
+"""Shared set-up of the benchmarks: a scratch database, and the real processes of a run.
+
+Run them through `make bench` (or `python -m config.embedded exec python bench/<name>.py`), so
+that REDIS_URL points at a Redis (the embedded one when unset). The database is a scratch
+SQLite file unless DATABASE_URL is set.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(BASE_DIR))
+
+from tests.plugins.processes import PYTHON, ServerProcess, free_port  # noqa: E402
+
+__all__ = ["BASE_DIR", "PYTHON", "ServerProcess", "bench_env", "free_port", "percentile", "setup_django"]
+
+
+def bench_env(**extra: str) -> dict[str, str]:
+    scratch = Path(tempfile.mkdtemp(prefix="countersign-bench-"))
+    env = {
+        "COUNTERSIGN_VAR_DIR": str(scratch),
+        "SECRET_KEY": "bench-" + os.urandom(16).hex(),
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "CHANNELS_PREFIX": f"csbench{os.getpid()}",
+        "CELERY_QUEUE": f"csbench{os.getpid()}",
+        "LOG_LEVEL": "WARNING",
+    }
+    if not os.environ.get("DATABASE_URL"):
+        env["DATABASE_URL"] = f"sqlite:///{scratch / 'bench.sqlite3'}"
+    env.update(extra)
+    os.environ.update(env)
+    return {**os.environ}
+
+
+def setup_django() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    subprocess.run([PYTHON, "manage.py", "migrate", "-v", "0"], cwd=BASE_DIR, check=True, env=os.environ)
+    import django
+
+    django.setup()
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]

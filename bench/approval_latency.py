@@ -1,0 +1,201 @@
+"""How fast an approval travels through Countersign, on real processes.
+
+    make bench        (or: python -m config.embedded exec .venv/bin/python bench/approval_latency.py [--requests 200])
+
+Starts the hotel MCP server, the simulator (as OpenAI) and one Daphne; connects N staff
+dashboards (N = 10, then 100) and a guest on the official openai SDK through the relay; then,
+for each of --requests approval requests, measures:
+
+(a) card latency: the guest's device receiving the `mcp_approval_request` item (the relay
+    forwards it to the client before it records the request, so this is no later than the
+    relay's own receipt) → the card arriving on each of the N dashboards;
+(b) decision latency: the Approve POST being sent → the `mcp_approval_response` reaching the
+    simulator, observed as the simulator's `conversation.item.added` echo of it arriving back
+    at the guest (so (b) includes one extra relay hop, and is an upper bound).
+
+All clocks are one process's monotonic clock. Prints p50/p99 per N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from http.cookies import SimpleCookie
+
+from _setup import PYTHON, ServerProcess, bench_env, free_port, percentile, setup_django
+
+TARGET_MS = {"a": (15, 50), "b": (15, 50)}
+
+
+async def login(base: str, username: str, password: str) -> str:
+    import httpx
+
+    async with httpx.AsyncClient(base_url=base) as http:
+        await http.get("/accounts/login/")
+        csrf = http.cookies["csrftoken"]
+        response = await http.post(
+            "/accounts/login/", data={"username": username, "password": password, "csrfmiddlewaretoken": csrf}
+        )
+        assert response.status_code == 302, response.text
+        return f"sessionid={http.cookies['sessionid']}; csrftoken={http.cookies['csrftoken']}"
+
+
+async def run(base: str, token: str, cookie: str, n_dashboards: int, n_requests: int) -> dict[str, list[float]]:
+    import httpx
+    from openai import AsyncOpenAI
+    from websockets.asyncio.client import connect
+
+    ws_base = base.replace("http://", "ws://")
+    card_seen: dict[str, list[float]] = {}
+    first_seen: dict[str, float] = {}
+
+    async def dashboard() -> None:
+        async with connect(
+            f"{ws_base}/ws/dashboard/", additional_headers={"Cookie": cookie, "Origin": base}, max_size=None
+        ) as ws:
+            async for frame in ws:
+                now = time.monotonic()
+                event = json.loads(frame)
+                if event.get("type") == "request_changed" and event["request"]["status"] == "pending":
+                    card_seen.setdefault(event["request"]["upstream_id"], []).append(now)
+
+    dashboards = [asyncio.create_task(dashboard()) for _ in range(n_dashboards)]
+    await asyncio.sleep(1.0)  # every dashboard connected and holding its snapshot
+    cookies = SimpleCookie(cookie)
+    http = httpx.AsyncClient(
+        base_url=base,
+        cookies={k: v.value for k, v in cookies.items()},
+        headers={"X-CSRFToken": cookies["csrftoken"].value},
+    )
+    from approvals.models import ApprovalRequest
+
+    a_ms: list[float] = []
+    b_ms: list[float] = []
+    client = AsyncOpenAI(api_key=token, base_url=f"{base}/v1", max_retries=0)
+    async with client.realtime.connect(model="gpt-realtime") as conn:
+        await conn.session.update(session={"type": "realtime", "output_modalities": ["text"]})
+        async for event in conn:
+            if event.type == "mcp_list_tools.completed":
+                break
+        for i in range(n_requests):
+            level = i % 100
+            await conn.conversation.item.create(
+                item={
+                    "type": "message",
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "input_text",
+                            "text": f'call hotel set_room_lighting {{"room": "1204", "level": {level}}}',
+                        }
+                    ],
+                }
+            )
+            await conn.response.create()
+            approval_id = None
+            async for event in conn:
+                if event.type == "conversation.item.done" and event.item.type == "mcp_approval_request":
+                    approval_id = event.item.id
+                    first_seen[approval_id] = time.monotonic()
+                    break
+            assert approval_id is not None
+            deadline = time.monotonic() + 10
+            while len(card_seen.get(approval_id, [])) < n_dashboards and time.monotonic() < deadline:
+                await asyncio.sleep(0.001)
+            arrivals = card_seen.get(approval_id, [])
+            a_ms.extend((t - first_seen[approval_id]) * 1000 for t in arrivals)
+            pk = await asyncio.to_thread(
+                lambda aid=approval_id: ApprovalRequest.objects.values_list("pk", flat=True).get(upstream_id=aid)
+            )
+            posted = time.monotonic()
+            response = await http.post(f"/requests/{pk}/decide/", data={"decision": "approve"})
+            assert response.status_code == 200, response.text
+            answered = follow_up_done = False
+            async for event in conn:
+                if (
+                    event.type == "conversation.item.added"
+                    and event.item.type == "mcp_approval_response"
+                    and not answered
+                ):
+                    b_ms.append((time.monotonic() - posted) * 1000)
+                    answered = True
+                if answered and event.type == "response.done":
+                    follow_up_done = True
+                    break
+            assert follow_up_done
+    await http.aclose()
+    for task in dashboards:
+        task.cancel()
+    return {"a": a_ms, "b": b_ms}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--dashboards", type=int, nargs="+", default=[10, 100])
+    args = parser.parse_args()
+
+    sim_key = "sk-bench"
+    hotel_port, sim_port, web_port = free_port(), free_port(), free_port()
+    env = bench_env(OPENAI_API_KEY=sim_key, OPENAI_BASE_URL=f"http://127.0.0.1:{sim_port}/v1")
+    setup_django()
+    from django.contrib.auth import get_user_model
+
+    from approvals import services
+
+    password = "bench-password-123"
+    user, _ = get_user_model().objects.get_or_create(username="bench", defaults={"is_staff": True})
+    user.is_staff = True
+    user.set_password(password)
+    user.save()
+    services.register_mcp_server(
+        label="hotel", url=f"http://127.0.0.1:{hotel_port}/mcp", headers={"X-API-Key": "bench-hotel"}
+    )
+    _, token = services.issue_token(label="Bench room", metadata={"room": "1204"})
+
+    procs = [
+        ServerProcess(
+            [PYTHON, "-m", "demo.hotel_mcp", "--port", str(hotel_port), "--api-key", "bench-hotel"],
+            port=hotel_port,
+            env=env,
+            name="hotel",
+        ),
+        ServerProcess(
+            [PYTHON, "-m", "simulator", "--port", str(sim_port), "--api-key", sim_key],
+            port=sim_port,
+            env=env,
+            name="simulator",
+        ),
+        ServerProcess(
+            [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(web_port), "config.asgi:application"],
+            port=web_port,
+            env=env,
+            name="daphne",
+        ),
+    ]
+    try:
+        for proc in procs:
+            proc.start()
+        base = f"http://127.0.0.1:{web_port}"
+        cookie = asyncio.run(login(base, "bench", password))
+        print(
+            f"approval latency over {args.requests} requests (ms; targets at N=100: (a) and (b) p50 <= 15, p99 <= 50)"
+        )
+        for n in args.dashboards:
+            results = asyncio.run(run(base, token, cookie, n, args.requests))
+            a, b = results["a"], results["b"]
+            print(
+                f"  N={n:>3} dashboards  (a) item -> card on every dashboard: p50 {percentile(a, 50):6.2f}  "
+                f"p99 {percentile(a, 99):6.2f}  ({len(a)} cards)   (b) Approve POST -> upstream: "
+                f"p50 {percentile(b, 50):6.2f}  p99 {percentile(b, 99):6.2f}  ({len(b)} decisions)",
+                flush=True,
+            )
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+
+
+if __name__ == "__main__":
+    main()
