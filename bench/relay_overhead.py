@@ -10,8 +10,8 @@ their own (load clients | relay or pipe | simulator):
 for 1 and 200 concurrent sessions, each streaming 50 audio frames/s (20 ms of 24 kHz PCM16,
 base64) with a probe every 10th frame whose answer times the round trip (bench/_load_client.py).
 "Adds" = the path's round trip minus the direct one, at p50 and p99. Target: relay adds
-≤ 1.25 × what the pipe adds. Memory: Daphne's RSS with 200 idle relayed sessions open, minus
-before, divided by 200 (target ≤ 350 KB).
+<= 1.25 x what the pipe adds. Memory: Daphne's RSS with 200 idle relayed sessions open, minus
+before, divided by 200 (target <= 350 KB).
 """
 
 from __future__ import annotations
@@ -99,16 +99,15 @@ def main() -> None:
             for name, (url, key) in paths.items():
                 rtts = load(url, key, n, args.seconds)
                 stats[name] = (percentile(rtts, 50), percentile(rtts, 99), len(rtts))
-                print(
-                    f"  {n:>3} sessions  {name:<6} p50 {stats[name][0]:7.2f}  p99 {stats[name][1]:7.2f}  ({stats[name][2]} probes)",
-                    flush=True,
-                )
+                p50, p99, count = stats[name]
+                print(f"  {n:>3} sessions  {name:<6} p50 {p50:7.2f}  p99 {p99:7.2f}  ({count} probes)", flush=True)
             for q, label in ((0, "p50"), (1, "p99")):
                 pipe_adds = stats["pipe"][q] - stats["direct"][q]
                 relay_adds = stats["relay"][q] - stats["direct"][q]
                 ratio = relay_adds / pipe_adds if pipe_adds > 0 else float("inf")
                 print(
-                    f"  {n:>3} sessions  {label}: pipe adds {pipe_adds:6.2f}, relay adds {relay_adds:6.2f}  → relay/pipe {ratio:4.2f} (target ≤ 1.25)"
+                    f"  {n:>3} sessions  {label}: pipe adds {pipe_adds:6.2f}, relay adds {relay_adds:6.2f}"
+                    f"  -> relay/pipe {ratio:4.2f} (target <= 1.25)"
                 )
 
         assert web.proc is not None
