@@ -12,6 +12,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from approvals import events
 from approvals.models import ApprovalRequest
+from config.consumers import LeanDispatchMixin
 
 
 @database_sync_to_async
@@ -19,7 +20,7 @@ def _snapshot() -> list[dict[str, Any]]:
     return [req.to_dict() for req in ApprovalRequest.objects.queue()]
 
 
-class DashboardConsumer(AsyncJsonWebsocketConsumer):
+class DashboardConsumer(LeanDispatchMixin, AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not (user.is_active and user.is_staff):
@@ -36,4 +37,4 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         await self.channel_layer.group_discard(events.DASHBOARD, self.channel_name)
 
     async def approvals_request_changed(self, event: dict[str, Any]) -> None:
-        await self.send_json({"type": "request_changed", "request": event["request"]})
+        await self.send(text_data=event["frame"])  # already the browser's JSON (events.py)

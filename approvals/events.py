@@ -8,6 +8,7 @@ after commit, when the database already holds the truth.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -31,7 +32,10 @@ def session_group(session_id: int) -> str:
 
 
 def request_changed_message(request_dict: dict[str, Any]) -> dict[str, Any]:
-    return {"type": REQUEST_CHANGED, "request": request_dict}
+    # The browser frame is serialised once here, not once per dashboard: with a hundred staff
+    # screens open that is a hundred json.dumps less on the event loop that relays voice.
+    frame = json.dumps({"type": "request_changed", "request": request_dict}, separators=(",", ":"))
+    return {"type": REQUEST_CHANGED, "frame": frame}
 
 
 def relay_decision_message(request_id: int) -> dict[str, Any]:

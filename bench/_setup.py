@@ -7,6 +7,7 @@ SQLite file unless DATABASE_URL is set.
 
 from __future__ import annotations
 
+import atexit
 import os
 import subprocess
 import sys
@@ -18,7 +19,26 @@ sys.path.insert(0, str(BASE_DIR))
 
 from tests.plugins.processes import PYTHON, ServerProcess, free_port  # noqa: E402
 
-__all__ = ["BASE_DIR", "PYTHON", "ServerProcess", "bench_env", "free_port", "percentile", "setup_django"]
+__all__ = [
+    "BASE_DIR",
+    "PYTHON",
+    "ServerProcess",
+    "asgi_server",
+    "bench_env",
+    "free_port",
+    "percentile",
+    "setup_django",
+]
+
+
+def asgi_server(kind: str, port: int, env: dict[str, str]) -> ServerProcess:
+    """Countersign's ASGI app on one process of Daphne (what `make run` uses) or uvicorn."""
+    if kind == "daphne":
+        argv = [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"]
+    else:
+        argv = [PYTHON, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(port)]
+        argv += ["--ws", "websockets", "--no-access-log", "--log-level", "warning", "--lifespan", "off"]
+    return ServerProcess(argv, port=port, env=env, name=kind)
 
 
 def bench_env(**extra: str) -> dict[str, str]:
@@ -29,10 +49,26 @@ def bench_env(**extra: str) -> dict[str, str]:
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "CHANNELS_PREFIX": f"csbench{os.getpid()}",
         "CELERY_QUEUE": f"csbench{os.getpid()}",
-        "LOG_LEVEL": "WARNING",
+        "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
     }
-    if not os.environ.get("DATABASE_URL"):
+    url = os.environ.get("DATABASE_URL")
+    if not url:
         env["DATABASE_URL"] = f"sqlite:///{scratch / 'bench.sqlite3'}"
+    else:
+        # A scratch database beside the configured one: a benchmark never writes into a real one.
+        import psycopg
+
+        base, _, _ = url.rpartition("/")
+        name = f"countersign_bench_{os.getpid()}"
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        env["DATABASE_URL"] = f"{base}/{name}"
+
+        def drop() -> None:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+        atexit.register(drop)
     env.update(extra)
     os.environ.update(env)
     return {**os.environ}

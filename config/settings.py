@@ -186,15 +186,17 @@ REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 CHANNELS_PREFIX = env_str("CHANNELS_PREFIX", "countersign")
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        # Pub/sub: a group send is one PUBLISH, and each process hands it to its own consumers,
+        # so a card reaches 100 dashboards with one Redis write instead of 100, and a decision
+        # reaches the relay without the core layer's polling. Like every channel layer it is
+        # at-most-once; the outbox and the dashboards' snapshots make up for a lost message.
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
         "CONFIG": {
             # redis-py 8 reads with a 5 s socket timeout by default, exactly as long as the
             # layer's blocking BZPOPMIN waits: an idle consumer then dies with "Timeout reading
             # from …". A longer read timeout keeps idle sessions (and dashboards) alive.
             "hosts": [{"address": REDIS_URL, "socket_timeout": 30, "socket_connect_timeout": 5}],
             "prefix": CHANNELS_PREFIX,
-            "capacity": 1000,
-            "expiry": 30,
         },
     }
 }

@@ -19,6 +19,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from approvals import events
+from config.consumers import LeanDispatchMixin
 from realtime_bridge import client, handlers, outbound, protocol
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ class FollowUp:
         return False
 
 
-class RelayConsumer(AsyncWebsocketConsumer):
+class RelayConsumer(LeanDispatchMixin, AsyncWebsocketConsumer):
     upstream: client.Upstream | None = None
     session_id: int | None = None
 
@@ -85,6 +86,7 @@ class RelayConsumer(AsyncWebsocketConsumer):
         self.closing = False
         self.followup = FollowUp()
         self.undelivered: set[str] = set()
+        self.sent_ids: set[int] = set()
         self.secret_values: list[str] = []
         self.tools: list[dict[str, Any]] = []
         self.tasks: list[asyncio.Task[None]] = []
@@ -327,8 +329,11 @@ class RelayConsumer(AsyncWebsocketConsumer):
         if self.upstream is None or self.session_id is None or self.closing:
             return
         async with self.outbox_lock:
-            decisions = await database_sync_to_async(outbound.claim_unsent)(self.session_id)
+            decisions = await database_sync_to_async(outbound.unsent)(self.session_id)
+            sent = []
             for decision in decisions:
+                if decision.request_id in self.sent_ids:
+                    continue  # sent already; its mark has not committed yet
                 await self.upstream.send(
                     protocol.approval_response_event(
                         approval_request_id=decision.approval_request_id,
@@ -336,12 +341,16 @@ class RelayConsumer(AsyncWebsocketConsumer):
                         reason=decision.reason,
                     )
                 )
+                self.sent_ids.add(decision.request_id)
+                sent.append(decision.request_id)
                 self.undelivered.discard(decision.approval_request_id)
                 if not decision.approve:
                     # No tool runs, so no mcp_call may ever come: ask the model to tell the guest.
                     self.followup.want(decision.approval_request_id)
-            if decisions and self.followup.should_send():
+            if sent and self.followup.should_send():
                 await self.upstream.send(protocol.response_create_event())
+            if sent:
+                await database_sync_to_async(outbound.mark_sent)(sent)
 
     # --- Closing -----------------------------------------------------------------------------
 

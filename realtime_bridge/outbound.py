@@ -1,10 +1,13 @@
-"""The outbox, seen from the bridge: decisions that must go upstream, each claimed once.
+"""The outbox, seen from the bridge: decisions that must go upstream, each sent once.
 
-A decided request keeps `decision_sent_at` NULL until a bridge claims it with a conditional
-UPDATE (`services.mark_decision_sent`). Claim first, then send: whoever wins the claim is the
-only one that sends, so two nudges, a poll and a reconnect can never send one decision twice.
-If the process dies between claim and send, its upstream socket dies with it, and the session
-(a `?model=` session belongs to its socket) is gone anyway.
+A decided request keeps `decision_sent_at` NULL until it has been handed to the upstream
+socket. Only the one consumer that holds a session's upstream socket can send for it, and it
+sends one decision at a time under a lock, remembering in memory what it sent; so it reads the
+decision (the database is the truth: a nudge is only a hint), sends it, and only then marks it
+sent (`services.mark_decision_sent`, a conditional UPDATE with its audit row). The write is off
+the path a waiting guest feels, and nothing is sent twice: a poll that runs before the mark
+commits finds the id in memory. If the process dies between send and mark, its upstream socket
+(and with it the session, which belongs to its socket) dies too: there is nobody left to send to.
 """
 
 from __future__ import annotations
@@ -23,21 +26,14 @@ class Decision:
     reason: str
 
 
-def pending_decisions(session_id: int) -> list[ApprovalRequest]:
-    return list(ApprovalRequest.objects.unsent_decisions().filter(session_id=session_id))
+def unsent(session_id: int) -> list[Decision]:
+    """The session's decided requests whose answer has not gone upstream yet, oldest first."""
+    return [
+        Decision(request_id=r.pk, approval_request_id=r.upstream_id, approve=bool(r.approve), reason=r.reason)
+        for r in ApprovalRequest.objects.unsent_decisions().filter(session_id=session_id)
+    ]
 
 
-def claim_unsent(session_id: int) -> list[Decision]:
-    """Claim every decided-but-unsent request of the session; the caller must send them all."""
-    claimed = []
-    for req in pending_decisions(session_id):
-        if services.mark_decision_sent(req):
-            claimed.append(
-                Decision(
-                    request_id=req.pk,
-                    approval_request_id=req.upstream_id,
-                    approve=bool(req.approve),
-                    reason=req.reason,
-                )
-            )
-    return claimed
+def mark_sent(request_ids: list[int]) -> None:
+    for req in ApprovalRequest.objects.filter(pk__in=request_ids):
+        services.mark_decision_sent(req)

@@ -460,6 +460,15 @@ async def sim_caller_hangup(request: Request) -> Response:
 # -- routing -------------------------------------------------------------------------------------
 
 
+async def sim_approvals(request: Request) -> Response:
+    """Every mcp_approval_response that reached the simulator over a Realtime socket, oldest
+    first, with the wall-clock time of its arrival: what a test or benchmark of a console needs
+    to know about what reached "OpenAI"."""
+    sim: SimulatorState = request.app.state.sim
+    authenticate(request)
+    return JSONResponse({"data": list(sim.approvals_received)})
+
+
 def _api(handler: Any) -> Any:
     async def endpoint(request: Request) -> Response:
         try:
@@ -490,4 +499,5 @@ def http_routes() -> list[BaseRoute]:
         Route("/sim/calls/{call_id}", _api(sim_get_call), methods=["GET"]),
         Route("/sim/calls/{call_id}/say", _api(sim_say), methods=post),
         Route("/sim/calls/{call_id}/hangup", _api(sim_caller_hangup), methods=post),
+        Route("/sim/approvals", _api(sim_approvals), methods=["GET"]),
     ]

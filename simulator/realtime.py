@@ -18,6 +18,7 @@ import contextlib
 import copy
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -406,6 +407,17 @@ class RealtimeSession:
             )
         pending = None
         if item["type"] == "mcp_approval_response":
+            # Not part of OpenAI's API: a record of every answer that reached "OpenAI", for the
+            # console's tests and benchmarks (GET /sim/approvals).
+            self.state.approvals_received.append(
+                {
+                    "at": time.time(),
+                    "session_id": self.id,
+                    "approval_request_id": item.get("approval_request_id"),
+                    "approve": item.get("approve"),
+                    "reason": item.get("reason"),
+                }
+            )
             pending = self.pending_approvals.get(item["approval_request_id"])
             if pending is None:
                 # Section 11: the code is unverified; param as the spec suggests.

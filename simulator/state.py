@@ -6,6 +6,7 @@ webhooks, Responses) meet here; neither imports the other's internals.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -46,3 +47,5 @@ class SimulatorState:
     client_secrets: dict[str, ClientSecret] = field(default_factory=dict)
     # Stored Responses API responses, by id, for previous_response_id resumption.
     responses: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Every mcp_approval_response received over a Realtime socket, oldest first (bounded).
+    approvals_received: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=10000))

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
@@ -31,7 +32,9 @@ def test_request_changed_sends_the_request_to_every_dashboard(make_request, alic
 
     assert events.request_changed(req.pk) is True
 
-    assert receive(channel) == {"type": "approvals.request_changed", "request": req.to_dict()}
+    message = receive(channel)
+    assert message["type"] == "approvals.request_changed"
+    assert json.loads(message["frame"]) == {"type": "request_changed", "request": req.to_dict()}
 
 
 def test_request_changed_of_a_vanished_request_sends_nothing(db):
@@ -87,6 +90,6 @@ def test_an_answer_reaches_the_relay_group_after_commit(
             services.expire_request(req.pk, now=req.deadline)
 
     assert receive(relay) == {"type": "relay.decision", "request_id": req.pk}
-    frame = receive(dashboard)
-    assert frame["type"] == "approvals.request_changed"
-    assert frame["request"]["status"] == ("approved" if closer == "decide" else "expired")
+    message = receive(dashboard)
+    assert message["type"] == "approvals.request_changed"
+    assert json.loads(message["frame"])["request"]["status"] == ("approved" if closer == "decide" else "expired")

@@ -112,8 +112,9 @@ def test_a_decision_posted_on_one_daphne_reaches_the_session_relayed_by_another(
         True,
         "Checked ID",
     )
-    req.refresh_from_db()
-    assert req.status == "approved" and req.decided_by == alice and req.decision_sent_at is not None
+    # Marked sent just after the send (realtime_bridge/outbound.py).
+    req = wait_until(lambda: ApprovalRequest.objects.filter(pk=req.pk, decision_sent_at__isnull=False).first())
+    assert req.status == "approved" and req.decided_by == alice
     guest.close()
 
 
