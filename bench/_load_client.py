@@ -12,6 +12,7 @@ import asyncio
 import base64
 import json
 import os
+import random
 import sys
 import time
 
@@ -22,42 +23,56 @@ FRAME = json.dumps(
 )
 
 
-async def session(url: str, key: str, seconds: float, rtts: list[float], warmup: float, start: float) -> None:
-    async with connect(url, additional_headers={"Authorization": f"Bearer {key}"}, max_size=None) as ws:
-        await ws.recv()  # session.created
-        sent: dict[str, float] = {}
+async def open_session(url: str, key: str):  # type: ignore[no-untyped-def]
+    # compression=None, as the openai SDK connects: no permessage-deflate on realtime audio.
+    ws = await connect(
+        url, additional_headers={"Authorization": f"Bearer {key}"}, max_size=None, open_timeout=120, compression=None
+    )
+    await ws.recv()  # session.created
+    return ws
 
-        async def reader() -> None:
-            async for frame in ws:
-                if '"probe_' in frame:
-                    event = json.loads(frame)
-                    probe = (event.get("error") or {}).get("event_id")
-                    if probe in sent and time.monotonic() > start + warmup:
-                        rtts.append((time.monotonic() - sent.pop(probe)) * 1000)
 
-        task = asyncio.create_task(reader())
-        n = 0
-        next_at = time.monotonic()
-        end = start + warmup + seconds
-        while time.monotonic() < end:
-            await ws.send(FRAME)
-            n += 1
-            if n % 10 == 0:
-                probe = f"probe_{id(ws)}_{n}"
-                sent[probe] = time.monotonic()
-                await ws.send(json.dumps({"type": "conversation.item.retrieve", "item_id": "nope", "event_id": probe}))
-            next_at += 0.02
-            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
-        await asyncio.sleep(0.5)
-        task.cancel()
+async def stream(ws, seconds: float, rtts: list[float], warmup: float, start: float) -> None:  # type: ignore[no-untyped-def]
+    sent: dict[str, float] = {}
+
+    async def reader() -> None:
+        async for frame in ws:
+            if '"probe_' in frame:
+                event = json.loads(frame)
+                probe = (event.get("error") or {}).get("event_id")
+                if probe in sent and time.monotonic() > start + warmup:
+                    rtts.append((time.monotonic() - sent.pop(probe)) * 1000)
+
+    task = asyncio.create_task(reader())
+    await asyncio.sleep(max(0.0, start - time.monotonic()))
+    n = 0
+    next_at = time.monotonic()
+    end = start + warmup + seconds
+    while time.monotonic() < end:
+        await ws.send(FRAME)
+        n += 1
+        if n % 10 == 0:
+            probe = f"probe_{id(ws)}_{n}"
+            sent[probe] = time.monotonic()
+            await ws.send(json.dumps({"type": "conversation.item.retrieve", "item_id": "nope", "event_id": probe}))
+        next_at += 0.02
+        await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+    await asyncio.sleep(0.5)
+    task.cancel()
+    await ws.close()
+
+
+async def open_all(url: str, key: str, n: int) -> list:  # type: ignore[type-arg]
+    """All sessions open before any streams, 20 handshakes at a time: the measurement is of a
+    steady stream, not of a thundering herd of handshakes."""
+    sockets = []
+    for i in range(0, n, 20):
+        sockets += await asyncio.gather(*(open_session(url, key) for _ in range(min(20, n - i))))
+    return sockets
 
 
 async def idle(url: str, key: str, n: int) -> None:
-    sockets = []
-    for _ in range(n):
-        ws = await connect(url, additional_headers={"Authorization": f"Bearer {key}"}, max_size=None)
-        await ws.recv()
-        sockets.append(ws)
+    sockets = await open_all(url, key, n)
     print(json.dumps({"open": len(sockets)}), flush=True)
     await asyncio.to_thread(sys.stdin.read)
     for ws in sockets:
@@ -76,8 +91,10 @@ async def main() -> None:
         await idle(args.url, args.key, args.sessions)
         return
     rtts: list[float] = []
+    sockets = await open_all(args.url, args.key, args.sessions)
     start = time.monotonic() + 0.5
-    await asyncio.gather(*(session(args.url, args.key, args.seconds, rtts, 2.0, start) for _ in range(args.sessions)))
+    # Each session starts at a random point of its 20 ms cycle, as independent guests would.
+    await asyncio.gather(*(stream(ws, args.seconds, rtts, 2.0, start + random.uniform(0, 0.02)) for ws in sockets))
     print(json.dumps({"rtts": rtts}))
 
 

@@ -9,7 +9,8 @@ from websockets.asyncio.server import serve
 
 async def pipe(client):  # type: ignore[no-untyped-def]
     url = sys.argv[2] + client.request.path.removeprefix("/v1/realtime")
-    async with connect(url, additional_headers={"Authorization": f"Bearer {sys.argv[3]}"}, max_size=None) as up:
+    headers = {"Authorization": f"Bearer {sys.argv[3]}"}
+    async with connect(url, additional_headers=headers, max_size=None, compression=None) as up:
 
         async def pump(src, dst):  # type: ignore[no-untyped-def]
             async for frame in src:

@@ -22,7 +22,7 @@ import subprocess
 import time
 
 import psutil
-from _setup import BASE_DIR, PYTHON, ServerProcess, bench_env, free_port, percentile, setup_django
+from _setup import BASE_DIR, PYTHON, ServerProcess, asgi_server, bench_env, free_port, percentile, setup_django
 
 
 def load(url: str, key: str, sessions: int, seconds: float) -> list[float]:
@@ -42,9 +42,10 @@ def load(url: str, key: str, sessions: int, seconds: float) -> list[float]:
         cwd=BASE_DIR,
         capture_output=True,
         text=True,
-        check=True,
-        timeout=seconds + 120,
+        timeout=seconds + 300,
     )
+    if out.returncode != 0:
+        raise SystemExit(f"load client failed on {url}:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])["rtts"]
 
 
@@ -57,20 +58,18 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--sessions", type=int, nargs="+", default=[1, 200])
+    parser.add_argument("--servers", nargs="+", default=["daphne", "uvicorn"], choices=["daphne", "uvicorn"])
     args = parser.parse_args()
 
     sim_key = "sk-bench"
-    sim_port, pipe_port, web_port = free_port(), free_port(), free_port()
+    sim_port, pipe_port = free_port(), free_port()
     env = bench_env(OPENAI_API_KEY=sim_key, OPENAI_BASE_URL=f"http://127.0.0.1:{sim_port}/v1")
     setup_django()
     from approvals import services
 
     _, token = services.issue_token(label="Bench room", metadata={"room": "1204"})
     sim = ServerProcess(
-        [PYTHON, "-m", "simulator", "--port", str(sim_port), "--api-key", sim_key],
-        port=sim_port,
-        env=env,
-        name="simulator",
+        [PYTHON, "-m", "simulator", "--port", str(sim_port), "--api-key", sim_key], port=sim_port, env=env, name="sim"
     )
     pipe = ServerProcess(
         [PYTHON, "bench/bare_pipe.py", str(pipe_port), f"ws://127.0.0.1:{sim_port}/v1/realtime", sim_key],
@@ -78,70 +77,74 @@ def main() -> None:
         env=env,
         name="pipe",
     )
-    web = ServerProcess(
-        [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(web_port), "config.asgi:application"],
-        port=web_port,
-        env=env,
-        name="daphne",
-    )
-    procs = [sim, pipe, web]
-    try:
-        for proc in procs:
-            proc.start()
-        paths = {
-            "direct": (f"ws://127.0.0.1:{sim_port}/v1/realtime?model=gpt-realtime", sim_key),
-            "pipe": (f"ws://127.0.0.1:{pipe_port}/v1/realtime?model=gpt-realtime", sim_key),
-            "relay": (f"ws://127.0.0.1:{web_port}/v1/realtime?model=gpt-realtime", token),
-        }
-        print(f"relay overhead: probe round trips under 50 frames/s per session, {args.seconds:.0f} s per path (ms)")
+    with sim, pipe:
+        print(f"relay overhead: probe round trips under 50 audio frames/s per session, {args.seconds:.0f} s each (ms)")
         for n in args.sessions:
             stats = {}
-            for name, (url, key) in paths.items():
-                rtts = load(url, key, n, args.seconds)
+            paths = [
+                ("direct", f"ws://127.0.0.1:{sim_port}/v1/realtime?model=gpt-realtime", sim_key, None),
+                ("pipe", f"ws://127.0.0.1:{pipe_port}/v1/realtime?model=gpt-realtime", sim_key, None),
+            ]
+            paths += [(f"relay/{server}", "", token, server) for server in args.servers]
+            for name, url, key, server in paths:
+                if server is None:
+                    rtts = load(url, key, n, args.seconds)
+                else:
+                    port = free_port()
+                    with asgi_server(server, port, env):
+                        rtts = load(f"ws://127.0.0.1:{port}/v1/realtime?model=gpt-realtime", key, n, args.seconds)
                 stats[name] = (percentile(rtts, 50), percentile(rtts, 99), len(rtts))
                 p50, p99, count = stats[name]
-                print(f"  {n:>3} sessions  {name:<6} p50 {p50:7.2f}  p99 {p99:7.2f}  ({count} probes)", flush=True)
+                print(f"  {n:>3} sessions  {name:<14} p50 {p50:8.2f}  p99 {p99:8.2f}  ({count} probes)", flush=True)
             for q, label in ((0, "p50"), (1, "p99")):
                 pipe_adds = stats["pipe"][q] - stats["direct"][q]
-                relay_adds = stats["relay"][q] - stats["direct"][q]
-                ratio = relay_adds / pipe_adds if pipe_adds > 0 else float("inf")
+                for server in args.servers:
+                    relay_adds = stats[f"relay/{server}"][q] - stats["direct"][q]
+                    ratio = relay_adds / pipe_adds if pipe_adds > 0 else float("inf")
+                    print(
+                        f"  {n:>3} sessions  {label}: pipe adds {pipe_adds:8.2f}, relay on {server:<7} adds"
+                        f" {relay_adds:8.2f}  -> relay/pipe {ratio:5.2f} (target <= 1.25)"
+                    )
+        for server in args.servers:
+            port = free_port()
+            with asgi_server(server, port, env) as web:
+                url = f"ws://127.0.0.1:{port}/v1/realtime?model=gpt-realtime"
                 print(
-                    f"  {n:>3} sessions  {label}: pipe adds {pipe_adds:6.2f}, relay adds {relay_adds:6.2f}"
-                    f"  -> relay/pipe {ratio:4.2f} (target <= 1.25)"
+                    f"  memory on {server}: {idle_memory_kb(web, url, token, 200):.0f} KB per idle relayed session"
+                    " (target <= 350 KB)"
                 )
 
-        assert web.proc is not None
-        before = rss_kb(web.proc.pid)
-        idle = subprocess.Popen(
-            [
-                PYTHON,
-                "bench/_load_client.py",
-                "--url",
-                paths["relay"][0],
-                "--key",
-                token,
-                "--sessions",
-                "200",
-                "--idle",
-            ],
-            cwd=BASE_DIR,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert idle.stdout is not None and idle.stdin is not None
-        idle.stdout.readline()
-        time.sleep(3)
-        after = rss_kb(web.proc.pid)
-        idle.stdin.close()
-        idle.wait(60)
-        print(
-            f"  memory: Daphne {before / 1024:.1f} MB → {after / 1024:.1f} MB with 200 idle relayed sessions: "
-            f"{(after - before) / 200:.0f} KB per session (target ≤ 350 KB)"
-        )
-    finally:
-        for proc in reversed(procs):
-            proc.stop()
+
+def idle_memory_kb(web: ServerProcess, url: str, token: str, n: int) -> float:
+    """RSS growth of a fresh relay process per idle session, after one warm-up session."""
+    assert web.proc is not None
+    warm = subprocess.Popen(
+        [PYTHON, "bench/_load_client.py", "--url", url, "--key", token, "--sessions", "1", "--idle"],
+        cwd=BASE_DIR,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert warm.stdout is not None and warm.stdin is not None
+    warm.stdout.readline()
+    time.sleep(1)
+    before = rss_kb(web.proc.pid)
+    idle = subprocess.Popen(
+        [PYTHON, "bench/_load_client.py", "--url", url, "--key", token, "--sessions", str(n), "--idle"],
+        cwd=BASE_DIR,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert idle.stdout is not None and idle.stdin is not None
+    idle.stdout.readline()
+    time.sleep(3)
+    after = rss_kb(web.proc.pid)
+    for proc in (idle, warm):
+        assert proc.stdin is not None
+        proc.stdin.close()
+        proc.wait(60)
+    return (after - before) / n
 
 
 if __name__ == "__main__":

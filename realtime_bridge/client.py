@@ -40,8 +40,11 @@ class Upstream:
             raise UpstreamClosed(frame.code if frame else 1006, frame.reason if frame else "") from None
 
     async def send(self, data: str | bytes) -> None:
+        # Straight onto the socket: the SDK's send_raw() keeps a send queue and receipts for its
+        # own reconnects, which a relay never uses (a `?model=` session dies with its socket),
+        # and that bookkeeping (a task lookup per frame) is paid 50 times a second per guest.
         try:
-            await self._connection.send_raw(data)
+            await self._ws.send(data)
         except ConnectionClosed as exc:
             frame = exc.rcvd
             raise UpstreamClosed(frame.code if frame else 1006, frame.reason if frame else "") from None
@@ -65,7 +68,10 @@ async def connect(
 ) -> Upstream:
     """Open an upstream session (`?model=`) or attach a sideband to a call (`?call_id=`)."""
     client = _client(api_key, base_url)
-    kwargs: dict[str, object] = {"websocket_connection_options": {"open_timeout": open_timeout, "max_size": 32 * 2**20}}
+    # compression=None: the SDK turns permessage-deflate off only when max_size is left unset,
+    # and deflating base64 audio 50 times a second per guest costs far more than it saves.
+    options = {"open_timeout": open_timeout, "max_size": 32 * 2**20, "compression": None}
+    kwargs: dict[str, object] = {"websocket_connection_options": options}
     if call_id:
         kwargs["call_id"] = call_id
     else:

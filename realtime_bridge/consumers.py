@@ -1,14 +1,14 @@
 """The relay: a client's WebSocket in, one upstream Realtime session out (DESIGN.md, flow 1).
 
-The consumer is only the loop (STYLE.md 3.4): frames pass both ways, the few that matter go
-to `handlers.dispatch` (sync, through one ordered queue per session), and decisions come back
-through the outbox (`outbound.claim_unsent`), nudged by the channel-layer group of the session.
+The consumer is only the loop (STYLE.md 3.4): frames pass both ways, and the upstream side
+(the few frames that matter go to `handlers.dispatch`, the follow-up response, decisions back
+through the outbox, nudged by the channel-layer group of the session) is the
+`session.UpstreamSession` that the sideband bridge uses too.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from typing import Any
@@ -20,13 +20,13 @@ from django.conf import settings
 
 from approvals import events
 from config.consumers import LeanDispatchMixin
-from realtime_bridge import client, handlers, outbound, protocol
+from realtime_bridge import client, handlers, protocol
+from realtime_bridge.session import OUTBOX_POLL_SECONDS, FollowUp, UpstreamSession
+
+__all__ = ["OUTBOX_POLL_SECONDS", "FollowUp", "RelayConsumer", "client_close_code"]
 
 log = logging.getLogger(__name__)
 
-# How often a session with undelivered decisions checks the outbox by itself, in case the
-# nudge over the channel layer (at-most-once) was lost.
-OUTBOX_POLL_SECONDS = 1.0
 MAX_CLIENT_MESSAGE_CHARS = 16 * 2**20  # OpenAI accepts audio appends of up to 15 MiB
 
 
@@ -49,49 +49,18 @@ def _mask(token: str) -> str:
     return f"{token[:6]}***{token[-4:]}" if len(token) > 12 else "***"
 
 
-class FollowUp:
-    """When to send `response.create` so the model tells the guest what happened.
-
-    Never while a response is active (`conversation_already_has_active_response`, section 5.5),
-    once per approval request, and not at all if the model already spoke after the tool call
-    (the `held` profile, where the answer comes inside the same response).
-    """
-
-    def __init__(self) -> None:
-        self.response_active = False
-        self.state: str | None = None  # None | "wanted" | "requested"
-        self.done_for: set[str] = set()
-
-    def want(self, approval_request_id: str) -> None:
-        if approval_request_id in self.done_for:
-            return
-        self.done_for.add(approval_request_id)
-        self.state = "wanted"
-
-    def should_send(self) -> bool:
-        if self.state == "wanted" and not self.response_active:
-            self.state = "requested"
-            self.response_active = True  # optimistic: ours is on its way
-            return True
-        return False
-
-
 class RelayConsumer(LeanDispatchMixin, AsyncWebsocketConsumer):
     upstream: client.Upstream | None = None
     session_id: int | None = None
+    core: UpstreamSession | None = None
 
     # --- Opening ---------------------------------------------------------------------------
 
     async def connect(self) -> None:
         self.closing = False
-        self.followup = FollowUp()
-        self.undelivered: set[str] = set()
-        self.sent_ids: set[int] = set()
         self.secret_values: list[str] = []
         self.tools: list[dict[str, Any]] = []
         self.tasks: list[asyncio.Task[None]] = []
-        self.db_queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-        self.outbox_lock = asyncio.Lock()
 
         # Like OpenAI, always complete the upgrade and report problems in an `error` event
         # followed by a close (section 1.3). A browser that offered subprotocols must get one
@@ -156,11 +125,9 @@ class RelayConsumer(LeanDispatchMixin, AsyncWebsocketConsumer):
                     }
                 )
             )
-        self.tasks = [
-            asyncio.create_task(self._read_upstream()),
-            asyncio.create_task(self._db_worker()),
-            asyncio.create_task(self._poll_outbox()),
-        ]
+        self.core = UpstreamSession(self.upstream, session.pk)
+        self.core.start()
+        self.tasks = [asyncio.create_task(self._read_upstream())]
 
     @staticmethod
     def _token(headers: dict[str, str], offered: list[str]) -> str:
@@ -227,34 +194,22 @@ class RelayConsumer(LeanDispatchMixin, AsyncWebsocketConsumer):
                     refusal.message, code=refusal.code, param=refusal.param, client_event_id=client_event_id
                 )
             )
-        if event["type"] == "response.create":
-            self.followup.response_active = True
+        if event["type"] == "response.create" and self.core is not None:
+            self.core.followup.response_active = True
         # Re-serialised, never the raw text: upstream must see exactly what was checked here.
         await upstream.send(protocol.dumps(event))
 
     # --- Upstream → client -----------------------------------------------------------------
 
     async def _read_upstream(self) -> None:
-        assert self.upstream is not None
-        send = self.send
+        assert self.core is not None
         try:
-            while True:
-                try:
-                    frame = await self.upstream.recv()
-                except client.UpstreamClosed as closed:
-                    if not self.closing:
-                        self.closing = True
-                        code, note = client_close_code(closed.code)
-                        reason = ": ".join(part for part in (note, closed.reason) if part)
-                        await self.close(code=code, reason=reason or None)
-                    return
-                if isinstance(frame, bytes):
-                    await send(bytes_data=frame)
-                    continue
-                if protocol.sniff_server_type(frame):
-                    await send(text_data=frame)
-                    continue
-                await self._handle_server_frame(frame)
+            closed = await self.core.read(passthrough=self._pass_on, forward=self._forward)
+            if not self.closing:
+                self.closing = True
+                code, note = client_close_code(closed.code)
+                reason = ": ".join(part for part in (note, closed.reason) if part)
+                await self.close(code=code, reason=reason or None)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -263,108 +218,35 @@ class RelayConsumer(LeanDispatchMixin, AsyncWebsocketConsumer):
                 self.closing = True
                 await self.close(code=4011, reason="server_error")
 
-    async def _handle_server_frame(self, frame: str) -> None:
-        try:
-            event = json.loads(frame)
-        except ValueError:
-            await self.send(text_data=protocol.redact(frame, self.secret_values))
-            return
-        kind = event.get("type") if isinstance(event, dict) else None
-        if kind in ("session.created", "session.updated"):
+    async def _pass_on(self, frame: str | bytes) -> None:
+        if isinstance(frame, bytes):
+            await self.send(bytes_data=frame)
+        else:
+            await self.send(text_data=frame)
+
+    async def _forward(self, frame: str, event: dict[str, Any] | None) -> None:
+        if event is not None and event.get("type") in ("session.created", "session.updated"):
             frame = protocol.dumps(protocol.scrub_session_event(event))
         await self.send(text_data=protocol.redact(frame, self.secret_values))
-        if kind in handlers.HANDLED_TYPES:
-            self.db_queue.put_nowait(event)
-        await self._observe(kind, event)
-
-    async def _observe(self, kind: str | None, event: dict[str, Any]) -> None:
-        """Track the response lifecycle and the items that call for a follow-up response."""
-        followup = self.followup
-        if kind == "response.created":
-            followup.response_active = True
-            if followup.state == "requested":
-                followup.state = None
-        elif kind == "response.done":
-            followup.response_active = False
-        elif kind == "error":
-            if (event.get("error") or {}).get("code") == "conversation_already_has_active_response":
-                followup.response_active = True
-                if followup.state == "requested":
-                    followup.state = "wanted"  # ours was refused: try again after response.done
-        elif kind == "conversation.item.done":
-            item = event.get("item") or {}
-            if item.get("type") == "mcp_approval_request" and item.get("id"):
-                self.undelivered.add(str(item["id"]))
-            elif item.get("type") == "mcp_call" and item.get("approval_request_id"):
-                followup.want(str(item["approval_request_id"]))
-            elif item.get("type") == "message" and item.get("role") == "assistant" and followup.state == "wanted":
-                followup.state = None  # the model already spoke after the tool call
-        if followup.should_send() and self.upstream is not None:
-            await self.upstream.send(protocol.response_create_event())
-
-    async def _db_worker(self) -> None:
-        """Apply upstream events to the database in order, without holding up the relaying."""
-        while True:
-            event = await self.db_queue.get()
-            if event is None:
-                return
-            try:
-                await database_sync_to_async(handlers.dispatch)(self.session_id, event)
-            except Exception:
-                log.exception("relay: session %s could not record %s", self.session_id, event.get("type"))
 
     # --- Decisions (outbox) ----------------------------------------------------------------
 
     async def relay_decision(self, message: dict[str, Any]) -> None:
         """Nudge from approvals.events after a decision or expiry committed."""
-        await self._drain_outbox()
-
-    async def _poll_outbox(self) -> None:
-        while True:
-            await asyncio.sleep(OUTBOX_POLL_SECONDS)
-            if self.undelivered:
-                await self._drain_outbox()
-
-    async def _drain_outbox(self) -> None:
-        if self.upstream is None or self.session_id is None or self.closing:
-            return
-        async with self.outbox_lock:
-            decisions = await database_sync_to_async(outbound.unsent)(self.session_id)
-            sent = []
-            for decision in decisions:
-                if decision.request_id in self.sent_ids:
-                    continue  # sent already; its mark has not committed yet
-                await self.upstream.send(
-                    protocol.approval_response_event(
-                        approval_request_id=decision.approval_request_id,
-                        approve=decision.approve,
-                        reason=decision.reason,
-                    )
-                )
-                self.sent_ids.add(decision.request_id)
-                sent.append(decision.request_id)
-                self.undelivered.discard(decision.approval_request_id)
-                if not decision.approve:
-                    # No tool runs, so no mcp_call may ever come: ask the model to tell the guest.
-                    self.followup.want(decision.approval_request_id)
-            if sent and self.followup.should_send():
-                await self.upstream.send(protocol.response_create_event())
-            if sent:
-                await database_sync_to_async(outbound.mark_sent)(sent)
+        if self.core is not None and not self.closing:
+            await self.core.drain_outbox()
 
     # --- Closing -----------------------------------------------------------------------------
 
     async def disconnect(self, code: int) -> None:
         self.closing = True
         for task in self.tasks:
-            if task is not self.tasks[1]:  # the db worker drains what was accepted first
-                task.cancel()
-        if self.upstream is not None:
+            task.cancel()
+        if self.core is not None:
+            # Closes upstream, then lets the db worker finish what was accepted first.
+            await self.core.stop(reason="client disconnected")
+        elif self.upstream is not None:
             await self.upstream.close(code=1000, reason="client disconnected")
-        if self.tasks:
-            self.db_queue.put_nowait(None)
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.tasks[1], timeout=30)
         if self.session_id is not None:
             await self.channel_layer.group_discard(events.session_group(self.session_id), self.channel_name)
             await database_sync_to_async(handlers.close_session)(

@@ -1,0 +1,306 @@
+"""Calls Countersign watches through a sideband (DESIGN.md flow 1, "Sideband"): SIP calls that
+arrive as `realtime.call.incoming` webhooks, and browser (WebRTC) calls whose client secret it
+minted. Every change of a Call goes through this module; approval state still changes only in
+approvals.services (closing a call's session cancels its pending requests there).
+
+Upstream HTTP goes through the official SDK (`client.realtime.calls.*`,
+`client.realtime.client_secrets.create`, `client.webhooks.unwrap`).
+Reference: REALTIME_PROTOCOL.md sections 3.2, 8.2 and 8.3.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache, partial
+from typing import Any
+
+import openai
+import pydantic
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.core import signing
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from openai.types.webhooks import RealtimeCallIncomingWebhookEvent
+
+from approvals import services
+from approvals.models import McpServer, RealtimeSession
+from realtime_bridge.models import Call, SipRoute, WebhookDelivery, sip_number
+
+log = logging.getLogger(__name__)
+
+# The channel-layer group run_bridge listens on for calls to attach to. A hint only: the
+# bridge also re-reads the live calls from the database when it starts and every few seconds.
+BRIDGE_CALLS_GROUP = "bridge.calls"
+BRIDGE_ATTACH = "bridge.attach"
+# How long a browser has to create its call with a minted secret (and to ask us to attach).
+CLIENT_SECRET_SECONDS = 600
+_TICKET_SALT = "countersign.webrtc"
+
+
+class CallError(Exception):
+    """A call action that cannot be done (e.g. the call is no longer in progress)."""
+
+
+@lru_cache(maxsize=4)
+def _client(api_key: str, base_url: str) -> openai.OpenAI:
+    return openai.OpenAI(api_key=api_key, base_url=base_url, max_retries=1, timeout=20)
+
+
+def openai_client() -> openai.OpenAI:
+    return _client(settings.OPENAI_API_KEY, settings.OPENAI_BASE_URL)
+
+
+# --- Session config --------------------------------------------------------------------------
+
+
+def tools_for(servers: list[McpServer] | None = None) -> list[dict[str, Any]]:
+    """The `mcp` tool entries (with credentials: server side only) of these servers, or of
+    every enabled one when none are named."""
+    chosen = servers if servers else list(McpServer.objects.filter(enabled=True))
+    return [server.to_tool() for server in chosen if server.enabled]
+
+
+def session_config(
+    *, model: str = "", instructions: str = "", voice: str = "", servers: list[McpServer] | None = None
+) -> dict[str, Any]:
+    """A Realtime session object (section 3.2) for accept or a client secret."""
+    config: dict[str, Any] = {"type": "realtime", "model": model or settings.OPENAI_REALTIME_MODEL}
+    if instructions:
+        config["instructions"] = instructions
+    if voice:
+        config["audio"] = {"output": {"voice": voice}}
+    tools = tools_for(servers)
+    if tools:
+        config["tools"] = tools
+    return config
+
+
+def route_config(route: SipRoute) -> dict[str, Any]:
+    return session_config(
+        model=route.model, instructions=route.instructions, voice=route.voice, servers=list(route.mcp_servers.all())
+    )
+
+
+def find_route(*, to_number: str, from_number: str) -> SipRoute | None:
+    for route in SipRoute.objects.filter(enabled=True):
+        if route.matches(to_number=to_number, from_number=from_number):
+            return route
+    return None
+
+
+# --- The bridge nudge ------------------------------------------------------------------------
+
+
+def nudge_bridge(call_pk: int) -> None:
+    """Tell run_bridge there is a call to attach to (after commit; a hint, see above)."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(BRIDGE_CALLS_GROUP, {"type": BRIDGE_ATTACH, "call": call_pk})
+    except Exception:
+        log.exception("Channel layer error: call %s not announced to the bridge", call_pk)
+
+
+# --- SIP webhooks ----------------------------------------------------------------------------
+
+
+class WebhookRefused(Exception):
+    """The webhook is not OpenAI's (bad signature, stale timestamp) or not readable."""
+
+
+def verify_webhook(body: bytes, headers: dict[str, str]) -> Any:
+    """The parsed event, if the signature and timestamp are OpenAI's (the SDK checks both,
+    Standard Webhooks, 300 s tolerance) and the body is a well-formed event. Raises
+    WebhookRefused."""
+    secret = settings.OPENAI_WEBHOOK_SECRET
+    if not secret:
+        raise WebhookRefused("OPENAI_WEBHOOK_SECRET is not set: webhooks cannot be verified.")
+    try:
+        event = openai_client().webhooks.unwrap(body, headers, secret=secret)
+    except openai.InvalidWebhookSignatureError as exc:
+        raise WebhookRefused(str(exc)) from None
+    except Exception as exc:  # missing headers, a stale timestamp, a body that is not JSON
+        raise WebhookRefused(str(exc)) from None
+    if getattr(event, "type", None) == "realtime.call.incoming":
+        # unwrap() builds the model without validating it; a call we act on must be whole.
+        try:
+            return RealtimeCallIncomingWebhookEvent.model_validate_json(body)
+        except pydantic.ValidationError as exc:
+            raise WebhookRefused(f"Malformed realtime.call.incoming: {exc}") from None
+    if not isinstance(getattr(event, "type", None), str):
+        raise WebhookRefused("Not a webhook event.")
+    return event
+
+
+def record_webhook(*, webhook_id: str, event: Any) -> Call | None:
+    """Keep the delivery and, for `realtime.call.incoming`, the ringing call, in one
+    transaction. Returns the new Call to answer, or None when there is nothing (more) to do:
+    a webhook-id seen before, a call already known (a re-delivery under a new id), another
+    event type. The unique constraints, not a prior read, decide: two deliveries at once
+    cannot both win."""
+    payload = event.to_dict() if hasattr(event, "to_dict") else {}
+    try:
+        with transaction.atomic():
+            WebhookDelivery.objects.create(
+                webhook_id=webhook_id[:200],
+                event_id=str(getattr(event, "id", ""))[:200],
+                event_type=str(getattr(event, "type", ""))[:100],
+                payload=payload,
+            )
+            if getattr(event, "type", "") != "realtime.call.incoming":
+                return None
+            headers = [{"name": h.name, "value": h.value} for h in event.data.sip_headers]
+            values = {h["name"].lower(): h["value"] for h in headers}
+            return Call.objects.create(
+                call_id=event.data.call_id,
+                kind=Call.Kind.SIP,
+                from_number=sip_number(values.get("from", ""))[:100],
+                to_number=sip_number(values.get("to", ""))[:100],
+                sip_headers=headers,
+            )
+    except IntegrityError:
+        return None
+
+
+def answer_incoming(call: Call) -> Call:
+    """Accept a ringing call with its route's config, or reject or refer it when no route
+    matches (SIP_UNROUTED_STATUS / SIP_UNROUTED_REFER_TO). Accepting opens its sideband
+    session and, after commit, tells the bridge to attach."""
+    route = find_route(to_number=call.to_number, from_number=call.from_number)
+    calls = openai_client().realtime.calls
+    if route is None and not settings.SIP_UNROUTED_REFER_TO:
+        try:
+            calls.reject(call.call_id, status_code=settings.SIP_UNROUTED_STATUS)
+        except openai.NotFoundError:
+            pass  # the caller is gone already (section 10.10)
+        return _finish(call, Call.Status.REJECTED, outcome=f"No route: rejected with {settings.SIP_UNROUTED_STATUS}")
+    config = route_config(route) if route is not None else session_config(servers=[])
+    if route is None:
+        # Referring needs an answered call; accept it bare (no tools) and pass it on at once.
+        config.pop("tools", None)
+    try:
+        calls.accept(call.call_id, **config)
+    except openai.NotFoundError:
+        # Section 10.10: the caller hung up, or the webhook came too late.
+        return _finish(call, Call.Status.ENDED, outcome="The caller was gone before the call was answered.")
+    if route is None:
+        target = settings.SIP_UNROUTED_REFER_TO
+        calls.refer(call.call_id, target_uri=target)
+        return _finish(call, Call.Status.REFERRED, outcome=f"No route: transferred to {target}", refer_target=target)
+    metadata = {**(route.metadata or {}), "from": call.from_number, "to": call.to_number}
+    return _open(call, label=route.label, metadata=metadata, model=config["model"], route=route)
+
+
+def _open(call: Call, *, label: str, metadata: dict[str, Any], model: str, route: SipRoute | None = None) -> Call:
+    with transaction.atomic():
+        session = services.open_session(
+            kind=RealtimeSession.Kind.SIDEBAND, label=label, metadata=metadata, model=model, call_id=call.call_id
+        )
+        # Conditional on still ringing: a hangup that came in meanwhile stays what it is.
+        won = Call.objects.filter(pk=call.pk, status=Call.Status.INCOMING).update(
+            status=Call.Status.ACCEPTED, session=session, route=route
+        )
+        if not won:
+            services.close_session(session, code=None, reason="The call ended before it was answered.")
+        else:
+            transaction.on_commit(partial(nudge_bridge, call.pk), robust=True)
+    call.refresh_from_db()
+    return call
+
+
+def _finish(call: Call, status: str, *, outcome: str, refer_target: str = "") -> Call:
+    Call.objects.filter(pk=call.pk, status=Call.Status.INCOMING).update(
+        status=status, outcome=outcome[:200], refer_target=refer_target[:200], ended_at=timezone.now()
+    )
+    call.refresh_from_db()
+    return call
+
+
+# --- Ending and staff actions -----------------------------------------------------------------
+
+
+def end_call(call_pk: int, *, status: str = Call.Status.ENDED, outcome: str, code: int | None = None) -> bool:
+    """The call is over (hung up, transferred, gone upstream): mark it and close its session,
+    which cancels its pending requests (approvals.services.close_session). Idempotent: False
+    when it had ended already (its session is closed again, a no-op)."""
+    with transaction.atomic():
+        won = Call.objects.filter(pk=call_pk, status=Call.Status.ACCEPTED).update(
+            status=status, outcome=outcome[:200], ended_at=timezone.now()
+        )
+        call = Call.objects.select_related("session").get(pk=call_pk)
+        if call.session is not None:
+            services.close_session(call.session, code=code, reason=outcome)
+    return bool(won)
+
+
+def hang_up(call: Call, *, by_label: str) -> Call:
+    """Staff end a call in progress. Raises CallError when it is not in progress."""
+    if call.status != Call.Status.ACCEPTED:
+        raise CallError(f"The call is {call.get_status_display().lower()}, not in progress.")
+    try:
+        openai_client().realtime.calls.hangup(call.call_id)
+    except openai.NotFoundError:
+        pass  # gone upstream already: record the end all the same
+    end_call(call.pk, outcome=f"Hung up by {by_label}")
+    call.refresh_from_db()
+    return call
+
+
+def transfer(call: Call, *, target_uri: str, by_label: str) -> Call:
+    """Staff transfer a SIP call (SIP REFER) to `tel:…` or `sip:…`. Raises CallError."""
+    if call.status != Call.Status.ACCEPTED or call.kind != Call.Kind.SIP:
+        raise CallError("Only a SIP call in progress can be transferred.")
+    if not target_uri.startswith(("tel:", "sip:", "sips:")):
+        raise CallError("The transfer target must be a tel: or sip: URI.")
+    try:
+        openai_client().realtime.calls.refer(call.call_id, target_uri=target_uri)
+    except openai.NotFoundError:
+        end_call(call.pk, outcome="The call had ended before the transfer.")
+        raise CallError("The call had already ended.") from None
+    Call.objects.filter(pk=call.pk).update(refer_target=target_uri[:200])
+    end_call(call.pk, status=Call.Status.REFERRED, outcome=f"Transferred to {target_uri} by {by_label}")
+    call.refresh_from_db()
+    return call
+
+
+# --- Browser calls (WebRTC) -------------------------------------------------------------------
+
+
+def mint_client_secret(*, label: str, metadata: dict[str, Any], owner: str) -> dict[str, Any]:
+    """A short-lived `ek_` secret for a browser, for a session that already holds the
+    registered MCP servers and their credentials (they never reach the browser: the browser
+    only gets the secret), and a signed ticket to present when it asks us to attach."""
+    config = session_config()
+    secret = openai_client().realtime.client_secrets.create(
+        session=config,  # type: ignore[arg-type]
+        expires_after={"anchor": "created_at", "seconds": CLIENT_SECRET_SECONDS},
+    )
+    ticket = signing.dumps(
+        {"label": label, "metadata": metadata, "owner": owner, "model": config["model"]}, salt=_TICKET_SALT
+    )
+    return {"client_secret": secret.value, "expires_at": secret.expires_at, "model": config["model"], "ticket": ticket}
+
+
+def attach_browser_call(*, call_id: str, ticket: str, owner: str) -> Call:
+    """The browser created its call (`Location: …/calls/rtc_…`): record it, open its session,
+    and have the bridge attach. Idempotent on call_id. Raises CallError on a bad ticket, or
+    one minted for somebody else."""
+    try:
+        data = signing.loads(ticket, salt=_TICKET_SALT, max_age=CLIENT_SECRET_SECONDS + 60)
+    except signing.BadSignature:
+        raise CallError("The ticket is not valid (or has expired).") from None
+    if data.get("owner") != owner:
+        raise CallError("The ticket was issued to someone else.")
+    if not call_id.startswith("rtc_") or len(call_id) > 100:
+        raise CallError("That is not a call id.")
+    try:
+        with transaction.atomic():
+            call = Call.objects.create(call_id=call_id, kind=Call.Kind.WEBRTC)
+    except IntegrityError:
+        return Call.objects.get(call_id=call_id)
+    metadata = {**(data.get("metadata") or {}), "owner": data.get("owner", "")}
+    label = str(data.get("label") or "Browser call")
+    return _open(call, label=label, metadata=metadata, model=str(data.get("model") or ""))
