@@ -66,3 +66,38 @@ def test_the_launcher_starts_nothing_when_redis_url_is_set(tmp_path):
     proc.stop()
     assert "Embedded Redis" not in out
     assert "redis://127.0.0.1:6379/0" in out
+
+
+def test_make_run_in_demo_mode_starts_simulator_hotel_and_guests_whose_requests_reach_the_queue(
+    transactional_db, tmp_path
+):
+    from approvals.models import ApprovalRequest, McpServer
+
+    port, sim_port, hotel_port = free_port(), free_port(), free_port()
+    env = django_env(
+        PORT=str(port),
+        SIMULATOR_PORT=str(sim_port),
+        HOTEL_MCP_PORT=str(hotel_port),
+        COUNTERSIGN_VAR_DIR=str(tmp_path),
+        DEMO_GUEST_INTERVAL="1",
+    )
+    run = ServerProcess([PYTHON, "-m", "config.embedded", "run"], port=port, env=env, timeout=120, name="make-run-demo")
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):  # demo mode: no key at all
+        run.env.pop(name, None)
+    with run:
+        body = _healthz(f"http://127.0.0.1:{port}/healthz")
+        assert {body[p]["status"] for p in ("database", "redis", "celery")} == {"ok"}
+        output = run.output()
+        assert "Demo staff accounts" in output and "frontdesk" in output
+        assert McpServer.objects.filter(label="hotel", url=f"http://127.0.0.1:{hotel_port}/mcp").exists()
+        deadline = time.monotonic() + 90
+        while not ApprovalRequest.objects.exists():
+            assert time.monotonic() < deadline, f"no demo guest request reached the queue:\n{run.output()}"
+            time.sleep(0.5)
+        req = ApprovalRequest.objects.select_related("session").first()
+        assert req.server_label == "hotel" and req.session.label.startswith("Room ")
+        for name in ("web", "worker", "beat", "hotel", "simulator", "guests"):
+            assert re.search(rf"{name}\.1 +\| ", run.output()), f"{name} never ran"
+        run.signal(signal.SIGINT)
+        assert run.proc is not None
+        run.proc.wait(timeout=60)
