@@ -51,6 +51,9 @@ class SimulatorConfig:
     deny_behavior: str = "silent"
     # Also send response.output_item.done for the mcp_call after approval (section 5.2 knob).
     mcp_call_output_item_done: bool = False
+    # Validate every server event strictly against the openai SDK's types before sending it; an
+    # invalid one is logged as INVALID SERVER EVENT and ends that socket (1011). Tests turn it on.
+    validate_events: bool = False
     # WebSocket ping interval in seconds (OpenAI: about 20.3).
     ping_interval: float = 20.3
     # Seconds before the model's argument deltas start (simulates thinking); 0 in tests.

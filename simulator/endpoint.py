@@ -15,11 +15,15 @@ from simulator import events
 from simulator.realtime import RealtimeSession
 from simulator.session_config import InvalidRequest
 from simulator.state import SimulatorState
+from simulator.validation import checked
 
 
 async def _refuse(websocket: WebSocket, message: str, code: str | None, close_code: int) -> None:
     """Section 1.3: after the 101, one error event, then the close with reason `<type>.<code>`."""
-    await websocket.send_text(json.dumps(events.error(message, code=code)))
+    payload = events.error(message, code=code)
+    if websocket.app.state.sim.config.validate_events:
+        checked(payload)
+    await websocket.send_text(json.dumps(payload))
     reason = "invalid_request_error" + (f".{code}" if code else "")
     await websocket.close(code=close_code, reason=reason)
 

@@ -31,6 +31,7 @@ from simulator.events import event
 from simulator.ids import new_id
 from simulator.session_config import InvalidRequest, check_response, merge_session
 from simulator.state import Call, SimulatorState
+from simulator.validation import checked
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ class RealtimeSession:
                 return
             # Section 1.4: session.created is the first server event, on sideband connects too [INFERRED].
             try:
-                await websocket.send_text(json.dumps(event("session.created", session=copy.deepcopy(self.session))))
+                await websocket.send_text(self.frame(event("session.created", session=copy.deepcopy(self.session))))
             except Exception:
                 return  # gone before the first event
             self._sockets.append(websocket)
@@ -168,10 +169,16 @@ class RealtimeSession:
 
     # ---- helpers for simulator.turns ------------------------------------------------------------------
 
+    def frame(self, payload: dict[str, Any]) -> str:
+        """The text frame of one server event (strictly validated first under --validate-events)."""
+        if self.config.validate_events:
+            checked(payload)
+        return json.dumps(payload)
+
     async def emit(self, *batch: dict[str, Any]) -> None:
         """Send events, in order and without interleaving, to every attached socket."""
         async with self._lock:
-            frames = [json.dumps(e) for e in batch]
+            frames = [self.frame(e) for e in batch]
             for websocket in list(self._sockets):
                 try:
                     for frame in frames:
@@ -211,7 +218,7 @@ class RealtimeSession:
         async with self._lock:
             if websocket in self._sockets:
                 with contextlib.suppress(Exception):
-                    await websocket.send_text(json.dumps(payload))
+                    await websocket.send_text(self.frame(payload))
 
     async def _handle_text(self, websocket: WebSocket, text: str) -> None:
         try:

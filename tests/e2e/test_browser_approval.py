@@ -59,7 +59,10 @@ def _orm_beside_playwright(monkeypatch: pytest.MonkeyPatch) -> None:
 def sim_url() -> Iterator[str]:
     port = free_port()
     with ServerProcess(
-        [PYTHON, "-m", "simulator", "--port", str(port), "--api-key", SIM_KEY], port=port, name="simulator"
+        [PYTHON, "-m", "simulator", "--port", str(port), "--api-key", SIM_KEY, "--validate-events"],
+        port=port,
+        name="simulator",
+        fail_on="INVALID SERVER EVENT",
     ):
         yield f"http://127.0.0.1:{port}/v1"
 

@@ -55,6 +55,7 @@ class ServerProcess:
         ready_status: int = 200,
         timeout: float = 60.0,
         name: str | None = None,
+        fail_on: str | None = None,
     ) -> None:
         self.argv = list(argv)
         self.port = port
@@ -66,6 +67,8 @@ class ServerProcess:
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         self.log_path = LOG_DIR / f"{self.name}-{uuid.uuid4().hex[:8]}.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        # A line that, if the process ever logs it, fails the test that used it (checked on stop).
+        self.fail_on = fail_on
 
     def start(self) -> ServerProcess:
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
@@ -97,9 +100,10 @@ class ServerProcess:
                 return False
         return True
 
-    def output(self) -> str:
+    def output(self, tail: int = 8000) -> str:
         try:
-            return self.log_path.read_text(errors="replace")[-8000:]
+            text = self.log_path.read_text(errors="replace")
+            return text[-tail:] if tail else text
         except FileNotFoundError:
             return ""
 
@@ -122,6 +126,10 @@ class ServerProcess:
         # Children that outlived the leader (e.g. a Celery pool) go too.
         self.signal(signal.SIGKILL)
         self._log.close()
+        if self.fail_on:
+            found = [line for line in self.output().splitlines() if self.fail_on in line]
+            if found:
+                raise AssertionError(f"{self.name} logged {self.fail_on!r}:\n" + "\n".join(found[:5]))
         return self.proc.returncode
 
     def __enter__(self) -> ServerProcess:

@@ -16,70 +16,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import typing
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import pydantic
 import pytest
-from openai.types.realtime import RealtimeServerEvent
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Opcode
 
+from simulator.validation import validate_server_event
 from tests.plugins.processes import PYTHON, ServerProcess, free_port
 
 SIMULATOR_API_KEY = "sk-sim-test-0123456789abcdef"
-
-_SERVER_EVENT: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(RealtimeServerEvent)
-_MEMBERS: dict[str, type[pydantic.BaseModel]] = {
-    typing.get_args(member.model_fields["type"].annotation)[0]: member
-    for member in typing.get_args(typing.get_args(RealtimeServerEvent)[0])
-}
-# Fields the real server sends that the SDK's models do not declare, each documented in REALTIME_PROTOCOL.md.
-DOCUMENTED_EXTRAS = {
-    # Section 1.4 [SPEC example]: the effective session carries its object type, id and expiry.
-    ("RealtimeSessionCreateRequest", "object"),
-    ("RealtimeSessionCreateRequest", "id"),
-    ("RealtimeSessionCreateRequest", "expires_at"),
-    # Section 2: `obfuscation` is present on text and transcript deltas in live captures.
-    ("ResponseTextDeltaEvent", "obfuscation"),
-    ("ResponseAudioTranscriptDeltaEvent", "obfuscation"),
-}
-
-
-def _undocumented_extras(value: Any, path: str) -> list[str]:
-    found = []
-    if isinstance(value, pydantic.BaseModel):
-        for name in value.model_extra or {}:
-            if (type(value).__name__, name) not in DOCUMENTED_EXTRAS:
-                found.append(f"{path}.{name} ({type(value).__name__})")
-        for name in type(value).model_fields:
-            found += _undocumented_extras(getattr(value, name), f"{path}.{name}")
-    elif isinstance(value, list):
-        for n, element in enumerate(value):
-            found += _undocumented_extras(element, f"{path}[{n}]")
-    return found
-
-
-def validate_server_event(data: Any) -> pydantic.BaseModel:
-    """Strictly validate one server event with the SDK's own union; raise AssertionError if it is not one."""
-    try:
-        model = _SERVER_EVENT.validate_python(data, strict=True)
-    except pydantic.ValidationError as exc:
-        member = _MEMBERS.get(data.get("type")) if isinstance(data, dict) else None
-        detail: Any = exc
-        if member is not None:
-            try:
-                member.model_validate(data, strict=True)
-            except pydantic.ValidationError as narrow:
-                detail = narrow  # the union's error lists every member; this one says what is wrong
-        raise AssertionError(f"not a valid Realtime server event: {data!r}\n{detail}") from None
-    extras = _undocumented_extras(model, "event")
-    assert not extras, f"fields the SDK does not know, in {data.get('type')}: {extras}"
-    return model
 
 
 class _PingCountingConnection(ClientConnection):
@@ -217,7 +167,9 @@ class Simulator:
 
 
 def _argv(port: int, api_key: str, knobs: dict[str, Any]) -> list[str]:
-    argv = [PYTHON, "-m", "simulator", "--port", str(port), "--api-key", api_key]
+    # Every event the simulator sends in the suite is checked against the SDK's types before it
+    # leaves (simulator/validation.py); ServerProcess fails the run if one was not valid.
+    argv = [PYTHON, "-m", "simulator", "--port", str(port), "--api-key", api_key, "--validate-events"]
     for name, value in knobs.items():
         flag = "--" + name.replace("_", "-")
         if isinstance(value, bool):
@@ -249,7 +201,13 @@ def simulator_factory(
         key = tuple(sorted(knobs.items()))
         if key not in _simulators:
             port = free_port()
-            process = ServerProcess(_argv(port, SIMULATOR_API_KEY, knobs), port=port, name="simulator", timeout=30)
+            process = ServerProcess(
+                _argv(port, SIMULATOR_API_KEY, knobs),
+                port=port,
+                name="simulator",
+                timeout=30,
+                fail_on="INVALID SERVER EVENT",
+            )
             _simulators[key] = Simulator(port=port, api_key=SIMULATOR_API_KEY, knobs=knobs, process=process.start())
         return _simulators[key]
 

@@ -132,7 +132,14 @@ def running_simulator(**config: Any) -> Iterator[Sim]:
 
     with ThreadServer(Starlette(routes=[Route("/hooks/openai", hook, methods=["POST"])])) as hooks:
         receiver.url = f"{hooks.url}/hooks/openai"
-        settings = {"api_key": API_KEY, "webhook_url": receiver.url, "webhook_secret": new_secret(), **config}
+        # validate_events: every server event of these tests is checked against the SDK's types too.
+        settings = {
+            "api_key": API_KEY,
+            "webhook_url": receiver.url,
+            "webhook_secret": new_secret(),
+            "validate_events": True,
+            **config,
+        }
         app = create_app(SimulatorConfig(**settings))
         with ThreadServer(app) as server:
             yield Sim(url=server.url, state=app.state.sim, receiver=receiver)
