@@ -100,6 +100,17 @@ class McpServerAdmin(admin.ModelAdmin):
     list_filter = ["enabled", "require_approval"]
     search_fields = ["label", "url", "description"]
 
+    def save_model(self, request: HttpRequest, obj: McpServer, form: Any, change: bool) -> None:
+        # Through the service, so that every registry change is an audit row.
+        services.save_mcp_server(obj, by=request.user, created=not change)  # type: ignore[arg-type]
+
+    def delete_model(self, request: HttpRequest, obj: McpServer) -> None:
+        services.delete_mcp_server(obj, by=request.user)  # type: ignore[arg-type]
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[McpServer]) -> None:
+        for server in queryset:
+            services.delete_mcp_server(server, by=request.user)  # type: ignore[arg-type]
+
     @admin.display(description="Authorization")
     def authorization_set(self, obj: McpServer) -> str:
         return MASK if obj.authorization else "—"

@@ -256,6 +256,12 @@ class ApprovalRequest(models.Model):
     call_output = models.TextField(null=True, blank=True)  # noqa: DJ001
     call_error = models.JSONField(null=True, blank=True)
     call_recorded_at = models.DateTimeField(null=True, blank=True)
+    # The policy rule that routed or decided the request. Policies (issue 5) do not exist yet:
+    # until they do this stays blank; the review search and metrics already read it.
+    rule_label = models.CharField(max_length=100, blank=True)
+    # Set by the retention purge (compliance.services.purge): the arguments, raw item and call
+    # result above were removed; the audit rows keep their hashes.
+    purged_at = models.DateTimeField(null=True, blank=True)
 
     objects = ApprovalRequestQuerySet.as_manager()
 
@@ -270,6 +276,11 @@ class ApprovalRequest(models.Model):
         indexes = [
             models.Index(fields=["deadline"], condition=Q(status="pending"), name="approval_pending_deadline"),
             models.Index(fields=["status", "-decided_at"], name="approval_status_decided"),
+            # The review search (compliance/search.py): newest first, within a time range, by tool
+            # or server.
+            models.Index(fields=["-created_at", "-id"], name="approval_created"),
+            models.Index(fields=["tool_name", "-created_at"], name="approval_tool_created"),
+            models.Index(fields=["server_label", "-created_at"], name="approval_server_created"),
         ]
 
     def __str__(self) -> str:
@@ -358,10 +369,14 @@ class ApprovalRequest(models.Model):
 
 class AuditEvent(models.Model):
     """One event of a request's (or the system's) life, written in the same transaction as the
-    change it records. Never updated or deleted."""
+    change it records, by approvals.audit.record() only. Rows form a hash chain (format in
+    compliance/chain.py); on PostgreSQL a trigger refuses UPDATE and DELETE, except the retention
+    purge that empties `payload` and keeps every hash."""
 
     class Kind(models.TextChoices):
         REQUESTED = "requested", "Requested"
+        # Written by the policy engine (issue 5) when a rule routes a request; none yet.
+        POLICY_ROUTED = "policy_routed", "Routed by policy"
         DECIDED = "decided", "Decided"
         EXPIRED = "expired", "Expired"
         CANCELLED = "cancelled", "Cancelled"
@@ -371,6 +386,14 @@ class AuditEvent(models.Model):
         SESSION_CLOSED = "session_closed", "Session closed"
         TOKEN_ISSUED = "token_issued", "Client token issued"
         TOKEN_REVOKED = "token_revoked", "Client token revoked"
+        SERVER_SAVED = "server_saved", "MCP server registered or changed"
+        SERVER_DELETED = "server_deleted", "MCP server deleted"
+        LOGIN = "login", "Logged in"
+        LOGIN_FAILED = "login_failed", "Failed login"
+        LEGAL_HOLD_PLACED = "legal_hold_placed", "Legal hold placed"
+        LEGAL_HOLD_RELEASED = "legal_hold_released", "Legal hold released"
+        EXPORTED = "exported", "Audit exported"
+        PURGED = "purged", "Retention purge"
 
     kind = models.CharField(max_length=32, choices=Kind.choices)
     request = models.ForeignKey(ApprovalRequest, null=True, blank=True, on_delete=models.PROTECT, related_name="audit")
@@ -381,10 +404,49 @@ class AuditEvent(models.Model):
     actor_label = models.CharField(max_length=150, blank=True)
     payload = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # The chain (compliance/chain.py): position, and the SHA-256 of the payload, of the row's
+    # canonical content, of the previous row, and of this row.
+    seq = models.PositiveBigIntegerField(unique=True)
+    payload_hash = models.CharField(max_length=64)
+    content_hash = models.CharField(max_length=64)
+    prev_hash = models.CharField(max_length=64)
+    row_hash = models.CharField(max_length=64)
+    payload_purged_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ["created_at", "pk"]
-        indexes = [models.Index(fields=["request", "created_at"])]
+        ordering = ["seq"]
+        indexes = [models.Index(fields=["request", "created_at"]), models.Index(fields=["kind", "created_at"])]
 
     def __str__(self) -> str:
-        return f"{self.kind} #{self.pk}"
+        return f"{self.kind} #{self.seq}"
+
+    def to_chain_dict(self) -> dict[str, Any]:
+        """The row as the chain hashes it and a bundle exports it (compliance/chain.py)."""
+        from compliance import chain
+
+        return {
+            "seq": self.seq,
+            "id": self.pk,
+            "kind": self.kind,
+            "at": chain.format_time(self.created_at),
+            "request": self.request_id,
+            "session": self.session_id,
+            "actor": self.actor_id,
+            "actor_label": self.actor_label,
+            "payload": None if self.payload_purged_at else self.payload,
+            "payload_sha256": self.payload_hash,
+            "content_sha256": self.content_hash,
+            "prev_sha256": self.prev_hash,
+            "row_sha256": self.row_hash,
+        }
+
+
+class AuditChainHead(models.Model):
+    """The one row (pk=1) naming the chain's last link. Every audit writer locks it for the rest of
+    its transaction (approvals.audit.record), so the chain has one tail and never forks."""
+
+    seq = models.PositiveBigIntegerField(default=0)
+    row_hash = models.CharField(max_length=64)
+
+    def __str__(self) -> str:
+        return f"audit chain head #{self.seq}"

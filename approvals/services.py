@@ -21,7 +21,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from approvals import events, tasks
+from approvals import audit, events, tasks
 from approvals.models import (
     ApprovalRequest,
     AuditEvent,
@@ -130,7 +130,7 @@ def open_session(
             # A one-column UPDATE rather than save(): an admin editing the token's label at
             # the same moment keeps their edit.
             ClientToken.objects.filter(pk=client_token.pk).update(last_used_at=now)
-        AuditEvent.objects.create(
+        audit.record(
             kind=AuditEvent.Kind.SESSION_OPENED,
             session=session,
             actor_label=label,
@@ -155,13 +155,24 @@ def close_session(session: RealtimeSession, *, code: int | None, reason: str) ->
     request_reason = reason or DEFAULT_CANCEL_REASON
     cancelled: list[ApprovalRequest] = []
     with transaction.atomic():
+        # Lock the session's pending requests before anything writes to the audit chain: every
+        # transition takes its own row lock first and the chain-head lock last (approvals/audit.py).
+        # Without this, a close holding the head while waiting for a request row, and a decision
+        # holding that row while waiting for the head, would deadlock.
+        list(
+            ApprovalRequest.objects.filter(session_id=session.pk)
+            .pending()
+            .select_for_update()
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
         # Conditional: only the first close is recorded (the relay may close on an error path
         # and again in disconnect()).
         closed = RealtimeSession.objects.filter(pk=session.pk, status=RealtimeSession.Status.OPEN).update(
             status=RealtimeSession.Status.CLOSED, closed_at=now, close_code=code
         )
         if closed:
-            AuditEvent.objects.create(
+            audit.record(
                 kind=AuditEvent.Kind.SESSION_CLOSED,
                 session_id=session.pk,
                 actor_label=session.label,
@@ -190,7 +201,7 @@ def _cancel_request(pk: int, *, now: datetime, reason: str, code: int | None) ->
     if not won:
         return None
     req = ApprovalRequest.objects.get(pk=pk)
-    AuditEvent.objects.create(
+    audit.record(
         kind=AuditEvent.Kind.CANCELLED,
         request=req,
         session_id=req.session_id,
@@ -250,7 +261,7 @@ def open_request(
                 created_at=now,
                 deadline=now + timedelta(seconds=timeout),
             )
-            AuditEvent.objects.create(
+            audit.record(
                 kind=AuditEvent.Kind.REQUESTED,
                 request=req,
                 session=session,
@@ -294,7 +305,7 @@ def decide(req: ApprovalRequest, *, approve: bool, by: User, reason: str = "") -
             reason=reason,
         )
         if won:
-            AuditEvent.objects.create(
+            audit.record(
                 kind=AuditEvent.Kind.DECIDED,
                 request_id=req.pk,
                 session_id=req.session_id,
@@ -331,7 +342,7 @@ def expire_request(pk: int, *, now: datetime | None = None) -> ApprovalRequest |
         )
         if not won:
             return None
-        AuditEvent.objects.create(
+        audit.record(
             kind=AuditEvent.Kind.EXPIRED,
             request_id=pk,
             session_id=req.session_id,
@@ -369,7 +380,7 @@ def mark_decision_sent(req: ApprovalRequest) -> bool:
         ).update(decision_sent_at=now)
         if won:
             req.refresh_from_db(fields=["status", "reason", "decision_sent_at"])
-            AuditEvent.objects.create(
+            audit.record(
                 kind=AuditEvent.Kind.SENT,
                 request_id=req.pk,
                 session_id=req.session_id,
@@ -405,7 +416,7 @@ def record_mcp_call(*, session: RealtimeSession, item: dict[str, Any]) -> Approv
             call_recorded_at=now,
         )
         if won:
-            AuditEvent.objects.create(
+            audit.record(
                 kind=AuditEvent.Kind.MCP_CALL,
                 request_id=req.pk,
                 session_id=session.pk,
@@ -433,7 +444,7 @@ def issue_token(*, label: str, metadata: dict[str, Any], by: User | None = None)
             prefix=plaintext[:12],
             created_by=by,
         )
-        AuditEvent.objects.create(
+        audit.record(
             kind=AuditEvent.Kind.TOKEN_ISSUED,
             actor=by,
             actor_label=user_label(by) if by is not None else "command line",
@@ -450,7 +461,7 @@ def revoke_token(token: ClientToken, *, by: User | None) -> bool:
         # Conditional: revoking twice keeps the first time and writes one audit row.
         won = ClientToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=now)
         if won:
-            AuditEvent.objects.create(
+            audit.record(
                 kind=AuditEvent.Kind.TOKEN_REVOKED,
                 actor=by,
                 actor_label=user_label(by) if by is not None else "command line",
@@ -459,6 +470,47 @@ def revoke_token(token: ClientToken, *, by: User | None) -> bool:
             )
     token.refresh_from_db(fields=["revoked_at"])
     return bool(won)
+
+
+def _server_audit_payload(server: McpServer) -> dict[str, Any]:
+    # Never the secrets: whether an authorization is set, and the header names only.
+    return {
+        "server_id": server.pk,
+        "label": server.label,
+        "url": server.url,
+        "transport": server.transport,
+        "require_approval": server.require_approval,
+        "description": server.description,
+        "enabled": server.enabled,
+        "authorization_set": bool(server.authorization),
+        "header_names": sorted(server.headers or {}),
+    }
+
+
+def save_mcp_server(server: McpServer, *, by: User | None, created: bool) -> McpServer:
+    """Save a registry entry edited elsewhere (the admin form). Side effect: audit SERVER_SAVED."""
+    with transaction.atomic():
+        server.save()
+        audit.record(
+            kind=AuditEvent.Kind.SERVER_SAVED,
+            actor=by,
+            actor_label=user_label(by) if by is not None else "command line",
+            payload={"created": created, **_server_audit_payload(server)},
+        )
+    return server
+
+
+def delete_mcp_server(server: McpServer, *, by: User | None) -> None:
+    """Remove a registry entry. Side effect: audit SERVER_DELETED."""
+    with transaction.atomic():
+        payload = _server_audit_payload(server)
+        server.delete()
+        audit.record(
+            kind=AuditEvent.Kind.SERVER_DELETED,
+            actor=by,
+            actor_label=user_label(by) if by is not None else "command line",
+            payload=payload,
+        )
 
 
 def register_mcp_server(
@@ -473,7 +525,7 @@ def register_mcp_server(
 ) -> tuple[McpServer, bool]:
     """Create the MCP server `label`, or update it; an option left as None keeps its current
     value. Returns (server, created?). Raises django's ValidationError on a bad label, URL or
-    choice. Configuration, not approval state: no audit kind exists for it."""
+    choice. Side effect: audit SERVER_SAVED (without the secrets)."""
     server = McpServer.objects.filter(label=label).first()
     created = server is None
     if server is None:
@@ -490,5 +542,5 @@ def register_mcp_server(
     if description is not None:
         server.description = description
     server.full_clean()
-    server.save()
+    save_mcp_server(server, by=None, created=created)
     return server, created

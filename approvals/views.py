@@ -15,7 +15,7 @@ from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from approvals import services
@@ -35,6 +35,10 @@ def staff_required(view: View) -> View:
         if not request.user.is_authenticated:
             return redirect_to_login(request.get_full_path())
         if not request.user.is_staff:
+            # A compliance reviewer who is not staff lands here after logging in: send them to
+            # their pages rather than to a 403.
+            if request.user.has_perm("compliance.view_review"):
+                return redirect("review_search")
             raise PermissionDenied("Only staff can see approval requests.")
         return view(request, *args, **kwargs)
 

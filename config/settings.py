@@ -7,6 +7,7 @@ defaults (SQLite, and a private Redis that `make run` / `make test` start) when 
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 from pathlib import Path
@@ -74,7 +75,13 @@ if DEMO_MODE:
 else:
     OPENAI_BASE_URL = env_str("OPENAI_BASE_URL", "https://api.openai.com/v1")
 OPENAI_REALTIME_MODEL = env_str("OPENAI_REALTIME_MODEL", "gpt-realtime")
+# The model of a Responses API run (POST /api/runs) that names none.
+OPENAI_RESPONSES_MODEL = env_str("OPENAI_RESPONSES_MODEL", "gpt-4.1")
 OPENAI_WEBHOOK_SECRET = env_secret("OPENAI_WEBHOOK_SECRET")
+# SIP calls that match no route (realtime_bridge.models.SipRoute): transferred to this tel:/sip:
+# URI when set, else rejected with this SIP status.
+SIP_UNROUTED_REFER_TO = env_str("SIP_UNROUTED_REFER_TO")
+SIP_UNROUTED_STATUS = env_int("SIP_UNROUTED_STATUS", 603)
 
 
 def _secret_key() -> str:
@@ -100,6 +107,36 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
+
+
+def _audit_signing_key() -> str:
+    """The Ed25519 private key that seals the audit chain: base64 of the 32 raw bytes, or PEM.
+    Demo/debug without one: a random key kept in var/, like the demo SECRET_KEY. Production
+    without one: empty, and sealing refuses to run (compliance/signing.py) rather than sign
+    with a key nobody can check against later."""
+    key = env_secret("AUDIT_SIGNING_KEY")
+    if key or not (DEBUG or DEMO_MODE):
+        return key
+    path = VAR_DIR / "audit_signing_key"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        key = base64.b64encode(secrets.token_bytes(32)).decode()
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process of this run made it first
+            return path.read_text().strip()
+        with os.fdopen(fd, "w") as f:
+            f.write(key)
+        return key
+
+
+AUDIT_SIGNING_KEY = _audit_signing_key()
+# Days after which the retention purge removes payloads (the hashes stay); 0 keeps them forever.
+AUDIT_RETENTION_DAYS = env_int("AUDIT_RETENTION_DAYS", 0)
+# Where export bundles are written; the web processes and the Celery worker must share it.
+AUDIT_EXPORT_DIR = Path(env_str("AUDIT_EXPORT_DIR", str(VAR_DIR / "exports")))
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
 # Browser origins allowed on the relay (/v1/realtime); clients without an Origin always pass.
@@ -130,6 +167,7 @@ INSTALLED_APPS = [
     "channels",
     "approvals",
     "realtime_bridge",
+    "compliance",
 ]
 
 MIDDLEWARE = [
@@ -216,6 +254,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     # Heals a lost or late deadline task (approvals/tasks.py); expires so beats queued while no
     # worker ran do not pile up: the next sweep does the same work.
     "approvals-sweep-overdue": {"task": "approvals.tasks.sweep_overdue", "schedule": 2.0, "options": {"expires": 10}},
+    # Signs the audit chain's head every minute (compliance/tasks.py); a no-op when nothing changed.
+    "compliance-seal-chain": {"task": "compliance.tasks.seal_chain", "schedule": 60.0, "options": {"expires": 50}},
+    # Retention: removes payloads older than AUDIT_RETENTION_DAYS, except under legal hold.
+    "compliance-purge": {"task": "compliance.tasks.purge_expired", "schedule": 3600.0, "options": {"expires": 600}},
+    # Resumes Responses API runs whose approvals are all decided (realtime_bridge/tasks.py).
+    "runs-sweep-decided": {"task": "realtime_bridge.tasks.sweep_runs", "schedule": 1.0, "options": {"expires": 10}},
 }
 
 AUTH_PASSWORD_VALIDATORS = [

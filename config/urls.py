@@ -7,5 +7,7 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
+    path("review/", include("compliance.urls")),
+    path("", include("realtime_bridge.urls")),
     path("", include("approvals.urls")),
 ]

@@ -1,0 +1,139 @@
+"""Review metrics over a time range: time to decision by tool, group and staff member; outcome
+rates; possible rubber-stamping; per-day counts drawn as an SVG chart on the server (no JS, no CDN)."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from django.contrib.auth.models import Group
+from django.db.models import Count
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from approvals.models import ApprovalRequest
+from compliance.search import RUBBER_STAMP_SECONDS
+
+Status = ApprovalRequest.Status
+CHART_STATUSES = [Status.APPROVED, Status.DENIED, Status.EXPIRED, Status.CANCELLED]
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * q // 100))  # ceil(n*q/100), at least 1
+    return ordered[int(rank) - 1]
+
+
+@dataclass
+class Timing:
+    name: str
+    count: int
+    p50: float | None
+    p95: float | None
+    fast: int = 0
+
+
+def _timings(groups: dict[str, list[float]]) -> list[Timing]:
+    rows = [
+        Timing(
+            name=name,
+            count=len(values),
+            p50=percentile(values, 50),
+            p95=percentile(values, 95),
+            fast=sum(v < RUBBER_STAMP_SECONDS for v in values),
+        )
+        for name, values in groups.items()
+    ]
+    return sorted(rows, key=lambda t: (-t.count, t.name))
+
+
+@dataclass
+class Metrics:
+    start: datetime
+    end: datetime
+    total: int = 0
+    rates: list[tuple[str, int, float]] = field(default_factory=list)
+    by_tool: list[Timing] = field(default_factory=list)
+    by_person: list[Timing] = field(default_factory=list)
+    by_group: list[Timing] = field(default_factory=list)
+    fast_decisions: int = 0
+    chart: dict[str, Any] = field(default_factory=dict)
+
+
+def compute(*, start: datetime, end: datetime) -> Metrics:
+    m = Metrics(start=start, end=end)
+    requests = ApprovalRequest.objects.filter(created_at__gte=start, created_at__lt=end)
+    rows = list(
+        requests.decided().values_list(
+            "tool_name", "decided_by_id", "decided_by_label", "created_at", "decided_at", "status"
+        )
+    )
+    statuses = Counter(requests.values_list("status", flat=True).order_by())
+    m.total = sum(statuses.values())
+    # Auto-decisions: approved or denied with no person and no deadline (policies, issue 5).
+    auto = sum(
+        1 for _, person, _, _, _, status in rows if person is None and status in (Status.APPROVED, Status.DENIED)
+    )
+    for label, n in [
+        ("Approved", statuses[Status.APPROVED]),
+        ("Denied", statuses[Status.DENIED]),
+        ("Expired (no decision in time)", statuses[Status.EXPIRED]),
+        ("Cancelled (session ended)", statuses[Status.CANCELLED]),
+        ("Decided automatically by a rule", auto),
+        ("Still pending", statuses[Status.PENDING]),
+    ]:
+        m.rates.append((label, n, 100.0 * n / m.total if m.total else 0.0))
+
+    groups_of: dict[int, list[str]] = defaultdict(list)
+    people = {person for _, person, *_ in rows if person is not None}
+    for user_id, name in Group.objects.filter(user__in=people).values_list("user", "name"):
+        groups_of[user_id].append(name)
+    tool: dict[str, list[float]] = defaultdict(list)
+    person: dict[str, list[float]] = defaultdict(list)
+    group: dict[str, list[float]] = defaultdict(list)
+    for tool_name, person_id, label, created, decided, _status in rows:
+        if person_id is None:
+            continue  # the deadline or a session end is not a decision time
+        seconds = (decided - created).total_seconds()
+        tool[tool_name].append(seconds)
+        person[label].append(seconds)
+        for name in groups_of.get(person_id) or ["(no group)"]:
+            group[name].append(seconds)
+    m.by_tool, m.by_person, m.by_group = _timings(tool), _timings(person), _timings(group)
+    m.fast_decisions = sum(t.fast for t in m.by_person)
+    m.chart = _chart(requests)
+    return m
+
+
+def _chart(requests: Any) -> dict[str, Any]:
+    """Per-day stacked bars of outcomes, as coordinates for an inline SVG."""
+    per_day: dict[date, Counter[str]] = defaultdict(Counter)
+    tz = timezone.get_current_timezone()
+    for day, status, n in (
+        requests.annotate(day=TruncDate("created_at", tzinfo=tz)).values_list("day", "status").annotate(n=Count("pk"))
+    ):
+        per_day[day][status] += n
+    if not per_day:
+        return {}
+    first, last = min(per_day), max(per_day)
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)][-62:]
+    top = max(sum(per_day[d].values()) for d in days) or 1
+    width, height, gap = 14, 160, 4
+    bars = []
+    for i, day in enumerate(days):
+        y = height
+        segments = []
+        for status in [*CHART_STATUSES, Status.PENDING]:
+            n = per_day[day][status]
+            if not n:
+                continue
+            h = height * n / top
+            y -= h
+            segments.append({"status": status, "y": round(y, 1), "h": round(h, 1), "n": n})
+        bars.append({"x": i * (width + gap), "day": day, "total": sum(per_day[day].values()), "segments": segments})
+    return {"bars": bars, "width": len(days) * (width + gap), "height": height, "bar": width, "top": top}

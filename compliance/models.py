@@ -1,0 +1,133 @@
+"""What the compliance review keeps beside the audit chain: signed checkpoints, legal holds and
+export jobs. Changed only through compliance/services.py."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from approvals.models import ApprovalRequest
+
+COMPLIANCE_GROUP = "compliance"
+
+
+class ReviewAccess(models.Model):
+    """No table: only the holder of the review permissions, which the `compliance` group has."""
+
+    class Meta:
+        managed = False
+        default_permissions = ()
+        permissions = [
+            ("view_review", "Can see the compliance review pages"),
+            ("manage_legal_hold", "Can place and release legal holds"),
+        ]
+
+    def __str__(self) -> str:
+        return "review access"
+
+
+class Checkpoint(models.Model):
+    """The chain's head at one moment, signed with the audit key (compliance/chain.py)."""
+
+    seq = models.PositiveBigIntegerField(unique=True)
+    row_hash = models.CharField(max_length=64)
+    sealed_at = models.DateTimeField()
+    public_key = models.CharField(max_length=64, help_text="Raw Ed25519 public key, hex.")
+    signature = models.CharField(max_length=128, help_text="Ed25519 signature, hex.")
+
+    class Meta:
+        ordering = ["seq"]
+        get_latest_by = "seq"
+
+    def __str__(self) -> str:
+        return f"checkpoint at #{self.seq}"
+
+    def to_dict(self) -> dict[str, object]:
+        from compliance import chain
+
+        return {
+            "seq": self.seq,
+            "row_sha256": self.row_hash,
+            "sealed_at": chain.format_time(self.sealed_at),
+            "public_key": self.public_key,
+            "signature": self.signature,
+        }
+
+
+class LegalHoldQuerySet(models.QuerySet["LegalHold"]):
+    def active(self) -> LegalHoldQuerySet:
+        return self.filter(released_at__isnull=True)
+
+
+class LegalHold(models.Model):
+    """A case the retention purge must not touch until the hold is released."""
+
+    request = models.ForeignKey(ApprovalRequest, on_delete=models.PROTECT, related_name="legal_holds")
+    reason = models.TextField()
+    placed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    placed_at = models.DateTimeField(default=timezone.now)
+    released_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    released_at = models.DateTimeField(null=True, blank=True)
+
+    objects = LegalHoldQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-placed_at"]
+        constraints = [
+            # One active hold per case: placing it twice is a no-op, not a second row.
+            models.UniqueConstraint(fields=["request"], condition=Q(released_at__isnull=True), name="one_active_hold")
+        ]
+
+    def __str__(self) -> str:
+        return f"hold on request {self.request_id}"
+
+
+class Export(models.Model):
+    """An evidence bundle of one search, built by a Celery task (compliance/tasks.py)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting for a worker"
+        RUNNING = "running", "Running"
+        DONE = "done", "Ready"
+        FAILED = "failed", "Failed"
+
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    query = models.JSONField(default=dict, help_text="The search's parameters.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    file_name = models.CharField(max_length=200, blank=True)
+    # SHA-256 of the finished zip, shown on the page: with it, verify_bundle --sha256 also
+    # catches a changed byte in the zip's own headers, which carry no evidence.
+    sha256 = models.CharField(max_length=64, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"export {self.pk} ({self.status})"
+
+    @property
+    def percent(self) -> int:
+        if self.status == self.Status.DONE:
+            return 100
+        return int(100 * self.done / self.total) if self.total else 0
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "id": self.pk,
+            "status": self.status,
+            "status_label": self.get_status_display(),
+            "done": self.done,
+            "total": self.total,
+            "percent": self.percent,
+            "error": self.error,
+            "sha256": self.sha256,
+        }

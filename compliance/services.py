@@ -1,0 +1,214 @@
+"""Every change the compliance review makes: checkpoints, legal holds, the retention purge and
+export jobs. Like approvals/services.py: one conditional UPDATE per transition, the audit row in
+the same transaction, Celery after commit."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import datetime, timedelta
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from approvals import audit
+from approvals.models import ApprovalRequest, AuditChainHead, AuditEvent, ConversationLine
+from approvals.services import user_label
+from compliance import chain, signing
+from compliance.models import Checkpoint, Export, LegalHold
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
+logger = logging.getLogger(__name__)
+
+
+class HoldError(Exception):
+    pass
+
+
+# Sealing -------------------------------------------------------------------------------------
+
+
+def ensure_sealed(*, now: datetime | None = None) -> Checkpoint | None:
+    """Sign the chain's current head and store the checkpoint. A no-op (None) when the head is
+    already sealed or the chain is empty. Raises ImproperlyConfigured without AUDIT_SIGNING_KEY."""
+    now = now or timezone.now()
+    # No lock: the committed head always names a committed row (record() moves both together),
+    # so whatever head this reads is a real, complete prefix of the chain.
+    head = AuditChainHead.objects.filter(pk=1).first()
+    if head is None or head.seq == 0:
+        return None
+    if Checkpoint.objects.filter(seq__gte=head.seq).exists():
+        return None
+    message = chain.checkpoint_message(seq=head.seq, row_sha256=head.row_hash, sealed_at=chain.format_time(now))
+    try:
+        with transaction.atomic():
+            return Checkpoint.objects.create(
+                seq=head.seq,
+                row_hash=head.row_hash,
+                sealed_at=now,
+                public_key=signing.public_key_raw().hex(),
+                signature=signing.sign(message).hex(),
+            )
+    except IntegrityError:
+        return None  # a concurrent beat sealed the same head: one checkpoint is enough
+
+
+# Legal holds ---------------------------------------------------------------------------------
+
+
+def place_hold(req: ApprovalRequest, *, by: User, reason: str) -> LegalHold:
+    """Keep a case out of the retention purge. Raises HoldError if it already has an active hold
+    or its contents were purged already. Side effect: audit LEGAL_HOLD_PLACED."""
+    reason = reason.strip()
+    if not reason:
+        raise HoldError("Say why the case is held.")
+    if req.purged_at is not None:
+        raise HoldError("This case's contents were already purged.")
+    try:
+        with transaction.atomic():
+            # The partial unique constraint (one active hold per case) decides between two
+            # reviewers placing a hold at once.
+            hold = LegalHold.objects.create(request=req, reason=reason, placed_by=by)
+            audit.record(
+                kind=AuditEvent.Kind.LEGAL_HOLD_PLACED,
+                request=req,
+                session_id=req.session_id,
+                actor=by,
+                actor_label=user_label(by),
+                payload={"hold_id": hold.pk, "reason": reason},
+                created_at=hold.placed_at,
+            )
+    except IntegrityError:
+        raise HoldError("This case is already under legal hold.") from None
+    return hold
+
+
+def release_hold(hold: LegalHold, *, by: User) -> bool:
+    """End a legal hold. Idempotent: False when it was already released. Side effect: audit
+    LEGAL_HOLD_RELEASED."""
+    now = timezone.now()
+    with transaction.atomic():
+        # Conditional on released_at IS NULL: a second release changes nothing and writes no row.
+        won = LegalHold.objects.filter(pk=hold.pk, released_at__isnull=True).update(released_at=now, released_by=by)
+        if won:
+            audit.record(
+                kind=AuditEvent.Kind.LEGAL_HOLD_RELEASED,
+                request_id=hold.request_id,
+                actor=by,
+                actor_label=user_label(by),
+                payload={"hold_id": hold.pk},
+                created_at=now,
+            )
+    return bool(won)
+
+
+# Retention -----------------------------------------------------------------------------------
+
+
+def purge(*, before: datetime, now: datetime | None = None) -> dict[str, int]:
+    """Remove the contents of every decided request created before `before` and not under legal
+    hold: its arguments, raw item and call result, the payloads of its audit rows, and older
+    conversation lines of sessions without a held case. Payload hashes and row hashes stay, so the
+    chain still verifies. Idempotent. Side effect: one audit PURGED row when anything was purged."""
+    now = now or timezone.now()
+    held = LegalHold.objects.active().values("request_id")
+    held_sessions = ApprovalRequest.objects.filter(pk__in=held).values("session_id")
+    with transaction.atomic():
+        # Conditional on purged_at IS NULL: a concurrent purge does each request once.
+        n_requests = (
+            ApprovalRequest.objects.filter(created_at__lt=before, purged_at__isnull=True)
+            .exclude(status=ApprovalRequest.Status.PENDING)
+            .exclude(pk__in=held)
+            .update(arguments="", raw_item={}, call_arguments="", call_output=None, call_error=None, purged_at=now)
+        )
+        # A case's rows go with it, even those written after `before` (its call result, say);
+        # rows of no case go by their own age, unless their session has a held case.
+        # The purge's own records stay whole: they say what retention removed, and when.
+        events = (
+            AuditEvent.objects.filter(payload_purged_at__isnull=True)
+            .exclude(kind=AuditEvent.Kind.PURGED)
+            .filter(
+                Q(request__purged_at=now)
+                | (
+                    Q(request__isnull=True, created_at__lt=before)
+                    & (Q(session__isnull=True) | ~Q(session_id__in=held_sessions))
+                )
+            )
+        )
+        # The one UPDATE the append-only trigger lets through: payload emptied, hashes untouched.
+        n_events = events.update(payload={}, payload_purged_at=now)
+        n_lines, _ = (
+            ConversationLine.objects.filter(created_at__lt=before).exclude(session_id__in=held_sessions).delete()
+        )
+        counts = {"requests": n_requests, "audit_rows": n_events, "conversation_lines": n_lines}
+        if any(counts.values()):
+            audit.record(
+                kind=AuditEvent.Kind.PURGED,
+                actor_label="retention",
+                payload={"before": chain.format_time(before), **counts},
+                created_at=now,
+            )
+    return counts
+
+
+def purge_expired(*, now: datetime | None = None) -> dict[str, int] | None:
+    """The beat task's body: purge what is older than AUDIT_RETENTION_DAYS (never when it is 0)."""
+    days = settings.AUDIT_RETENTION_DAYS
+    if days <= 0:
+        return None
+    now = now or timezone.now()
+    return purge(before=now - timedelta(days=days), now=now)
+
+
+# Exports -------------------------------------------------------------------------------------
+
+
+def request_export(*, by: User, query: dict[str, Any]) -> Export:
+    """Queue an evidence bundle of a search. Side effects: audit EXPORTED; after commit, the task."""
+    from compliance import tasks
+
+    with transaction.atomic():
+        export = Export.objects.create(requested_by=by, query=query)
+        audit.record(
+            kind=AuditEvent.Kind.EXPORTED,
+            actor=by,
+            actor_label=user_label(by),
+            payload={"export_id": export.pk, "query": query},
+            created_at=export.created_at,
+        )
+        transaction.on_commit(partial(tasks.build_export.delay, export.pk), robust=True)
+    return export
+
+
+def build_export(pk: int) -> Export | None:
+    """Write the bundle of an export (compliance/bundle.py). Claimed with a conditional UPDATE, so
+    a redelivered task does nothing. Returns None when another run had it."""
+    from compliance import bundle
+
+    won = Export.objects.filter(pk=pk, status=Export.Status.PENDING).update(status=Export.Status.RUNNING)
+    if not won:
+        return None
+    export = Export.objects.get(pk=pk)
+    try:
+        name = bundle.write(export)
+    except Exception as exc:
+        logger.exception("export %s failed", pk)
+        Export.objects.filter(pk=pk).update(
+            status=Export.Status.FAILED, error=str(exc)[:500], finished_at=timezone.now()
+        )
+        raise
+    digest = hashlib.sha256()
+    with bundle.export_path(name).open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    Export.objects.filter(pk=pk).update(
+        status=Export.Status.DONE, file_name=name, sha256=digest.hexdigest(), finished_at=timezone.now()
+    )
+    export.refresh_from_db()
+    return export

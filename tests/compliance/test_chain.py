@@ -1,0 +1,218 @@
+from __future__ import annotations
+
+import itertools
+import subprocess
+import textwrap
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection, transaction
+from django.db.utils import DatabaseError
+
+from approvals import audit, services
+from approvals.models import AuditChainHead, AuditEvent
+from compliance import chain
+from compliance import services as compliance_services
+from compliance.models import Checkpoint
+from compliance.verify import verify_chain
+from tests.plugins.processes import PYTHON
+from tests.plugins.stack import django_env
+
+pytestmark = pytest.mark.django_db
+
+on_postgresql = pytest.mark.skipif("connection.vendor != 'postgresql'", reason="PostgreSQL only")
+
+
+def run_verify_audit() -> str:
+    from io import StringIO
+
+    out = StringIO()
+    call_command("verify_audit", stdout=out)
+    return out.getvalue()
+
+
+def a_day_of_work(make_request, alice, effects):  # type: ignore[no-untyped-def]
+    first, second, third = make_request(), make_request(), make_request()
+    services.decide(first, approve=True, by=alice)
+    services.mark_decision_sent(first)
+    services.record_mcp_call(
+        session=first.session,
+        item={"id": "mcp_1", "approval_request_id": first.upstream_id, "arguments": first.arguments, "output": "ok"},
+    )
+    services.decide(second, approve=False, by=alice, reason="No")
+    services.close_session(third.session, code=1000, reason="bye")
+    return first, second, third
+
+
+def test_every_event_of_the_services_extends_one_chain(make_request, alice, effects):
+    a_day_of_work(make_request, alice, effects)
+    rows = list(AuditEvent.objects.order_by("seq"))
+    assert [r.seq for r in rows] == list(range(1, len(rows) + 1))
+    assert rows[0].prev_hash == chain.GENESIS
+    assert all(b.prev_hash == a.row_hash for a, b in itertools.pairwise(rows))
+    head = AuditChainHead.objects.get()
+    assert (head.seq, head.row_hash) == (rows[-1].seq, rows[-1].row_hash)
+    assert {r.kind for r in rows} >= {"session_opened", "requested", "decided", "sent", "mcp_call", "cancelled"}
+    assert verify_chain(trusted_public_key=None).ok
+
+
+def test_verify_audit_says_intact_with_the_rows_and_checkpoints(make_request, alice, effects):
+    a_day_of_work(make_request, alice, effects)
+    compliance_services.ensure_sealed()
+    out = run_verify_audit()
+    assert "Intact:" in out and f"{AuditEvent.objects.count()} audit rows, 1 signed checkpoints" in out
+
+
+def test_sealing_signs_the_head_once(make_request, effects):
+    make_request()
+    checkpoint = compliance_services.ensure_sealed()
+    assert checkpoint is not None and checkpoint.seq == AuditChainHead.objects.get().seq
+    assert compliance_services.ensure_sealed() is None
+    message = chain.checkpoint_message(
+        seq=checkpoint.seq, row_sha256=checkpoint.row_hash, sealed_at=chain.format_time(checkpoint.sealed_at)
+    )
+    assert chain.verify_signature(bytes.fromhex(checkpoint.public_key), bytes.fromhex(checkpoint.signature), message)
+
+
+def test_the_payload_is_stored_exactly_as_it_was_hashed(db):
+    with transaction.atomic():
+        event = audit.record(kind="login", actor_label="x", payload={"n": 1e20, "t": (1, 2.5), "s": "é"})
+    event.refresh_from_db()
+    assert event.payload == {"n": 10**20, "t": [1, 2.5], "s": "é"}
+    assert chain.payload_hash(event.payload) == event.payload_hash
+
+
+def _forced(sql: str, params: list[object]) -> None:
+    # Forcing a change: on PostgreSQL the trigger must go first (rolled back with the test).
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("DROP TRIGGER approvals_auditevent_append_only ON approvals_auditevent")
+        cursor.execute(sql, params)
+
+
+def test_verify_audit_names_a_row_whose_payload_was_altered(make_request, alice, effects):
+    first, _, _ = a_day_of_work(make_request, alice, effects)
+    decided = AuditEvent.objects.get(request=first, kind="decided")
+    _forced(
+        "UPDATE approvals_auditevent SET payload = %s WHERE id = %s", ['{"approve": false, "reason": ""}', decided.pk]
+    )
+    with pytest.raises(CommandError, match=rf"row #{decided.seq} \(id {decided.pk}, decided, .*payload does not match"):
+        run_verify_audit()
+
+
+def test_verify_audit_names_the_row_that_was_deleted(make_request, alice, effects):
+    a_day_of_work(make_request, alice, effects)
+    victim = AuditEvent.objects.get(seq=4)
+    _forced("DELETE FROM approvals_auditevent WHERE id = %s", [victim.pk])
+    with pytest.raises(CommandError, match=r"row #4 is missing"):
+        run_verify_audit()
+
+
+def test_a_rewritten_chain_fails_against_its_signed_checkpoint(make_request, alice, effects):
+    first, _, _ = a_day_of_work(make_request, alice, effects)
+    compliance_services.ensure_sealed()
+    # The forger changes a decision and recomputes every hash after it, head included: only the
+    # signed checkpoint, which they cannot re-sign, still knows the truth.
+    rows = list(AuditEvent.objects.order_by("seq"))
+    prev = chain.GENESIS
+    for row in rows:
+        payload = (
+            {"approve": False, "reason": "forged"}
+            if (row.request_id, row.kind) == (first.pk, "decided")
+            else row.payload
+        )
+        p = chain.payload_hash(payload)
+        d = row.to_chain_dict()
+        c = chain.content_hash(
+            seq=row.seq, kind=row.kind, at=d["at"], request=row.request_id, session=row.session_id,
+            actor=row.actor_id, actor_label=row.actor_label, payload_sha256=p,
+        )  # fmt: skip
+        r = chain.row_hash(prev, c)
+        _forced_update = (
+            "UPDATE approvals_auditevent SET payload = %s, payload_hash = %s, content_hash = %s, prev_hash = %s,"
+            " row_hash = %s WHERE id = %s"
+        )
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute("DROP TRIGGER IF EXISTS approvals_auditevent_append_only ON approvals_auditevent")
+            import json
+
+            cursor.execute(_forced_update, [json.dumps(payload), p, c, prev, r, row.pk])
+        prev = r
+    AuditChainHead.objects.update(row_hash=prev)
+    with pytest.raises(CommandError, match=r"differs from the one sealed by checkpoint"):
+        run_verify_audit()
+
+
+def test_a_checkpoint_signed_by_another_key_fails(make_request, effects, settings):
+    make_request()
+    compliance_services.ensure_sealed()
+    import base64
+
+    settings.AUDIT_SIGNING_KEY = base64.b64encode(b"\x07" * 32).decode()
+    with pytest.raises(CommandError, match="signed by another key"):
+        run_verify_audit()
+
+
+@on_postgresql
+def test_the_trigger_refuses_update_and_delete_of_audit_rows(make_request, effects):
+    req = make_request()
+    event = AuditEvent.objects.get(request=req)
+    for sql in (
+        "UPDATE approvals_auditevent SET actor_label = 'someone else' WHERE id = %s",
+        "UPDATE approvals_auditevent SET payload = '{}', payload_purged_at = now(), row_hash = 'x' WHERE id = %s",
+        "DELETE FROM approvals_auditevent WHERE id = %s",
+    ):
+        with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as c:
+            c.execute(sql, [event.pk])
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+        Checkpoint.objects.filter(pk=compliance_services.ensure_sealed().pk).update(seq=99)
+    event.refresh_from_db()
+    assert event.actor_label == "Room 1204" and event.payload["item"]["id"] == req.upstream_id
+
+
+WRITER = textwrap.dedent(
+    """
+    import os, sys, django
+    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
+    django.setup()
+    from django.contrib.auth import get_user_model
+    from approvals import services
+    from approvals.models import ApprovalRequest, RealtimeSession
+    me = int(sys.argv[1])
+    user = get_user_model().objects.get(username="alice")
+    session = RealtimeSession.objects.get()
+    for i in range(15):
+        req, _ = services.open_request(session=session, upstream_id=f"p{me}-{i}", server_label="hotel",
+                                       tool_name="t", arguments="{}", raw_item={"i": i})
+        # Everybody races for the same shared requests too: exactly one decision each wins.
+        for shared in ApprovalRequest.objects.filter(upstream_id__startswith="shared").pending():
+            try:
+                services.decide(shared, approve=True, by=user)
+            except services.TransitionError:
+                pass
+        services.decide(req, approve=bool(i % 2), by=user)
+    """
+)
+
+
+@on_postgresql
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_decisions_in_several_processes_leave_one_chain_that_verifies(session, alice, monkeypatch):
+    monkeypatch.setattr("approvals.tasks.expire_request.apply_async", lambda *a, **k: None)
+    for n in range(5):
+        services.open_request(
+            session=session, upstream_id=f"shared{n}", server_label="hotel", tool_name="t", arguments="{}", raw_item={}
+        )
+    env = django_env(CELERY_BROKER_URL="memory://", AUDIT_SIGNING_KEY="")
+    writers = [
+        subprocess.Popen([PYTHON, "-c", WRITER, str(me)], env=env, stderr=subprocess.PIPE, text=True) for me in range(4)
+    ]
+    errors = [w.communicate(timeout=120)[1] for w in writers]
+    assert all(w.returncode == 0 for w in writers), errors
+    rows = list(AuditEvent.objects.order_by("seq").values_list("seq", "prev_hash", "row_hash"))
+    # 1 session + 5 shared requests + 4 writers * 15 * (requested + decided) + 5 shared decisions
+    assert len(rows) == 1 + 5 + 4 * 15 * 2 + 5
+    assert [seq for seq, _, _ in rows] == list(range(1, len(rows) + 1))
+    assert AuditEvent.objects.filter(kind="decided", request__upstream_id__startswith="shared").count() == 5
+    assert verify_chain(trusted_public_key=None).ok, verify_chain(trusted_public_key=None).problem
