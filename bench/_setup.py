@@ -32,8 +32,11 @@ __all__ = [
 
 
 def asgi_server(kind: str, port: int, env: dict[str, str]) -> ServerProcess:
-    """Countersign's ASGI app on one process of Daphne (what `make run` uses) or uvicorn."""
-    if kind == "daphne":
+    """Countersign on one process: Daphne (what `make run` uses), uvicorn, or (relay only)
+    `manage.py run_relay`, the relay on a plain websockets server."""
+    if kind == "run_relay":
+        argv = [PYTHON, "manage.py", "run_relay", "--port", str(port)]
+    elif kind == "daphne":
         argv = [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"]
     else:
         argv = [PYTHON, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(port)]

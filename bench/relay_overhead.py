@@ -58,7 +58,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--sessions", type=int, nargs="+", default=[1, 200])
-    parser.add_argument("--servers", nargs="+", default=["daphne", "uvicorn"], choices=["daphne", "uvicorn"])
+    servers = ["daphne", "uvicorn", "run_relay"]
+    parser.add_argument("--servers", nargs="+", default=servers, choices=servers)
     args = parser.parse_args()
 
     sim_key = "sk-bench"

@@ -1,0 +1,177 @@
+"""The client side of a relayed session, whatever server carries its WebSocket.
+
+`RelayGate` does what the relay owes its client and OpenAI, and nothing about transport:
+the handshake checks (section 1.3: the upgrade succeeds, then one `error` and a close), the
+upstream session with the registered MCP servers put in, the checks on every client event,
+and the scrubbing of what goes back. `RelayConsumer` (Channels, on Daphne) and `run_relay`
+(a plain `websockets` server, for the voice hot path) are thin shells around it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from approvals.models import ClientToken
+from realtime_bridge import client, handlers, protocol
+from realtime_bridge.session import UpstreamSession
+
+log = logging.getLogger(__name__)
+
+MAX_CLIENT_MESSAGE_CHARS = 16 * 2**20  # OpenAI accepts audio appends of up to 15 MiB
+TOKEN_SUBPROTOCOL = "openai-insecure-api-key."
+
+
+class Refused(Exception):
+    """The session cannot open: send `event` (an `error`), then close with `code`/`reason`."""
+
+    def __init__(self, message: str, *, code: str | None, close_code: int, error_type: str = "invalid_request_error"):
+        super().__init__(message)
+        event = json.loads(protocol.error_event(message, code=code))
+        event["error"]["type"] = error_type
+        self.event = protocol.dumps(event)
+        self.close_code = close_code
+        self.reason = f"{error_type}.{code}" if code else error_type
+
+
+def _mask(token: str) -> str:
+    token = token[:80]
+    return f"{token[:6]}***{token[-4:]}" if len(token) > 12 else "***"
+
+
+def bearer_token(headers: dict[str, str], subprotocols: list[str]) -> str:
+    auth = headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    for proto in subprotocols:
+        if proto.startswith(TOKEN_SUBPROTOCOL):
+            return proto.removeprefix(TOKEN_SUBPROTOCOL)
+    return ""
+
+
+def client_close_code(code: int, *, server_limited: bool = False) -> tuple[int, str]:
+    """The close code to give the client for an upstream close, and a note for the reason.
+
+    1005/1006/1015 mean "no close frame" and may not be sent in one. Daphne (autobahn) can send
+    only 1000 or 3000-4999 (`server_limited`), so there upstream's 1001/1011/1012/... reach the
+    client as 4001/4011/4012 and the reason says which code it was.
+    """
+    if code == 1000 or 3000 <= code <= 4999:
+        return code, ""
+    if code in (1005, 1006, 1015):
+        return (4011 if server_limited else 1011), f"upstream closed with {code}"
+    if 1001 <= code <= 1014:
+        return (4000 + code - 1000, f"upstream closed with {code}") if server_limited else (code, "")
+    return 4000, f"upstream closed with {code}"
+
+
+class RelayGate:
+    def __init__(self) -> None:
+        self.tools: list[dict[str, Any]] = []
+        self.secret_values: list[str] = []
+        self.core: UpstreamSession | None = None
+        self.session_id: int | None = None
+
+    async def admit(self, *, headers: dict[str, str], subprotocols: list[str], query: dict[str, list[str]]):  # type: ignore[no-untyped-def]
+        """Check the handshake; returns (client token, model) or raises Refused.
+        `headers` are lower-cased names; `subprotocols` what the client offered."""
+        if "openai-beta" in headers:
+            raise Refused(
+                "The OpenAI-Beta header is not supported by the GA Realtime API.",
+                code="beta_api_shape_disabled",
+                close_code=4000,
+            )
+        token_text = bearer_token(headers, subprotocols)
+        if not token_text:
+            raise Refused("Missing bearer or basic authentication in header", code=None, close_code=3000)
+        token: ClientToken | None = await database_sync_to_async(handlers.authenticate)(token_text)
+        if token is None:
+            raise Refused(
+                f"Incorrect API key provided: {_mask(token_text)}. "
+                "Ask your Countersign administrator for a client token.",
+                code="invalid_api_key",
+                close_code=3000,
+            )
+        if "call_id" in query:
+            raise Refused(
+                "Countersign attaches to calls itself; connect with ?model= to start a session.",
+                code="call_id_not_supported",
+                close_code=4000,
+            )
+        model = (query.get("model") or [""])[0]
+        if not model:
+            raise Refused("You must provide a model parameter", code="missing_model", close_code=4000)
+        return token, model
+
+    async def open_upstream(self, token: ClientToken, model: str, *, server_error_code: int = 1011) -> UpstreamSession:
+        """Open the upstream session with the registered MCP servers put in, and its session row."""
+        self.tools, self.secret_values = await database_sync_to_async(handlers.registered_tools)()
+        try:
+            upstream = await client.connect(
+                api_key=settings.OPENAI_API_KEY, base_url=settings.OPENAI_BASE_URL, model=model
+            )
+        except Exception as exc:
+            log.warning("relay: upstream connect failed: %s", exc)
+            raise Refused(
+                "Countersign could not reach the Realtime API. Try again shortly.",
+                code="upstream_unavailable",
+                close_code=server_error_code,
+                error_type="server_error",
+            ) from None
+        session = await database_sync_to_async(handlers.open_relay_session)(token=token, model=model)
+        self.session_id = session.pk
+        if self.tools:
+            # Put the registered MCP servers (with their credentials) into the upstream session.
+            await upstream.send(
+                protocol.dumps(
+                    {
+                        "type": "session.update",
+                        "event_id": protocol.new_event_id(),
+                        "session": {"type": "realtime", "tools": self.tools},
+                    }
+                )
+            )
+        self.core = UpstreamSession(upstream, session.pk)
+        self.core.start()
+        return self.core
+
+    async def from_client(self, text: str) -> tuple[str | None, list[str]]:
+        """One client text frame: what to send upstream (None: nothing) and error events for the
+        client. A plain audio append is the caller's fast path and should not come here."""
+        if len(text) > MAX_CLIENT_MESSAGE_CHARS:
+            return None, [protocol.error_event("Event too large.", code="message_too_large")]
+        try:
+            event = json.loads(text)
+        except ValueError:
+            return None, [protocol.error_event("Invalid event: failed to parse JSON value.", code="invalid_json")]
+        if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+            return None, [protocol.error_event("Invalid event: missing 'type'.", code="invalid_event")]
+        client_event_id = event.get("event_id") if isinstance(event.get("event_id"), str) else None
+        if event["type"] == "session.update" and isinstance(event.get("session"), dict) and "tools" in event["session"]:
+            # Registered servers may have changed since the session opened (section 3.2: the
+            # tools array is replaced as a whole, so ours go in with every update).
+            self.tools, self.secret_values = await database_sync_to_async(handlers.registered_tools)()
+        try:
+            event, refusals = protocol.sanitize_client_event(event, self.tools)
+        except protocol.Refusal as refusal:
+            refusals, event = [refusal], None
+        errors = [
+            protocol.error_event(r.message, code=r.code, param=r.param, client_event_id=client_event_id)
+            for r in refusals
+        ]
+        if event is None:
+            return None, errors
+        if event["type"] == "response.create" and self.core is not None:
+            self.core.followup.response_active = True
+        # Re-serialised, never the raw text: upstream must see exactly what was checked here.
+        return protocol.dumps(event), errors
+
+    def to_client(self, frame: str, event: dict[str, Any] | None) -> str:
+        """A parsed upstream frame as the client may see it: no MCP credentials, ever."""
+        if event is not None and event.get("type") in ("session.created", "session.updated"):
+            frame = protocol.dumps(protocol.scrub_session_event(event))
+        return protocol.redact(frame, self.secret_values)
