@@ -8,6 +8,7 @@ from typing import Any
 
 from django import forms
 from django.contrib.auth import get_user_model
+from django.db import connection
 from django.db.models import DurationField, Exists, ExpressionWrapper, F, OuterRef, Q, QuerySet
 
 from approvals.models import ApprovalRequest, RealtimeSession
@@ -94,7 +95,11 @@ class SearchForm(forms.Form):
             key, value = d["meta"]
             # The few matching sessions first, then their requests through the session index,
             # rather than walking every request newest-first and joining each one's session.
-            sessions = RealtimeSession.objects.filter(**{f"metadata__{key}": value}).values("pk")
+            if connection.vendor == "postgresql":
+                # Containment (@>) is what the GIN index on metadata serves (migration 0003).
+                sessions = RealtimeSession.objects.filter(metadata__contains={key: value}).values("pk")
+            else:  # SQLite has no JSON containment lookup
+                sessions = RealtimeSession.objects.filter(**{f"metadata__{key}": value}).values("pk")
             qs = qs.filter(session_id__in=sessions)
         if d["server"]:
             qs = qs.filter(server_label=d["server"])
