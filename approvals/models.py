@@ -377,6 +377,8 @@ class AuditEvent(models.Model):
         REQUESTED = "requested", "Requested"
         # Written by the policy engine (issue 5) when a rule routes a request; none yet.
         POLICY_ROUTED = "policy_routed", "Routed by policy"
+        NOTIFIED = "notified", "Shown on the staff dashboards"
+        OPENED = "opened", "Opened by a staff member"
         DECIDED = "decided", "Decided"
         EXPIRED = "expired", "Expired"
         CANCELLED = "cancelled", "Cancelled"

@@ -91,6 +91,14 @@ def _schedule_expiry(request_id: int, deadline: datetime) -> None:
     tasks.expire_request.apply_async((request_id,), countdown=countdown)
 
 
+def _notify_new(request_id: int) -> None:
+    """After commit of a new request: put it on every dashboard, then record that staff were
+    notified. The audit row follows the broadcast (its own transaction): it records an event
+    that happened outside the database, and only once it has happened."""
+    if events.request_changed(request_id):
+        audit.record(kind=AuditEvent.Kind.NOTIFIED, request_id=request_id, payload={"group": events.DASHBOARD})
+
+
 def _announce_answer(req: ApprovalRequest) -> None:
     """After commit of an answered state: nudge the relay first (a guest is waiting), then
     tell the dashboards."""
@@ -270,7 +278,7 @@ def open_request(
                 created_at=now,
             )
             # Registered inside the savepoint so that they are dropped with it on a lost race.
-            _on_commit(partial(events.request_changed, req.pk))
+            _on_commit(partial(_notify_new, req.pk))
             _on_commit(partial(_schedule_expiry, req.pk, req.deadline))
     except IntegrityError:
         existing = ApprovalRequest.objects.filter(session=session, upstream_id=upstream_id).first()
@@ -365,6 +373,30 @@ def expire_overdue(*, now: datetime) -> list[ApprovalRequest]:
         if req is not None:
             expired.append(req)
     return expired
+
+
+def mark_opened(req: ApprovalRequest, *, by: User) -> bool:
+    """Record that a staff member's dashboard showed them this pending request (audit OPENED),
+    once per person and request. Returns False when already recorded or no longer pending."""
+    if not (by.is_active and by.is_staff):
+        raise PermissionDenied("Only staff open approval requests.")
+    with transaction.atomic():
+        # Under the chain lock (audit.record takes it): two tabs of one person opening the same
+        # card at once cannot both pass the check below.
+        locked = ApprovalRequest.objects.select_for_update().filter(pk=req.pk, status=Status.PENDING).first()
+        if (
+            locked is None
+            or AuditEvent.objects.filter(request_id=req.pk, kind=AuditEvent.Kind.OPENED, actor=by).exists()
+        ):
+            return False
+        audit.record(
+            kind=AuditEvent.Kind.OPENED,
+            request_id=req.pk,
+            session_id=req.session_id,
+            actor=by,
+            actor_label=user_label(by),
+        )
+    return True
 
 
 def mark_decision_sent(req: ApprovalRequest) -> bool:

@@ -6,4 +6,5 @@ urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("history/", views.history, name="history"),
     path("requests/<int:pk>/decide/", views.decide, name="decide"),
+    path("requests/<int:pk>/opened/", views.opened, name="opened"),
 ]

@@ -84,6 +84,20 @@ def decide(request: HttpRequest, pk: int) -> JsonResponse:
     return JsonResponse({"request": ApprovalRequest.objects.for_display().get(pk=req.pk).to_dict()})
 
 
+@require_POST
+def opened(request: HttpRequest, pk: int) -> JsonResponse:
+    """POST from the dashboard when it has shown this pending request to the staff member
+    (audit OPENED, once per person). Answers {"recorded": bool}; 403/404 as decide()."""
+    if not request.user.is_authenticated:
+        return _error("Your session has ended. Log in again.", 403)
+    if not request.user.is_staff:
+        return _error("Only staff can open approval requests.", 403)
+    req = ApprovalRequest.objects.filter(pk=pk).first()
+    if req is None:
+        return _error("There is no such request.", 404)
+    return JsonResponse({"recorded": services.mark_opened(req, by=request.user)})
+
+
 @require_GET
 @staff_required
 def history(request: HttpRequest) -> HttpResponse:

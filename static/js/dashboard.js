@@ -34,6 +34,24 @@
   // ---------------------------------------------------------------- small helpers
 
   const decideUrl = (id) => root.dataset.decideUrl.replace("/0/", `/${id}/`);
+  const openedUrl = (id) => root.dataset.openedUrl.replace("/0/", `/${id}/`);
+
+  // The audit trail records who had a request in front of them: once per card and page, when
+  // the card has been shown on a visible page (a hidden tab has shown nobody anything).
+  const reported = new Set();
+  function reportOpened() {
+    if (document.visibilityState !== "visible") return;
+    for (const [id, entry] of cards) {
+      if (reported.has(id) || entry.done || entry.req.status !== "pending") continue;
+      reported.add(id);
+      fetch(openedUrl(id), {
+        method: "POST",
+        headers: { "X-CSRFToken": csrfToken, Accept: "application/json" },
+        credentials: "same-origin",
+      }).catch(() => reported.delete(id));
+    }
+  }
+  document.addEventListener("visibilitychange", reportOpened);
   const $ = (el, sel) => el.querySelector(sel);
   const setText = (el, sel, text) => {
     $(el, sel).textContent = text;
@@ -207,6 +225,7 @@
     }
     updateCount();
     tick();
+    reportOpened();
     return isNew;
   }
 

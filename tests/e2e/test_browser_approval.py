@@ -16,7 +16,7 @@ import pytest
 from openai import OpenAI
 
 from approvals import services
-from approvals.models import ApprovalRequest
+from approvals.models import ApprovalRequest, AuditEvent
 from tests.plugins.processes import PYTHON, ServerProcess, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
@@ -171,6 +171,12 @@ def test_staff_approve_unlock_door_from_the_dashboard_and_the_door_opens(
     card = wait_card(page, req.pk)
     text = card.inner_text()
     assert "Room 1204" in text and "1204" in text and "Guest locked out" in text
+    # The audit trail records that the request was on Alice's screen, and on the dashboards.
+    deadline = time.monotonic() + 10
+    while not AuditEvent.objects.filter(request_id=req.pk, kind="opened", actor=alice).exists():
+        assert time.monotonic() < deadline, "no 'opened' audit row for Alice"
+        time.sleep(0.1)
+    assert AuditEvent.objects.filter(request_id=req.pk, kind="notified").exists()
     card.locator("button[data-decision=approve]").click()
     card.get_by_text("Approved by Alice").wait_for(timeout=10000)
 
