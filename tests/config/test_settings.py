@@ -51,3 +51,32 @@ def test_check_deploy_is_clean_under_production_like_settings():
         "WARNING",
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.django_db(transaction=True)
+def test_createsuperuser_noinput_reads_the_documented_variables_and_the_account_can_log_in(tmp_path):
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    from tests.plugins.stack import django_env
+
+    env = {
+        **os.environ,
+        **django_env(),
+        "DJANGO_SUPERUSER_USERNAME": "dana",
+        "DJANGO_SUPERUSER_PASSWORD": "a long enough password 42",
+        "DJANGO_SUPERUSER_EMAIL": "dana@example.org",
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "createsuperuser", "--noinput"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    user = get_user_model().objects.get(username="dana")
+    assert user.is_superuser and user.is_staff and user.email == "dana@example.org"
+    client = Client()
+    response = client.post("/accounts/login/", {"username": "dana", "password": "a long enough password 42"})
+    assert response.status_code == 302 and response["Location"] == "/"
