@@ -6,8 +6,14 @@ sends one decision at a time under a lock, remembering in memory what it sent; s
 decision (the database is the truth: a nudge is only a hint), sends it, and only then marks it
 sent (`services.mark_decision_sent`, a conditional UPDATE with its audit row). The write is off
 the path a waiting guest feels, and nothing is sent twice: a poll that runs before the mark
-commits finds the id in memory. If the process dies between send and mark, its upstream socket
-(and with it the session, which belongs to its socket) dies too: there is nobody left to send to.
+commits finds the id in memory.
+
+If the process dies between send and mark: for a relayed `?model=` session its upstream socket,
+and with it the session (which belongs to its socket), dies too, so there is nobody left to send
+to. A SIP or WebRTC call outlives a bridge restart, and the restarted bridge sends that answer
+again: at least once, never lost. That is the right side to err on for a caller waiting in
+silence (a repeated answer to an answered request changes nothing); the window is the few
+milliseconds between a send and its commit.
 """
 
 from __future__ import annotations
