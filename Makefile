@@ -44,6 +44,7 @@ migrations-check: install-dev
 bench: install-dev
 	$(PY) -m config.embedded exec $(PY) bench/approval_latency.py
 	$(PY) -m config.embedded exec $(PY) bench/relay_overhead.py
+	$(PY) -m config.embedded exec $(PY) bench/sideband_decisions.py
 
 clean:
 	rm -rf $(VENV) var staticfiles

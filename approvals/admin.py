@@ -5,6 +5,7 @@ changes through approvals/services.py."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -12,9 +13,11 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 
 from approvals import services
-from approvals.models import ApprovalRequest, AuditEvent, ClientToken, McpServer, RealtimeSession
+from approvals.models import ApprovalRequest, AuditEvent, ClientToken, McpServer, McpTool, RealtimeSession
 
 MASK = "••••••••"
 # RFC 9110 field-name characters.
@@ -96,9 +99,61 @@ class McpServerForm(forms.ModelForm):
 @admin.register(McpServer)
 class McpServerAdmin(admin.ModelAdmin):
     form = McpServerForm
-    list_display = ["label", "url", "transport", "require_approval", "enabled", "authorization_set", "header_names"]
+    list_display = [
+        "label",
+        "url",
+        "transport",
+        "require_approval",
+        "enabled",
+        "authorization_set",
+        "header_names",
+        "probe_ok",
+        "probed_at",
+    ]
     list_filter = ["enabled", "require_approval"]
     search_fields = ["label", "url", "description"]
+    # The tools are a read-only field, not an inline: an inline would add a formset that every
+    # save of the server form (and its existing tests) would have to carry.
+    readonly_fields = ["probed_at", "probe_ok", "probe_report_text", "tool_list"]
+    actions = ["test_connection"]
+
+    @admin.display(description="Last probe report")
+    def probe_report_text(self, obj: McpServer) -> str:
+        # The report holds causes and tool names only (approvals/probe.py), never a credential.
+        return format_html("<pre>{}</pre>", obj.probe_report) if obj.probe_report else "—"
+
+    @admin.display(description="Tools (last probe)")
+    def tool_list(self, obj: McpServer) -> str:
+        tools = list(obj.tools.order_by("name")) if obj.pk else []
+        if not tools:
+            return "—"
+        rows = format_html_join(
+            "",
+            '<li><a href="{}">{}</a>{}</li>',
+            (
+                (
+                    reverse("admin:approvals_mcptool_change", args=[t.pk]),
+                    t.name,
+                    " — changed, needs review" if t.needs_review else " — no longer listed" if t.removed_at else "",
+                )
+                for t in tools
+            ),
+        )
+        return format_html("<ul>{}</ul>", rows)
+
+    @admin.action(description="Test connection (list the tools as OpenAI would)", permissions=["change"])
+    def test_connection(self, request: HttpRequest, queryset: QuerySet[McpServer]) -> None:
+        for server in queryset:
+            result = services.probe_mcp_server(server, by=request.user)  # type: ignore[arg-type]
+            level = messages.SUCCESS if result.ok else messages.ERROR
+            # One message per line keeps the report readable in the admin's message list.
+            for line in result.report().splitlines():
+                self.message_user(request, f"{server.label}: {line}", level)
+            drifted = server.tools.drifted().count()
+            if drifted:
+                self.message_user(
+                    request, f"{server.label}: {drifted} tool(s) changed since last review.", messages.WARNING
+                )
 
     def save_model(self, request: HttpRequest, obj: McpServer, form: Any, change: bool) -> None:
         # Through the service, so that every registry change is an audit row.
@@ -118,6 +173,66 @@ class McpServerAdmin(admin.ModelAdmin):
     @admin.display(description="Headers")
     def header_names(self, obj: McpServer) -> str:
         return ", ".join(f"{name}: {MASK}" for name in obj.headers or {}) or "—"
+
+
+def _pretty(definition: Any) -> str:
+    return json.dumps(definition, indent=2, sort_keys=True, ensure_ascii=False) if definition is not None else ""
+
+
+@admin.register(McpTool)
+class McpToolAdmin(admin.ModelAdmin):
+    """What each server listed at its last probe. Read-only: probes write it; an admin only
+    accepts a changed definition with "mark reviewed"."""
+
+    list_display = ["name", "server", "needs_review", "drifted_at", "last_seen_at", "removed_at", "reviewed_by_label"]
+    list_filter = [("drifted_at", admin.EmptyFieldListFilter), "server"]
+    search_fields = ["name", "server__label"]
+    list_select_related = ["server"]
+    fields = [
+        "server",
+        "name",
+        "definition_hash",
+        "drifted_at",
+        "side_by_side",
+        "first_seen_at",
+        "last_seen_at",
+        "removed_at",
+        "reviewed_at",
+        "reviewed_by_label",
+    ]
+    readonly_fields = fields
+    actions = ["mark_reviewed"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: McpTool | None = None) -> bool:
+        return False
+
+    @admin.display(boolean=True, description="Changed, needs review")
+    def needs_review(self, obj: McpTool) -> bool:
+        return obj.needs_review
+
+    @admin.display(description="Definition (last reviewed | current)")
+    def side_by_side(self, obj: McpTool) -> str:
+        if obj.previous_definition is None:
+            return format_html("<pre>{}</pre>", _pretty(obj.definition))
+        return format_html(
+            '<table><tr><th>Before ({})</th><th>Now ({})</th></tr><tr><td style="vertical-align:top"><pre>{}</pre>'
+            '</td><td style="vertical-align:top"><pre>{}</pre></td></tr></table>',
+            obj.previous_hash[:12],
+            obj.definition_hash[:12],
+            _pretty(obj.previous_definition),
+            _pretty(obj.definition),
+        )
+
+    @admin.action(description="Mark the selected changed tools reviewed", permissions=["change"])
+    def mark_reviewed(self, request: HttpRequest, queryset: QuerySet[McpTool]) -> None:
+        reviewed = sum(services.mark_tool_reviewed(tool, by=request.user) for tool in queryset)  # type: ignore[arg-type]
+        self.message_user(request, f"Marked {reviewed} tool(s) reviewed.", messages.SUCCESS)
+        skipped = queryset.count() - reviewed
+        if skipped:
+            self.message_user(request, f"{skipped} tool(s) had no unreviewed change.", messages.WARNING)
 
 
 @admin.register(ClientToken)

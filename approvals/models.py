@@ -10,7 +10,9 @@ import secrets
 from datetime import datetime
 from typing import Any
 
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -25,6 +27,86 @@ def plain_words(name: str) -> str:
     words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name).replace("_", " ").replace("-", " ").split()
     text = " ".join(words).lower()
     return text[:1].upper() + text[1:] if text else name
+
+
+def field_cipher() -> MultiFernet:
+    """settings.FIELD_ENCRYPTION_KEYS as one cipher: the first key encrypts, any key decrypts.
+    Built on each call (cheap: no key derivation) so that a changed setting takes effect at once."""
+    if not settings.FIELD_ENCRYPTION_KEYS:
+        raise ImproperlyConfigured("FIELD_ENCRYPTION_KEYS is required to store or read MCP server credentials")
+    return MultiFernet([Fernet(key) for key in settings.FIELD_ENCRYPTION_KEYS])
+
+
+def encrypt_text(plaintext: str) -> str:
+    return field_cipher().encrypt(plaintext.encode()).decode()
+
+
+def decrypt_text(token: str, *, what: str = "a stored secret") -> str:
+    try:
+        return field_cipher().decrypt(token.encode()).decode()
+    except InvalidToken:
+        # Fail loudly: handing the ciphertext on as if it were the credential (what
+        # django-fernet-encrypted-fields does) would send garbage upstream and hide a lost key.
+        raise ImproperlyConfigured(
+            f"cannot decrypt {what}: none of FIELD_ENCRYPTION_KEYS opens it (was a key removed too early?)"
+        ) from None
+
+
+def _open_token(value: str) -> str:
+    """A serialized value (dumpdata writes ciphertext) is decrypted; anything else is input as typed."""
+    try:
+        return field_cipher().decrypt(value.encode()).decode()
+    except InvalidToken:
+        return value
+
+
+class EncryptedTextField(models.TextField):
+    """Text stored as a Fernet token (docs/registry.md). Empty stays empty, so "is it set?"
+    needs no key; anything else is ciphertext in the column and plaintext in Python."""
+
+    def from_db_value(self, value: str | None, expression: Any, connection: Any) -> str:
+        if not value:
+            return ""
+        return decrypt_text(value, what=f"{self.model.__name__}.{self.name}")
+
+    def get_prep_value(self, value: Any) -> str:
+        value = super().get_prep_value(value)
+        return encrypt_text(value) if value else ""
+
+    def to_python(self, value: Any) -> str:
+        # loaddata hands over what value_to_string wrote: the token. Typed input stays as typed.
+        value = super().to_python(value)
+        return _open_token(value) if value else ""
+
+    def value_to_string(self, obj: models.Model) -> str:
+        # dumpdata/serializers: the ciphertext, never the plaintext.
+        return self.get_prep_value(self.value_from_object(obj))
+
+
+class EncryptedJSONField(models.TextField):
+    """A JSON object (header name → value) stored as one Fernet token of its JSON text: the
+    header names are encrypted too, since a name like X-Tenant-ID can itself say too much."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("default", dict)
+        super().__init__(*args, **kwargs)
+
+    def from_db_value(self, value: str | None, expression: Any, connection: Any) -> dict[str, Any]:
+        if not value:
+            return {}
+        return json.loads(decrypt_text(value, what=f"{self.model.__name__}.{self.name}"))
+
+    def to_python(self, value: Any) -> dict[str, Any]:
+        if isinstance(value, dict):
+            return value
+        return json.loads(_open_token(value)) if value else {}
+
+    def get_prep_value(self, value: Any) -> str:
+        return encrypt_text(json.dumps(value, sort_keys=True)) if value else ""
+
+    def value_to_string(self, obj: models.Model) -> str:
+        # dumpdata/serializers: the ciphertext, never the plaintext.
+        return self.get_prep_value(self.value_from_object(obj))
 
 
 class McpServer(models.Model):
@@ -45,13 +127,18 @@ class McpServer(models.Model):
     )
     url = models.URLField(max_length=500)
     transport = models.CharField(max_length=20, choices=Transport.choices, default=Transport.AUTO)
-    authorization = models.TextField(blank=True, help_text="Sent as 'Authorization: Bearer …' by OpenAI.")
-    headers = models.JSONField(default=dict, blank=True, help_text="Extra HTTP headers, name → value.")
+    # Encrypted at rest (FIELD_ENCRYPTION_KEYS); plaintext on the instance, for to_tool().
+    authorization = EncryptedTextField(blank=True, help_text="Sent as 'Authorization: Bearer …' by OpenAI.")
+    headers = EncryptedJSONField(blank=True, help_text="Extra HTTP headers, name → value.")
     require_approval = models.CharField(max_length=10, choices=RequireApproval.choices, default=RequireApproval.ALWAYS)
     description = models.TextField(blank=True)
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # The last probe (approvals/probe.py): when, whether it passed, and its report in plain words.
+    probed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    probe_ok = models.BooleanField(null=True, editable=False)
+    probe_report = models.TextField(blank=True, editable=False)
 
     class Meta:
         ordering = ["label"]
@@ -75,6 +162,57 @@ class McpServer(models.Model):
         if self.headers:
             tool["headers"] = dict(self.headers)
         return tool
+
+
+class McpToolQuerySet(models.QuerySet["McpTool"]):
+    def drifted(self) -> McpToolQuerySet:
+        """Tools whose definition changed since an admin last accepted it. The policy engine
+        must not auto-approve these until someone has marked them reviewed."""
+        return self.filter(drifted_at__isnull=False)
+
+    def present(self) -> McpToolQuerySet:
+        return self.filter(removed_at__isnull=True)
+
+
+def tool_definition_hash(definition: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON of a tool definition (name, description, schema, annotations)."""
+    canonical = json.dumps(definition, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class McpTool(models.Model):
+    """A tool an MCP server listed when it was last probed, with a hash of its definition.
+
+    Drift: when a later probe lists the same name with another hash, the old definition is kept in
+    `previous_definition` and `drifted_at` is set until an admin marks the tool reviewed
+    (services.mark_tool_reviewed). A tool the server stopped listing keeps its row, with `removed_at`."""
+
+    server = models.ForeignKey(McpServer, on_delete=models.CASCADE, related_name="tools")
+    name = models.CharField(max_length=200)
+    definition = models.JSONField(default=dict)
+    definition_hash = models.CharField(max_length=64)
+    previous_definition = models.JSONField(null=True, blank=True)
+    previous_hash = models.CharField(max_length=64, blank=True)
+    first_seen_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+    removed_at = models.DateTimeField(null=True, blank=True)
+    drifted_at = models.DateTimeField(null=True, blank=True)
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    reviewed_by_label = models.CharField(max_length=150, blank=True)
+
+    objects = McpToolQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["server__label", "name"]
+        verbose_name = "MCP tool"
+        constraints = [models.UniqueConstraint(fields=["server", "name"], name="mcp_tool_unique_name")]
+
+    def __str__(self) -> str:
+        return f"{self.server.label}/{self.name}"
+
+    @property
+    def needs_review(self) -> bool:
+        return self.drifted_at is not None
 
 
 class ClientTokenQuerySet(models.QuerySet["ClientToken"]):
@@ -390,6 +528,8 @@ class AuditEvent(models.Model):
         TOKEN_REVOKED = "token_revoked", "Client token revoked"
         SERVER_SAVED = "server_saved", "MCP server registered or changed"
         SERVER_DELETED = "server_deleted", "MCP server deleted"
+        SERVER_PROBED = "server_probed", "MCP server probed"
+        TOOL_REVIEWED = "tool_reviewed", "Changed MCP tool reviewed"
         LOGIN = "login", "Logged in"
         LOGIN_FAILED = "login_failed", "Failed login"
         LEGAL_HOLD_PLACED = "legal_hold_placed", "Legal hold placed"

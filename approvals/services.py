@@ -10,6 +10,7 @@ whatever leaves the process (dashboard events, the relay nudge, the deadline tas
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from datetime import datetime, timedelta
@@ -21,14 +22,16 @@ from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from approvals import audit, events, tasks
+from approvals import audit, events, probe, tasks
 from approvals.models import (
     ApprovalRequest,
     AuditEvent,
     ClientToken,
     ConversationLine,
     McpServer,
+    McpTool,
     RealtimeSession,
+    tool_definition_hash,
 )
 
 if TYPE_CHECKING:
@@ -576,3 +579,106 @@ def register_mcp_server(
     server.full_clean()
     save_mcp_server(server, by=None, created=created)
     return server, created
+
+
+def probe_mcp_server(server: McpServer, *, by: User | None) -> probe.ProbeResult:
+    """Connect to `server` as OpenAI would, list its tools, and store what was found: the report
+    on the server, and each listed tool with the hash of its definition (store_tools). Runs the
+    network part first, outside any transaction. Side effect: audit SERVER_PROBED (causes and
+    tool names only, never a credential). Call it from sync code (an admin action, a command)."""
+    result = asyncio.run(
+        probe.probe(
+            url=server.url,
+            transport=server.transport,
+            authorization=server.authorization,
+            headers=dict(server.headers or {}),
+        )
+    )
+    now = timezone.now()
+    with transaction.atomic():
+        drifted: list[str] = []
+        if result.reached:
+            drifted = store_tools(server, result.tools, now=now)
+        McpServer.objects.filter(pk=server.pk).update(probed_at=now, probe_ok=result.ok, probe_report=result.report())
+        audit.record(
+            kind=AuditEvent.Kind.SERVER_PROBED,
+            actor=by,
+            actor_label=user_label(by) if by is not None else "command line",
+            payload={
+                "server_id": server.pk,
+                "label": server.label,
+                "ok": result.ok,
+                "problems": result.problems,
+                "tools": [t["name"] for t in result.tools],
+                "drifted": drifted,
+            },
+            created_at=now,
+        )
+    server.refresh_from_db(fields=["probed_at", "probe_ok", "probe_report"])
+    return result
+
+
+def store_tools(server: McpServer, definitions: list[dict[str, Any]], *, now: datetime) -> list[str]:
+    """Record the tools a probe listed. A known name with a new definition hash keeps the old
+    definition beside the new one and is flagged (drifted_at) until mark_tool_reviewed; a name
+    no longer listed gets removed_at. Returns the names that drifted in this probe."""
+    drifted = []
+    known = {tool.name: tool for tool in McpTool.objects.select_for_update().filter(server=server)}
+    listed = set()
+    for definition in definitions:
+        name = definition["name"]
+        if name in listed:  # a duplicate name is a probe problem already; keep the first
+            continue
+        listed.add(name)
+        digest = tool_definition_hash(definition)
+        tool = known.get(name)
+        if tool is None:
+            McpTool.objects.create(
+                server=server,
+                name=name,
+                definition=definition,
+                definition_hash=digest,
+                first_seen_at=now,
+                last_seen_at=now,
+            )
+            continue
+        tool.last_seen_at = now
+        tool.removed_at = None
+        if tool.definition_hash != digest:
+            # Keep what an admin last saw next to what the server now says, side by side.
+            if tool.drifted_at is None:
+                tool.previous_definition, tool.previous_hash = tool.definition, tool.definition_hash
+                tool.drifted_at = now
+            tool.definition, tool.definition_hash = definition, digest
+            if tool.definition_hash == tool.previous_hash:
+                # Changed back to what was last reviewed: nothing left to review.
+                tool.drifted_at = None
+            drifted.append(name)
+        tool.save()
+    McpTool.objects.filter(server=server, removed_at__isnull=True).exclude(name__in=listed).update(removed_at=now)
+    return drifted
+
+
+def mark_tool_reviewed(tool: McpTool, *, by: User) -> bool:
+    """Accept a drifted tool's current definition. False if it was not flagged (nothing done).
+    Side effect: audit TOOL_REVIEWED with both definition hashes."""
+    now = timezone.now()
+    with transaction.atomic():
+        won = McpTool.objects.filter(pk=tool.pk, drifted_at__isnull=False).update(
+            drifted_at=None, reviewed_at=now, reviewed_by_label=user_label(by)
+        )
+        if won:
+            audit.record(
+                kind=AuditEvent.Kind.TOOL_REVIEWED,
+                actor=by,
+                actor_label=user_label(by),
+                payload={
+                    "server_id": tool.server_id,
+                    "tool": tool.name,
+                    "previous_hash": tool.previous_hash,
+                    "definition_hash": tool.definition_hash,
+                },
+                created_at=now,
+            )
+    tool.refresh_from_db()
+    return bool(won)

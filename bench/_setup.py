@@ -14,6 +14,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from cryptography.fernet import Fernet
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 
@@ -53,6 +55,8 @@ def bench_env(**extra: str) -> dict[str, str]:
         "CHANNELS_PREFIX": f"csbench{os.getpid()}",
         "CELERY_QUEUE": f"csbench{os.getpid()}",
         "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
+        # A fresh key for the scratch database's MCP credentials (required outside demo mode).
+        "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
     }
     url = os.environ.get("DATABASE_URL")
     if not url:

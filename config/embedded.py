@@ -114,7 +114,7 @@ def cmd_run(env: dict[str, str]) -> int:
     host = env.get("HOST", "127.0.0.1")
     port = env.get("PORT", "8000")
     env["WEB_HOST"], env["WEB_PORT"] = host, port
-    processes = ["web", "worker", "beat"]
+    processes = ["web", "bridge", "worker", "beat"]
     if demo:
         processes += ["hotel", "simulator", "guests"]
     print(f"\n  Countersign: open http://{host}:{port}/  (health: http://{host}:{port}/healthz)", flush=True)

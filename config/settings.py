@@ -13,6 +13,7 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
+from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -133,6 +134,45 @@ def _audit_signing_key() -> str:
 
 
 AUDIT_SIGNING_KEY = _audit_signing_key()
+
+
+def _field_encryption_keys() -> list[str]:
+    """Fernet keys that encrypt secrets stored in the database (MCP server credentials), newest
+    first: the first encrypts, every one decrypts, so a new key goes in front and the old one
+    stays until `manage.py rotate_field_encryption` has re-encrypted the rows (docs/registry.md).
+    Demo/debug without one: a random key kept in var/, like the demo SECRET_KEY. Production
+    without one: refused at start (ImproperlyConfigured)."""
+    keys = [key.strip() for key in env_secret("FIELD_ENCRYPTION_KEYS").split(",") if key.strip()]
+    if not keys:
+        if not (DEBUG or DEMO_MODE):
+            # Refuse to start, like SECRET_KEY: a server that started without it would fail at
+            # the first guest's session, when the relay reads the MCP credentials.
+            raise ImproperlyConfigured("FIELD_ENCRYPTION_KEYS is required unless DEBUG or demo mode is on")
+        path = VAR_DIR / "field_encryption_key"
+        try:
+            keys = [path.read_text().strip()]
+        except FileNotFoundError:
+            VAR_DIR.mkdir(parents=True, exist_ok=True)
+            key = Fernet.generate_key().decode()
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:  # another process of this run made it first
+                return [path.read_text().strip()]
+            with os.fdopen(fd, "w") as f:
+                f.write(key)
+            keys = [key]
+    for number, key in enumerate(keys, start=1):
+        try:
+            Fernet(key)
+        except ValueError:
+            # Never the key itself in the message: it ends up in logs.
+            raise ImproperlyConfigured(
+                f"FIELD_ENCRYPTION_KEYS: key {number} is not a Fernet key (32 url-safe base64-encoded bytes)"
+            ) from None
+    return keys
+
+
+FIELD_ENCRYPTION_KEYS = _field_encryption_keys()
 # Days after which the retention purge removes payloads (the hashes stay); 0 keeps them forever.
 AUDIT_RETENTION_DAYS = env_int("AUDIT_RETENTION_DAYS", 0)
 # Where export bundles are written; the web processes and the Celery worker must share it.

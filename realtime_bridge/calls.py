@@ -24,8 +24,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from openai.types.webhooks import RealtimeCallIncomingWebhookEvent
 
-from approvals import services
-from approvals.models import McpServer, RealtimeSession
+from approvals import events, services
+from approvals.models import ApprovalRequest, McpServer, RealtimeSession
 from realtime_bridge.models import Call, SipRoute, WebhookDelivery, sip_number
 
 log = logging.getLogger(__name__)
@@ -165,6 +165,15 @@ def record_webhook(*, webhook_id: str, event: Any) -> Call | None:
         return None
 
 
+def release_webhook(*, webhook_id: str, call: Call) -> None:
+    """Answering the call failed for a reason that may pass (OpenAI unreachable, a 5xx): forget
+    the delivery and the ringing call, so that the sender's retry of the same webhook is handled
+    as new rather than ignored as a duplicate."""
+    with transaction.atomic():
+        Call.objects.filter(pk=call.pk, status=Call.Status.INCOMING, session__isnull=True).delete()
+        WebhookDelivery.objects.filter(webhook_id=webhook_id[:200]).delete()
+
+
 def answer_incoming(call: Call) -> Call:
     """Accept a ringing call with its route's config, or reject or refer it when no route
     matches (SIP_UNROUTED_STATUS / SIP_UNROUTED_REFER_TO). Accepting opens its sideband
@@ -225,43 +234,82 @@ def _finish(call: Call, status: str, *, outcome: str, refer_target: str = "") ->
 def end_call(call_pk: int, *, status: str = Call.Status.ENDED, outcome: str, code: int | None = None) -> bool:
     """The call is over (hung up, transferred, gone upstream): mark it and close its session,
     which cancels its pending requests (approvals.services.close_session). Idempotent: False
-    when it had ended already (its session is closed again, a no-op)."""
+    when it had ended already (its session is closed again, a no-op).
+
+    A staff action notes why before it calls OpenAI (`_note_action`); the bridge, which sees the
+    sideband close a moment later and may get here first, then records that reason, not its own."""
     with transaction.atomic():
+        noted = Call.objects.filter(pk=call_pk, status=Call.Status.ACCEPTED).values("outcome", "refer_target").first()
+        if noted and noted["outcome"]:
+            outcome = noted["outcome"]
+            status = Call.Status.REFERRED if noted["refer_target"] else Call.Status.ENDED
+        # Conditional on in progress: of the staff action and the bridge, the first one ends it.
         won = Call.objects.filter(pk=call_pk, status=Call.Status.ACCEPTED).update(
             status=status, outcome=outcome[:200], ended_at=timezone.now()
         )
         call = Call.objects.select_related("session").get(pk=call_pk)
         if call.session is not None:
-            services.close_session(call.session, code=code, reason=outcome)
+            services.close_session(call.session, code=code, reason=call.outcome or outcome)
+            if won:
+                transaction.on_commit(partial(announce_session, call.session.pk), robust=True)
     return bool(won)
 
 
-def hang_up(call: Call, *, by_label: str) -> Call:
-    """Staff end a call in progress. Raises CallError when it is not in progress."""
-    if call.status != Call.Status.ACCEPTED:
+def announce_session(session_id: int) -> None:
+    """Re-send the cards of every request of a session whose call or run changed (after commit),
+    so that a card showing the call's or the run's state stays true."""
+    for pk in ApprovalRequest.objects.filter(session_id=session_id).values_list("pk", flat=True):
+        events.request_changed(pk)
+
+
+def _note_action(call: Call, *, outcome: str, refer_target: str = "") -> None:
+    if not Call.objects.filter(pk=call.pk, status=Call.Status.ACCEPTED).update(
+        outcome=outcome[:200], refer_target=refer_target[:200]
+    ):
+        call.refresh_from_db()
         raise CallError(f"The call is {call.get_status_display().lower()}, not in progress.")
+
+
+def _forget_action(call: Call) -> None:
+    Call.objects.filter(pk=call.pk, status=Call.Status.ACCEPTED).update(outcome="", refer_target="")
+
+
+def hang_up(call: Call, *, by_label: str) -> Call:
+    """Staff end a call in progress. Raises CallError when it is not in progress, or when
+    OpenAI refuses (the call then stays as it was)."""
+    outcome = f"Hung up by {by_label}"
+    _note_action(call, outcome=outcome)
     try:
         openai_client().realtime.calls.hangup(call.call_id)
     except openai.NotFoundError:
         pass  # gone upstream already: record the end all the same
-    end_call(call.pk, outcome=f"Hung up by {by_label}")
+    except openai.APIError as exc:
+        _forget_action(call)
+        raise CallError(f"OpenAI did not hang up the call: {exc}") from None
+    end_call(call.pk, outcome=outcome)
     call.refresh_from_db()
     return call
 
 
 def transfer(call: Call, *, target_uri: str, by_label: str) -> Call:
-    """Staff transfer a SIP call (SIP REFER) to `tel:…` or `sip:…`. Raises CallError."""
-    if call.status != Call.Status.ACCEPTED or call.kind != Call.Kind.SIP:
-        raise CallError("Only a SIP call in progress can be transferred.")
-    if not target_uri.startswith(("tel:", "sip:", "sips:")):
+    """Staff transfer a SIP call (SIP REFER) to `tel:…` or `sip:…`. Raises CallError when it
+    is not a SIP call in progress, on a bad target, or when OpenAI refuses."""
+    if call.kind != Call.Kind.SIP:
+        raise CallError("Only a SIP call can be transferred.")
+    if not target_uri.startswith(("tel:", "sip:", "sips:")) or len(target_uri) > 200:
         raise CallError("The transfer target must be a tel: or sip: URI.")
+    outcome = f"Transferred to {target_uri} by {by_label}"
+    _note_action(call, outcome=outcome, refer_target=target_uri)
     try:
         openai_client().realtime.calls.refer(call.call_id, target_uri=target_uri)
     except openai.NotFoundError:
+        _forget_action(call)
         end_call(call.pk, outcome="The call had ended before the transfer.")
         raise CallError("The call had already ended.") from None
-    Call.objects.filter(pk=call.pk).update(refer_target=target_uri[:200])
-    end_call(call.pk, status=Call.Status.REFERRED, outcome=f"Transferred to {target_uri} by {by_label}")
+    except openai.APIError as exc:
+        _forget_action(call)
+        raise CallError(f"OpenAI did not transfer the call: {exc}") from None
+    end_call(call.pk, status=Call.Status.REFERRED, outcome=outcome)
     call.refresh_from_db()
     return call
 

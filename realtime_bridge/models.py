@@ -105,7 +105,8 @@ class Call(models.Model):
     from_number = models.CharField(max_length=100, blank=True)
     to_number = models.CharField(max_length=100, blank=True)
     sip_headers = models.JSONField(default=list, blank=True)
-    # What happened to it, in words (rejected with 486, transferred to tel:…, hung up by Alice).
+    # What happened to it, in words (rejected with 486, transferred to tel:…, hung up by Alice). A
+    # staff action writes it (and refer_target) just before it asks OpenAI, see calls.end_call.
     outcome = models.CharField(max_length=200, blank=True)
     refer_target = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(default=timezone.now)

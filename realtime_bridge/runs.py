@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import openai
@@ -170,6 +171,7 @@ def _record(run: ResponsesRun, response: Any) -> ResponsesRun:
         ResponsesRun.objects.filter(pk=run.pk, state=State.RUNNING).update(**fields)
         if not waiting:
             services.close_session(session, code=None, reason="The run completed.")
+            transaction.on_commit(partial(calls.announce_session, session.pk), robust=True)
     run.refresh_from_db()
     return run
 

@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 # nudge over the channel layer (at-most-once) was lost.
 OUTBOX_POLL_SECONDS = 1.0
 
+# Runs a sync (Django) function off the event loop: `database_sync_to_async` by default.
+DbCall = Callable[[Callable[..., Any]], Callable[..., Awaitable[Any]]]
 # Passes on a frame that was not parsed: bytes, or a high-volume type (protocol.SERVER_PASSTHROUGH).
 Passthrough = Callable[[str | bytes], Awaitable[None]]
 # Passes on a parsed text frame: the text, and the event (None when it was not a JSON object).
@@ -67,10 +69,22 @@ class UpstreamSession:
     database worker finish what it was given.
     """
 
-    def __init__(self, upstream: client.Upstream, session_id: int, *, name: str = "relay") -> None:
+    def __init__(
+        self,
+        upstream: client.Upstream,
+        session_id: int,
+        *,
+        name: str = "relay",
+        db: DbCall = database_sync_to_async,
+        poll: bool = True,
+    ) -> None:
+        """`db`: how database work leaves the event loop. `poll`: whether this session polls the
+        outbox itself (the sideband bridge polls for all its sessions at once instead)."""
         self.upstream = upstream
         self.session_id = session_id
         self.name = name
+        self.db = db
+        self.poll = poll
         self.closing = False
         self.followup = FollowUp()
         self.undelivered: set[str] = set()
@@ -82,7 +96,8 @@ class UpstreamSession:
 
     def start(self) -> None:
         self._db_task = asyncio.create_task(self._db_worker())
-        self._poll_task = asyncio.create_task(self._poll_outbox())
+        if self.poll:
+            self._poll_task = asyncio.create_task(self._poll_outbox())
 
     # --- Upstream frames -------------------------------------------------------------------
 
@@ -147,16 +162,11 @@ class UpstreamSession:
             if event is None:
                 return
             try:
-                await database_sync_to_async(handlers.dispatch)(self.session_id, event)
+                await self.db(handlers.dispatch)(self.session_id, event)
             except Exception:
                 log.exception("%s: session %s could not record %s", self.name, self.session_id, event.get("type"))
 
     # --- Decisions (outbox) ----------------------------------------------------------------
-
-    def expect(self, approval_request_ids: list[str]) -> None:
-        """Requests known to be waiting (e.g. read from the database on a reattach), so that the
-        poll keeps looking for their decisions."""
-        self.undelivered.update(approval_request_ids)
 
     async def _poll_outbox(self) -> None:
         while True:
@@ -173,7 +183,7 @@ class UpstreamSession:
         if self.closing:
             return
         async with self.outbox_lock:
-            decisions = await database_sync_to_async(outbound.unsent)(self.session_id)
+            decisions = await self.db(outbound.unsent)(self.session_id)
             sent = []
             for decision in decisions:
                 if decision.request_id in self.sent_ids:
@@ -194,7 +204,7 @@ class UpstreamSession:
             if sent and self.followup.should_send():
                 await self.upstream.send(protocol.response_create_event())
             if sent:
-                await database_sync_to_async(outbound.mark_sent)(sent)
+                await self.db(outbound.mark_sent)(sent)
 
     # --- Closing -----------------------------------------------------------------------------
 

@@ -20,6 +20,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -30,7 +33,7 @@ from approvals import events
 from approvals.models import ApprovalRequest
 from realtime_bridge import calls, client
 from realtime_bridge.models import Call
-from realtime_bridge.session import UpstreamSession
+from realtime_bridge.session import OUTBOX_POLL_SECONDS, UpstreamSession
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,15 @@ RESCAN_SECONDS = 5.0
 RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)
 # Close codes of a sideband that mean "this call is over", not "try again".
 CALL_OVER_CODES = frozenset({1000, 4000})
+# The bridge's database work runs on a pool of threads, not on Channels' one shared thread: with
+# hundreds of calls the reads and writes of different sessions would otherwise queue behind each
+# other. Each session still applies its own events in order (its db worker awaits each one).
+_DB_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="bridge-db")
+
+
+def db(func: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+    # DatabaseSyncToAsync closes stale connections before and after, in whichever thread it runs.
+    return database_sync_to_async(func, thread_sensitive=False, executor=_DB_POOL)  # type: ignore[call-arg]
 
 
 def _live_calls() -> list[tuple[int, str, int]]:
@@ -50,8 +62,9 @@ def _call_if_live(call_pk: int) -> tuple[int, str, int] | None:
     )
 
 
-def _waiting_ids(session_id: int) -> list[str]:
-    return list(ApprovalRequest.objects.filter(session_id=session_id).pending().values_list("upstream_id", flat=True))
+def _sessions_with_unsent(session_ids: list[int]) -> set[int]:
+    rows = ApprovalRequest.objects.unsent_decisions().filter(session_id__in=session_ids).values_list("session_id")
+    return {session_id for (session_id,) in rows}
 
 
 class Bridge:
@@ -65,6 +78,7 @@ class Bridge:
 
     async def run(self, stop: asyncio.Event) -> None:
         listener = asyncio.create_task(self._listen_for_calls())
+        poller = asyncio.create_task(self._poll_outboxes())
         try:
             while not stop.is_set():
                 await self.rescan()
@@ -72,12 +86,13 @@ class Bridge:
                     await asyncio.wait_for(stop.wait(), RESCAN_SECONDS)
         finally:
             self.stopping = True
-            listener.cancel()
+            await _cancel(listener)
+            await _cancel(poller)
             await self.shutdown()
 
     async def rescan(self) -> None:
         try:
-            live = await database_sync_to_async(_live_calls)()
+            live = await db(_live_calls)()
         except Exception:
             log.exception("bridge: could not read the live calls")
             return
@@ -87,7 +102,14 @@ class Bridge:
     def ensure(self, call_pk: int, call_id: str, session_id: int) -> None:
         task = self.tasks.get(call_pk)
         if (task is None or task.done()) and not self.stopping:
-            self.tasks[call_pk] = asyncio.create_task(self._hold(call_pk, call_id, session_id))
+            task = asyncio.create_task(self._hold(call_pk, call_id, session_id))
+            self.tasks[call_pk] = task
+            task.add_done_callback(partial(self._forget, call_pk))
+
+    def _forget(self, call_pk: int, task: asyncio.Task[None]) -> None:
+        # A long-running bridge sees many calls come and go: keep only the ones it holds.
+        if self.tasks.get(call_pk) is task:
+            del self.tasks[call_pk]
 
     async def _listen_for_calls(self) -> None:
         if self.layer is None:
@@ -104,9 +126,33 @@ class Bridge:
                 await asyncio.sleep(1)
                 continue
             if message.get("type") == calls.BRIDGE_ATTACH:
-                found = await database_sync_to_async(_call_if_live)(int(message["call"]))
+                found = await db(_call_if_live)(int(message["call"]))
                 if found:
                     self.ensure(*found)
+
+    async def _poll_outboxes(self) -> None:
+        """One query a second for every held session, rather than one per session: decisions
+        whose nudge was lost (the channel layer is at-most-once) still go out."""
+        while True:
+            await asyncio.sleep(OUTBOX_POLL_SECONDS)
+            held = {s.session_id: s for s in self.sessions.values()}
+            if not held:
+                continue
+            try:
+                due = await db(_sessions_with_unsent)(list(held))
+            except Exception:
+                log.exception("bridge: outbox poll failed")
+                continue
+            await asyncio.gather(*(self._drain(held[session_id]) for session_id in due), return_exceptions=True)
+
+    @staticmethod
+    async def _drain(session: UpstreamSession) -> None:
+        try:
+            await session.drain_outbox()
+        except client.UpstreamClosed:
+            pass  # its reader sees the close too
+        except Exception:
+            log.exception("bridge: session %s could not send a decision", session.session_id)
 
     async def _hold(self, call_pk: int, call_id: str, session_id: int) -> None:
         """Keep a sideband attached to the call until the call is over."""
@@ -122,16 +168,14 @@ class Bridge:
                 log.warning("bridge: attach to %s failed (%s); retrying in %.1f s", call_id, exc, delay)
                 await asyncio.sleep(delay)
                 continue
-            session = UpstreamSession(upstream, session_id, name="sideband")
+            session = UpstreamSession(upstream, session_id, name="sideband", db=db, poll=False)
             closed = await self._serve(call_pk, session)
             if self.stopping:
                 return
             if closed is not None and closed.code in CALL_OVER_CODES:
                 outcome = "The call ended." if closed.code == 1000 else "The call is gone upstream."
                 log.info("bridge: call %s over (%s %s)", call_id, closed.code, closed.reason)
-                await database_sync_to_async(calls.end_call)(
-                    call_pk, outcome=f"{outcome} {closed.reason}".strip(), code=closed.code
-                )
+                await db(calls.end_call)(call_pk, outcome=f"{outcome} {closed.reason}".strip(), code=closed.code)
                 return
             delay = RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)]
             failures += 1
@@ -152,7 +196,6 @@ class Bridge:
                 await self.layer.group_add(group, channel)
                 listener = asyncio.create_task(self._listen_for_decisions(channel, session))
             # Decisions made while no socket was attached (a bridge restart) go now.
-            session.expect(await database_sync_to_async(_waiting_ids)(session.session_id))
             reader = asyncio.create_task(session.read())
             await session.drain_outbox()
             return await reader
@@ -165,8 +208,8 @@ class Bridge:
             return None
         finally:
             for task in (listener, reader):
-                if task is not None and not task.done():
-                    task.cancel()
+                if task is not None:
+                    await _cancel(task)
             if channel is not None and self.layer is not None:
                 with contextlib.suppress(Exception):
                     await self.layer.group_discard(group, channel)
@@ -179,19 +222,19 @@ class Bridge:
         while True:
             message: dict[str, Any] = await self.layer.receive(channel)
             if message.get("type") == events.RELAY_DECISION:
-                try:
-                    await session.drain_outbox()
-                except client.UpstreamClosed:
-                    return
-                except Exception:
-                    log.exception("bridge: session %s could not send a decision", session.session_id)
+                await self._drain(session)
 
     async def shutdown(self) -> None:
         """Detach from every call, leaving the calls (and their sessions) live."""
         self.stopping = True
-        tasks = list(self.tasks.values())
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(BaseException):
-                await task
+        for task in list(self.tasks.values()):
+            await _cancel(task)
+
+
+async def _cancel(task: asyncio.Task[Any]) -> None:
+    """Cancel a task and wait for it: the channel layer unsubscribes in a cancelled receive(),
+    which must finish before the loop closes (else it is cancelled a second time, mid-way)."""
+    if not task.done():
+        task.cancel()
+    with contextlib.suppress(BaseException):
+        await task

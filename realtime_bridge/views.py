@@ -102,13 +102,16 @@ def openai_webhook(request: HttpRequest) -> HttpResponse:
     except calls.WebhookRefused as exc:
         log.warning("webhook refused: %s", exc)
         return _error("Webhook refused: signature, timestamp or body not valid.", 400)
-    call = calls.record_webhook(webhook_id=headers.get("webhook-id", ""), event=event)
+    webhook_id = headers.get("webhook-id", "")
+    call = calls.record_webhook(webhook_id=webhook_id, event=event)
     if call is None:
         return JsonResponse({"status": "ignored"})
     try:
         call = calls.answer_incoming(call)
     except openai.APIError as exc:
+        # Not answered: a 5xx makes the sender retry, and the retry must not look like a duplicate.
         log.exception("call %s could not be answered", call.call_id)
+        calls.release_webhook(webhook_id=webhook_id, call=call)
         return _error(f"The call could not be answered: {exc}", 502)
     return JsonResponse({"status": call.status, "call": call.to_dict()})
 

@@ -26,7 +26,11 @@ def test_env_int_names_the_variable_on_a_bad_value(monkeypatch):
 
 
 def _check(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "SECRET_KEY", "DEBUG")}
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("OPENAI_API_KEY", "SECRET_KEY", "DEBUG", "FIELD_ENCRYPTION_KEYS")
+    }
     return subprocess.run(
         [sys.executable, "manage.py", "check", *args], env={**base, **env}, capture_output=True, text=True, timeout=120
     )
@@ -38,6 +42,12 @@ def test_secret_key_is_required_outside_debug_and_demo_mode():
     assert "SECRET_KEY is required" in result.stderr
 
 
+def test_the_field_encryption_key_is_required_outside_debug_and_demo_mode():
+    result = _check({"OPENAI_API_KEY": "sk-real", "SECRET_KEY": "s" * 60})
+    assert result.returncode != 0
+    assert "FIELD_ENCRYPTION_KEYS is required" in result.stderr
+
+
 def test_check_deploy_is_clean_under_production_like_settings():
     result = _check(
         {
@@ -45,6 +55,7 @@ def test_check_deploy_is_clean_under_production_like_settings():
             "SECRET_KEY": "x" * 60 + "production-like-secret-key-with-enough-entropy-1234567890",
             "SECURE_SSL": "True",
             "ALLOWED_HOSTS": "countersign.example.com",
+            "FIELD_ENCRYPTION_KEYS": "X" * 43 + "=",
         },
         "--deploy",
         "--fail-level",

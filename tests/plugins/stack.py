@@ -40,6 +40,8 @@ def django_env(**extra: str) -> dict[str, str]:
         "CHANNELS_PREFIX": settings.CHANNELS_PREFIX,
         "CELERY_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,
         "SECRET_KEY": settings.SECRET_KEY,
+        # The test's own key: the processes must read the credentials the test stored.
+        "FIELD_ENCRYPTION_KEYS": ",".join(settings.FIELD_ENCRYPTION_KEYS),
         "DEBUG": "False",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "LOG_LEVEL": "INFO",
