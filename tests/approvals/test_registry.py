@@ -197,16 +197,21 @@ def test_the_plaintext_never_shows_in_admin_audit_logs_dashboards_or_exports(
     assert AUTH_SECRET not in caplog.text and HEADER_SECRET not in caplog.text
 
 
-@pytest.mark.django_db
-def test_production_without_keys_refuses_to_store_or_read_a_credential(monkeypatch, keys):
+def test_production_without_keys_refuses_to_start(monkeypatch):
     monkeypatch.delenv("FIELD_ENCRYPTION_KEYS", raising=False)
+    monkeypatch.delenv("FIELD_ENCRYPTION_KEYS_FILE", raising=False)
     monkeypatch.setattr(config.settings, "DEBUG", False)
     monkeypatch.setattr(config.settings, "DEMO_MODE", False)
+    with pytest.raises(ImproperlyConfigured, match="FIELD_ENCRYPTION_KEYS is required"):
+        config.settings._field_encryption_keys()
+
+
+@pytest.mark.django_db
+def test_with_no_key_at_run_time_credentials_are_neither_stored_nor_read(keys):
+    # Defence in depth behind the start-up check: should the keys ever be empty, a credential is
+    # refused rather than written in the clear or read as ciphertext.
     existing = register()
-
-    keys.FIELD_ENCRYPTION_KEYS = config.settings._field_encryption_keys()
-
-    assert keys.FIELD_ENCRYPTION_KEYS == []
+    keys.FIELD_ENCRYPTION_KEYS = []
     with pytest.raises(ImproperlyConfigured, match="FIELD_ENCRYPTION_KEYS is required"):
         services.register_mcp_server(label="new", url="https://new.example/mcp", authorization=AUTH_SECRET)
     with pytest.raises(ImproperlyConfigured, match="FIELD_ENCRYPTION_KEYS is required"):
