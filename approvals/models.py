@@ -12,7 +12,7 @@ from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured, ObjectDoesNotExist
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -325,6 +325,34 @@ class ConversationLine(models.Model):
         }
 
 
+def _one_to_one(obj: Any, name: str) -> Any:
+    try:
+        return getattr(obj, name)
+    except ObjectDoesNotExist:
+        return None
+
+
+def _call_dict(session: RealtimeSession) -> dict[str, Any] | None:
+    """The SIP/WebRTC call of a sideband session, for the card (state, numbers, what staff may do)."""
+    call = _one_to_one(session, "call") if session.kind == RealtimeSession.Kind.SIDEBAND else None
+    return call.to_dict() if call is not None else None
+
+
+def _run_dict(session: RealtimeSession) -> dict[str, Any] | None:
+    """The Responses API run of a `responses` session, for the card: its state and output."""
+    run = _one_to_one(session, "run") if session.kind == RealtimeSession.Kind.RESPONSES else None
+    if run is None:
+        return None
+    return {
+        "id": run.pk,
+        "state": run.state,
+        "state_label": run.get_state_display(),
+        "input": run.input[:300],
+        "output_text": (run.output_text or "")[:1000],
+        "error": run.error,
+    }
+
+
 class ApprovalRequestQuerySet(models.QuerySet["ApprovalRequest"]):
     def pending(self) -> ApprovalRequestQuerySet:
         return self.filter(status=ApprovalRequest.Status.PENDING)
@@ -336,8 +364,9 @@ class ApprovalRequestQuerySet(models.QuerySet["ApprovalRequest"]):
         return self.exclude(status=ApprovalRequest.Status.PENDING)
 
     def for_display(self) -> ApprovalRequestQuerySet:
-        """What `to_dict()` reads besides the conversation, fetched in the same query."""
-        return self.select_related("session", "mcp_server")
+        """What `to_dict()` reads besides the conversation, fetched in the same query (the call or
+        the run are realtime_bridge's one-to-ones on the session: absent for relayed sessions)."""
+        return self.select_related("session", "mcp_server", "session__call__route", "session__run")
 
     def queue(self) -> ApprovalRequestQuerySet:
         """The dashboard queue: pending, most urgent first."""
@@ -474,6 +503,8 @@ class ApprovalRequest(models.Model):
                 "label": session.label,
                 "metadata": session.metadata,
                 "status": session.status,
+                "call": _call_dict(session),
+                "run": _run_dict(session),
             },
             "conversation": [line.to_dict() for line in self.conversation()],
             "created_at": self.created_at.isoformat(),

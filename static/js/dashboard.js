@@ -35,6 +35,7 @@
 
   const decideUrl = (id) => root.dataset.decideUrl.replace("/0/", `/${id}/`);
   const openedUrl = (id) => root.dataset.openedUrl.replace("/0/", `/${id}/`);
+  const callUrl = (id, action) => `${root.dataset.callUrl.replace(/\/0$/, `/${id}`)}/${action}`;
 
   // The audit trail records who had a request in front of them: once per card and page, when
   // the card has been shown on a visible page (a hidden tab has shown nobody anything).
@@ -183,6 +184,7 @@
     setText(el, ".server", `${req.server_title} server${about} · ${req.tool_name}`);
     renderArgs(el, req);
     renderConversation(el, req.conversation);
+    renderCallAndRun(el, req);
     el.setAttribute("aria-label", `${req.tool_title}, for ${label}`);
     if (req.status === "pending") {
       // Local clock + the server's "seconds left": immune to a skewed clock on this device.
@@ -191,13 +193,71 @@
     }
   }
 
+  // A phone or browser call (sideband) gets its state and the staff's call controls; a text
+  // agent run (Responses API) its state and output. Values go in as text, never as HTML.
+  function renderCallAndRun(el, req) {
+    const call = req.session.call;
+    const callBox = $(el, ".call-box");
+    callBox.hidden = !call;
+    if (call) {
+      const kind = call.kind === "sip" ? "Phone call" : "Browser call";
+      const parties = [call.from && `from ${call.from}`, call.to && `to ${call.to}`].filter(Boolean).join(" ");
+      setText(el, ".call-line", `${kind} ${parties} · ${call.status_label}`);
+      $(el, ".hangup").hidden = !call.can_hang_up;
+      $(el, ".transfer").hidden = !call.can_transfer;
+      $(el, ".transfer-to").hidden = !call.can_transfer;
+      callBox.dataset.callId = String(call.id);
+    }
+    const run = req.session.run;
+    const runBox = $(el, ".run-box");
+    runBox.hidden = !run;
+    if (run) {
+      setText(el, ".run-line", `Text agent run · ${run.state_label}`);
+      setText(el, ".run-output", run.error || run.output_text || "");
+    }
+  }
+
+  async function callAction(el, action) {
+    const id = $(el, ".call-box").dataset.callId;
+    const body = new URLSearchParams();
+    if (action === "refer") {
+      const target = $(el, ".transfer-to").value.trim();
+      if (!target) {
+        showMessage(el, "Say where to transfer the call (tel: or sip:).", "error");
+        return;
+      }
+      body.set("target_uri", target);
+    }
+    let response;
+    try {
+      response = await fetch(callUrl(id, action), {
+        method: "POST",
+        headers: { "X-CSRFToken": csrfToken, Accept: "application/json" },
+        credentials: "same-origin",
+        body,
+      });
+    } catch {
+      showMessage(el, "Countersign could not be reached. Try again.", "error");
+      return;
+    }
+    const data = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      showMessage(el, data.error || `The call could not be ${action === "refer" ? "transferred" : "hung up"}.`, "error");
+      return;
+    }
+    showMessage(el, action === "refer" ? "Transfer requested." : "Call ended.", "info");
+  }
+
   function buildCard(req) {
     const el = cardTemplate.content.firstElementChild.cloneNode(true);
     el.dataset.id = String(req.id);
     for (const button of el.querySelectorAll("button[data-decision]")) {
       button.addEventListener("click", () => decide(req.id, button.dataset.decision));
     }
-    $(el, "form").addEventListener("submit", (event) => event.preventDefault());
+    $(el, "form.decide").addEventListener("submit", (event) => event.preventDefault());
+    $(el, ".call-actions").addEventListener("submit", (event) => event.preventDefault());
+    $(el, ".hangup").addEventListener("click", () => callAction(el, "hangup"));
+    $(el, ".transfer").addEventListener("click", () => callAction(el, "refer"));
     return { el, req, deadlineAt: 0, total: 60, busy: false, done: false };
   }
 

@@ -39,6 +39,8 @@ def test_to_dict_describes_the_card(session, make_request):
         "label": "Room 1204",
         "metadata": {"room": "1204", "guest": "Ms Rossi"},
         "status": "open",
+        "call": None,
+        "run": None,
     }
     assert data["timeout_seconds"] == 60
     assert data["seconds_left"] == 47.7
