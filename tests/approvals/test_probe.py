@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-import uvicorn
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 from mcp.server.mcpserver import MCPServer
@@ -21,6 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from approvals import services
 from approvals.models import AuditEvent, McpServer, McpTool
 from approvals.probe import check_tool
+from tests.plugins.processes import ThreadServer as _ThreadServer
 from tests.plugins.processes import free_port
 
 pytestmark = pytest.mark.django_db
@@ -31,27 +29,6 @@ def _app(mcp: MCPServer) -> ASGIApp:
     app = mcp.streamable_http_app()
     app.router.routes.extend(mcp.sse_app().routes)
     return app
-
-
-class _ThreadServer:
-    def __init__(self, app: ASGIApp) -> None:
-        self.port = free_port()
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> _ThreadServer:
-        self.thread.start()
-        deadline = time.monotonic() + 15
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("test MCP server did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
 
 
 def _empty() -> MCPServer:

@@ -15,6 +15,7 @@ import pytest
 from approvals import services
 from approvals.models import ApprovalRequest, RealtimeSession
 from realtime_bridge.models import Call, SipRoute, WebhookDelivery
+from tests.e2e.test_relay_processes import wait_until
 from tests.plugins.processes import PYTHON, ServerProcess
 
 pytestmark = pytest.mark.e2e
@@ -22,17 +23,6 @@ pytestmark = pytest.mark.e2e
 WEBHOOK_SECRET = "whsec_" + "c2lkZWJhbmQtdGVzdC1zZWNyZXQtMDEyMzQ1Njc4OQ=="
 LINE = "+18005551212"
 UNLOCK = 'call hotel unlock_door {"room": "1204", "reason": "Guest locked out"}'
-
-
-def wait_until(predicate, timeout: float = 15.0, message: str = "condition"):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {message}")
-        time.sleep(0.05)
 
 
 class Staff:

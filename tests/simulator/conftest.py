@@ -8,18 +8,16 @@ record of every call and every request header so a test can see what the simulat
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import mcp_types
 import pytest
-import uvicorn
 from mcp.server.mcpserver import MCPServer
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from tests.plugins.processes import ThreadServer as _ThreadServer
 from tests.plugins.processes import free_port
 
 DESK_KEY = "desk-key-123"
@@ -83,27 +81,6 @@ def _app(mcp: MCPServer, state: DeskState, key: str | None) -> ASGIApp:
     app = mcp.streamable_http_app()
     app.router.routes.extend(mcp.sse_app().routes)
     return _KeyCheck(app, state, key)
-
-
-class _ThreadServer:
-    def __init__(self, app: ASGIApp) -> None:
-        self.port = free_port()
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> _ThreadServer:
-        self.thread.start()
-        deadline = time.monotonic() + 15
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("test MCP server did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
 
 
 @dataclass

@@ -4,7 +4,6 @@ controls, driven with the official `openai` SDK wherever it has a method (REALTI
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,7 +13,6 @@ from typing import Any
 import httpx
 import openai
 import pytest
-import uvicorn
 from openai.types.realtime import ClientSecretCreateResponse
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -26,7 +24,7 @@ from simulator.app import create_app
 from simulator.config import SimulatorConfig
 from simulator.state import SimulatorState
 from simulator.webhooks import new_secret
-from tests.plugins.processes import free_port
+from tests.plugins.processes import ThreadServer
 
 API_KEY = "sk-sim-test"
 OFFER = "\r\n".join(
@@ -46,30 +44,6 @@ OFFER = "\r\n".join(
         "",
     ]
 )
-
-
-class ThreadServer:
-    """uvicorn in a thread of the test process: a real socket, and the app's own event loop."""
-
-    def __init__(self, app: Any) -> None:
-        self.port = free_port()
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> ThreadServer:
-        self.thread.start()
-        deadline = time.monotonic() + 15
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("server did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
 
 
 @dataclass
