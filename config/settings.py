@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 import dj_database_url
@@ -85,25 +86,35 @@ SIP_UNROUTED_REFER_TO = env_str("SIP_UNROUTED_REFER_TO")
 SIP_UNROUTED_STATUS = env_int("SIP_UNROUTED_STATUS", 603)
 
 
+def _local_key(filename: str, make: Callable[[], str]) -> str:
+    """Demo/debug: a random key per checkout, kept in var/ so that every process of a run (several
+    Daphnes, the worker, beat) uses the same one and it survives a restart. Created atomically:
+    processes that start together all read the one that was written first."""
+    path = VAR_DIR / filename
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    key = make()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process of this run made it first
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as f:
+        f.write(key)
+    return key
+
+
 def _secret_key() -> str:
     key = env_secret("SECRET_KEY")
     if key:
         return key
     if not (DEBUG or DEMO_MODE):
         raise ImproperlyConfigured("SECRET_KEY is required unless DEBUG or demo mode is on")
-    # Demo/debug: one random key per checkout, kept in var/ so that every process of a run
-    # (several Daphnes, the worker) signs sessions alike and logins survive a restart.
-    path = VAR_DIR / "secret_key"
     try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        VAR_DIR.mkdir(parents=True, exist_ok=True)
-        key = secrets.token_urlsafe(50)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(key)
-        return key
-    except OSError:
+        return _local_key("secret_key", lambda: secrets.token_urlsafe(50))
+    except OSError:  # no writable var/: sessions then last as long as the process
         return secrets.token_urlsafe(50)
 
 
@@ -118,19 +129,7 @@ def _audit_signing_key() -> str:
     key = env_secret("AUDIT_SIGNING_KEY")
     if key or not (DEBUG or DEMO_MODE):
         return key
-    path = VAR_DIR / "audit_signing_key"
-    try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        VAR_DIR.mkdir(parents=True, exist_ok=True)
-        key = base64.b64encode(secrets.token_bytes(32)).decode()
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process of this run made it first
-            return path.read_text().strip()
-        with os.fdopen(fd, "w") as f:
-            f.write(key)
-        return key
+    return _local_key("audit_signing_key", lambda: base64.b64encode(secrets.token_bytes(32)).decode())
 
 
 AUDIT_SIGNING_KEY = _audit_signing_key()
@@ -148,19 +147,7 @@ def _field_encryption_keys() -> list[str]:
             # Refuse to start, like SECRET_KEY: a server that started without it would fail at
             # the first guest's session, when the relay reads the MCP credentials.
             raise ImproperlyConfigured("FIELD_ENCRYPTION_KEYS is required unless DEBUG or demo mode is on")
-        path = VAR_DIR / "field_encryption_key"
-        try:
-            keys = [path.read_text().strip()]
-        except FileNotFoundError:
-            VAR_DIR.mkdir(parents=True, exist_ok=True)
-            key = Fernet.generate_key().decode()
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:  # another process of this run made it first
-                return [path.read_text().strip()]
-            with os.fdopen(fd, "w") as f:
-                f.write(key)
-            keys = [key]
+        keys = [_local_key("field_encryption_key", lambda: Fernet.generate_key().decode())]
     for number, key in enumerate(keys, start=1):
         try:
             Fernet(key)

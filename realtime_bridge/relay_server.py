@@ -17,12 +17,10 @@ import logging
 import signal
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlparse, urlsplit
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
-from django.conf import settings
-from django.http.request import is_same_domain
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
@@ -31,23 +29,17 @@ from websockets.http11 import Request, Response
 from approvals import events
 from realtime_bridge import handlers, protocol
 from realtime_bridge.gate import MAX_CLIENT_MESSAGE_CHARS, Refused, RelayGate, client_close_code
+from realtime_bridge.routing import RelayOriginValidator
 
 log = logging.getLogger(__name__)
 PATH = "/v1/realtime"
 
 
 def _origin_allowed(origin: str | None) -> bool:
-    """As RelayOriginValidator: no Origin (SDKs, gateways) passes; a browser's must be ours."""
-    if origin is None:
-        return True
-    allowed = list(getattr(settings, "RELAY_ALLOWED_ORIGINS", None) or settings.ALLOWED_HOSTS)
-    host = urlsplit(origin).hostname
-    for pattern in allowed:
-        if pattern == "*" or ("://" in pattern and origin == pattern):
-            return True
-        if "://" not in pattern and host and is_same_domain(host, pattern):
-            return True
-    return False
+    """The Channels relay's rule (RelayOriginValidator), so the two servers cannot drift apart:
+    no Origin (SDKs, gateways) passes; a browser's must be one we serve."""
+    validator = RelayOriginValidator(application=None)  # reads the settings now, as Channels does
+    return validator.valid_origin(None if origin is None else urlparse(origin))
 
 
 def _process_request(connection: ServerConnection, request: Request) -> Response | None:
