@@ -544,8 +544,12 @@ class AuditEvent(models.Model):
 
     class Kind(models.TextChoices):
         REQUESTED = "requested", "Requested"
-        # Written by the policy engine (issue 5) when a rule routes a request; none yet.
+        # The policy rule (and version) that decided or routed a request (approvals/policy.py).
         POLICY_ROUTED = "policy_routed", "Routed by policy"
+        # One approver's approval counted toward a quorum that is not reached yet.
+        VOTED = "voted", "Approval counted toward the quorum"
+        # The deadline of an asking stage passed and the request moved to the next group.
+        ESCALATED = "escalated", "Escalated to the next group"
         NOTIFIED = "notified", "Shown on the staff dashboards"
         OPENED = "opened", "Opened by a staff member"
         DECIDED = "decided", "Decided"
@@ -561,6 +565,12 @@ class AuditEvent(models.Model):
         SERVER_DELETED = "server_deleted", "MCP server deleted"
         SERVER_PROBED = "server_probed", "MCP server probed"
         TOOL_REVIEWED = "tool_reviewed", "Changed MCP tool reviewed"
+        TOOL_DRIFTED = "tool_drifted", "MCP tool definition changed"
+        POLICY_CHANGED = "policy_changed", "Approval policy changed"
+        CALL_ACCEPTED = "call_accepted", "Phone call accepted"
+        CALL_REJECTED = "call_rejected", "Phone call rejected"
+        CALL_TRANSFERRED = "call_transferred", "Phone call transferred"
+        CALL_HUNG_UP = "call_hung_up", "Phone call hung up"
         LOGIN = "login", "Logged in"
         LOGIN_FAILED = "login_failed", "Failed login"
         LEGAL_HOLD_PLACED = "legal_hold_placed", "Legal hold placed"
