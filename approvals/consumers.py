@@ -16,8 +16,13 @@ from config.consumers import LeanDispatchMixin
 
 
 @database_sync_to_async
-def _snapshot() -> list[dict[str, Any]]:
-    return [req.to_dict() for req in ApprovalRequest.objects.queue()]
+def _snapshot(user: Any) -> list[dict[str, Any]]:
+    return [req.to_dict() for req in ApprovalRequest.objects.queue().visible_to(user)]
+
+
+@database_sync_to_async
+def _group_names(user: Any) -> frozenset[str]:
+    return frozenset(user.groups.values_list("name", flat=True))
 
 
 class DashboardConsumer(LeanDispatchMixin, AsyncJsonWebsocketConsumer):
@@ -29,12 +34,20 @@ class DashboardConsumer(LeanDispatchMixin, AsyncJsonWebsocketConsumer):
             return
         # Join before reading the snapshot: an event committed in between then arrives after
         # the snapshot instead of falling between the two.
+        # Each person sees the requests their groups may decide (superusers: all). Group
+        # membership is read once per connection; a change shows on the next reconnect.
+        self.superuser = bool(user.is_superuser)
+        self.groups = await _group_names(user)
         await self.channel_layer.group_add(events.DASHBOARD, self.channel_name)
         await self.accept()
-        await self.send_json({"type": "snapshot", "requests": await _snapshot()})
+        await self.send_json({"type": "snapshot", "requests": await _snapshot(user)})
 
     async def disconnect(self, code: int) -> None:
         await self.channel_layer.group_discard(events.DASHBOARD, self.channel_name)
 
     async def approvals_request_changed(self, event: dict[str, Any]) -> None:
-        await self.send(text_data=event["frame"])  # already the browser's JSON (events.py)
+        if events.audience_allows(event.get("audience", ""), superuser=self.superuser, groups=self.groups):
+            await self.send(text_data=event["frame"])  # already the browser's JSON (events.py)
+        else:
+            # Not theirs (any more): an escalation moves the card to the next group's queue.
+            await self.send(text_data=events.request_removed_frame(event["id"]))

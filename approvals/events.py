@@ -31,11 +31,26 @@ def session_group(session_id: int) -> str:
     return f"relay.session.{session_id}"
 
 
-def request_changed_message(request_dict: dict[str, Any]) -> dict[str, Any]:
+def request_changed_message(request_dict: dict[str, Any], *, audience: str = "") -> dict[str, Any]:
     # The browser frame is serialised once here, not once per dashboard: with a hundred staff
     # screens open that is a hundred json.dumps less on the event loop that relays voice.
+    # `audience` (ApprovalRequest.audience: "" = any staff, else ",group,…,") lets each
+    # dashboard consumer keep the frame from people who may not decide the request.
     frame = json.dumps({"type": "request_changed", "request": request_dict}, separators=(",", ":"))
-    return {"type": REQUEST_CHANGED, "frame": frame}
+    return {"type": REQUEST_CHANGED, "frame": frame, "id": request_dict["id"], "audience": audience}
+
+
+def request_removed_frame(request_id: int) -> str:
+    """For a dashboard whose person may no longer decide the request (it escalated away)."""
+    return json.dumps({"type": "request_removed", "id": request_id}, separators=(",", ":"))
+
+
+def audience_allows(audience: str, *, superuser: bool, groups: frozenset[str]) -> bool:
+    """Whether a person with these groups may see and decide a request with this audience (the
+    rule of ApprovalRequest.may_decide, on the consumer's hot path without a query)."""
+    if superuser or not audience:
+        return True
+    return any(name in groups for name in audience.split(",") if name)
 
 
 def relay_decision_message(request_id: int) -> dict[str, Any]:
@@ -63,7 +78,7 @@ def request_changed(request_id: int) -> bool:
     req = ApprovalRequest.objects.for_display().filter(pk=request_id).first()
     if req is None:
         return False
-    return _group_send(DASHBOARD, request_changed_message(req.to_dict()))
+    return _group_send(DASHBOARD, request_changed_message(req.to_dict(), audience=req.audience))
 
 
 def relay_decision(*, session_id: int, request_id: int) -> bool:

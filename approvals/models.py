@@ -368,6 +368,16 @@ class ApprovalRequestQuerySet(models.QuerySet["ApprovalRequest"]):
         the run are realtime_bridge's one-to-ones on the session: absent for relayed sessions)."""
         return self.select_related("session", "mcp_server", "session__call__route", "session__run")
 
+    def visible_to(self, user: Any) -> ApprovalRequestQuerySet:
+        """The requests `user` may decide (in their current stage): superusers see everything,
+        a request open to any staff is everyone's, the rest belong to their groups' members."""
+        if user.is_superuser:
+            return self
+        condition = Q(audience="")
+        for name in user.groups.values_list("name", flat=True):
+            condition |= Q(audience__contains=f",{name},")
+        return self.filter(condition)
+
     def queue(self) -> ApprovalRequestQuerySet:
         """The dashboard queue: pending, most urgent first."""
         return self.pending().for_display().order_by("deadline", "pk")
@@ -423,9 +433,22 @@ class ApprovalRequest(models.Model):
     call_output = models.TextField(null=True, blank=True)  # noqa: DJ001
     call_error = models.JSONField(null=True, blank=True)
     call_recorded_at = models.DateTimeField(null=True, blank=True)
-    # The policy rule that routed or decided the request. Policies (issue 5) do not exist yet:
-    # until they do this stays blank; the review search and metrics already read it.
+    # Routing by the policy (approvals/policy.py), frozen when the request opened: the rule and
+    # policy version that decided or routed it, what it said (allow/deny/ask), and for "ask" the
+    # stages: who may decide, how many distinct approvers, the deadline, what the deadline does.
+    # rule_label is blank for the built-in default (no rule matched, or no policy at all).
     rule_label = models.CharField(max_length=100, blank=True)
+    policy_version = models.PositiveIntegerField(null=True, blank=True)
+    policy_outcome = models.CharField(max_length=8, blank=True)
+    plan = models.JSONField(default=dict, blank=True)
+    # The current stage of the plan (0 = first; escalation moves it on) and who may decide in it:
+    # "" = any staff member, else ",group,group," (the delimiters make a portable substring match
+    # for the queue filter), and how many distinct approvers it needs.
+    stage = models.PositiveSmallIntegerField(default=0)
+    audience = models.CharField(max_length=500, blank=True)
+    quorum = models.PositiveSmallIntegerField(default=1)
+    # Approvals counted so far: [{"user_id", "label", "stage", "at"}], one per person per request.
+    votes = models.JSONField(default=list, blank=True)
     # Set by the retention purge (compliance.services.purge): the arguments, raw item and call
     # result above were removed; the audit rows keep their hashes.
     purged_at = models.DateTimeField(null=True, blank=True)
@@ -509,7 +532,7 @@ class ApprovalRequest(models.Model):
             "conversation": [line.to_dict() for line in self.conversation()],
             "created_at": self.created_at.isoformat(),
             "deadline": self.deadline.isoformat(),
-            "timeout_seconds": round((self.deadline - self.created_at).total_seconds()),
+            "timeout_seconds": self.step_seconds,
             "seconds_left": round(max(0.0, (self.deadline - now).total_seconds()), 1)
             if self.status == self.Status.PENDING
             else 0,
@@ -518,6 +541,17 @@ class ApprovalRequest(models.Model):
             "reason": self.reason,
             "approve": self.approve,
             "decision_sent_at": self.decision_sent_at.isoformat() if self.decision_sent_at else None,
+            "policy": {
+                "rule": self.rule_label,
+                "version": self.policy_version,
+                "outcome": self.policy_outcome,
+                "stage": self.stage,
+                "stages": len((self.plan or {}).get("stages") or []),
+                "groups": self.audience_groups,
+                "quorum": self.quorum,
+                "quorum_label": self.quorum_label,
+                "votes": [{"user_id": v["user_id"], "label": v["label"]} for v in self.stage_votes()],
+            },
             "call": {
                 "recorded": self.call_recorded_at is not None,
                 "arguments": self.call_arguments,
@@ -525,6 +559,40 @@ class ApprovalRequest(models.Model):
                 "error": self.call_error,
             },
         }
+
+    @property
+    def step_seconds(self) -> int:
+        """How long the current step gives (the deadline minus when the step began)."""
+        stages = (self.plan or {}).get("stages") or []
+        if self.stage < len(stages) and stages[self.stage].get("deadline_seconds"):
+            return int(stages[self.stage]["deadline_seconds"])
+        return round((self.deadline - self.created_at).total_seconds())
+
+    @property
+    def audience_groups(self) -> list[str]:
+        """The groups that may decide the current stage; [] = any staff member."""
+        return [name for name in self.audience.split(",") if name]
+
+    def may_decide(self, user: Any, group_names: Any = None) -> bool:
+        """Whether `user` (active staff) may decide this request's current stage. `group_names`
+        spares the query when the caller already knows them."""
+        if not (user.is_active and user.is_staff):
+            return False
+        if user.is_superuser or not self.audience:
+            return True
+        names = set(group_names) if group_names is not None else set(user.groups.values_list("name", flat=True))
+        return bool(names & set(self.audience_groups))
+
+    def stage_votes(self) -> list[dict[str, Any]]:
+        return [v for v in self.votes or [] if v.get("stage") == self.stage]
+
+    @property
+    def quorum_label(self) -> str:
+        """'1 of 2 managers', or '' when one approver is enough."""
+        if self.quorum <= 1:
+            return ""
+        who = " or ".join(self.audience_groups) or "staff"
+        return f"{len(self.stage_votes())} of {self.quorum} {who}"
 
     @property
     def approve(self) -> bool | None:
@@ -633,3 +701,97 @@ class AuditChainHead(models.Model):
 
     def __str__(self) -> str:
         return f"audit chain head #{self.seq}"
+
+
+# Policies -----------------------------------------------------------------------------------
+# The rules as admins edit them (PolicyRule, EscalationStep) and, for every change, the whole set
+# as it was then (PolicyVersion). Requests are routed by the latest version's document, never
+# by the rows directly, so "rule X of version N" always names exactly what was applied
+# (approvals/policy.py, docs/policies.md).
+
+
+class DeadlineAction(models.TextChoices):
+    DENY = "deny", "Deny"
+    APPROVE = "approve", "Approve"
+    ESCALATE = "escalate", "Escalate to the next step"
+
+
+class PolicyRule(models.Model):
+    class Outcome(models.TextChoices):
+        ALLOW = "allow", "Allow at once"
+        DENY = "deny", "Deny at once"
+        ASK = "ask", "Ask staff"
+
+    position = models.PositiveIntegerField(default=0, help_text="Rules are tried in this order; the first match wins.")
+    label = models.SlugField(max_length=100, unique=True, help_text="Names the rule on cards, cases and exports.")
+    description = models.TextField(blank=True)
+    enabled = models.BooleanField(default=True)
+    server_label = models.CharField(
+        "server", max_length=64, blank=True, help_text="The registered server's label; blank matches any server."
+    )
+    tool_pattern = models.CharField(
+        "tool", max_length=200, default="*", help_text="A tool name or a pattern: refund_*, *_booking, * (any)."
+    )
+    condition = models.TextField(
+        blank=True,
+        help_text='Optional, in CEL: args.amount > 100.0 && session.room.startsWith("12"). '
+        "Variables: args, session, tool, now, time. Blank always matches.",
+    )
+    outcome = models.CharField(max_length=8, choices=Outcome.choices, default=Outcome.ASK)
+    reason = models.CharField(
+        max_length=500, blank=True, help_text="Told to the assistant with an allow or deny (and recorded)."
+    )
+    # Ask: the first step. Escalation steps follow (EscalationStep).
+    groups = models.ManyToManyField(
+        "auth.Group", blank=True, related_name="+", help_text="Who may decide; none = any staff member."
+    )
+    quorum = models.PositiveSmallIntegerField(default=1, help_text="Distinct approvers needed (2 = two-person rule).")
+    deadline_seconds = models.PositiveIntegerField(null=True, blank=True, help_text="Blank: APPROVAL_TIMEOUT_SECONDS.")
+    on_deadline = models.CharField(max_length=10, choices=DeadlineAction.choices, default=DeadlineAction.DENY)
+
+    class Meta:
+        ordering = ["position", "pk"]
+        verbose_name = "policy rule"
+
+    def __str__(self) -> str:
+        return self.label
+
+
+class EscalationStep(models.Model):
+    """A step after the rule's first one: reached when the previous step's deadline escalates."""
+
+    rule = models.ForeignKey(PolicyRule, on_delete=models.CASCADE, related_name="escalations")
+    position = models.PositiveIntegerField(default=0)
+    groups = models.ManyToManyField("auth.Group", blank=True, related_name="+")
+    quorum = models.PositiveSmallIntegerField(default=1)
+    deadline_seconds = models.PositiveIntegerField(null=True, blank=True)
+    on_deadline = models.CharField(max_length=10, choices=DeadlineAction.choices, default=DeadlineAction.DENY)
+
+    class Meta:
+        ordering = ["rule", "position", "pk"]
+        verbose_name = "escalation step"
+
+    def __str__(self) -> str:
+        return f"{self.rule.label} step {self.position}"
+
+
+class PolicyVersion(models.Model):
+    """The whole policy set after one change: who, when, what changed, and the document itself
+    (the format of export_policies). The latest one is what routes requests."""
+
+    number = models.PositiveIntegerField(unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_by_label = models.CharField(max_length=150, blank=True)
+    source = models.CharField(max_length=200, blank=True, help_text="admin, import of a file, …")
+    changes = models.JSONField(default=list, blank=True)
+    document = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["-number"]
+        get_latest_by = "number"
+
+    def __str__(self) -> str:
+        return f"policy version {self.number}"

@@ -17,12 +17,11 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from approvals import audit, events, probe, tasks
+from approvals import audit, events, policy, probe, tasks
 from approvals.models import (
     ApprovalRequest,
     AuditEvent,
@@ -30,6 +29,7 @@ from approvals.models import (
     ConversationLine,
     McpServer,
     McpTool,
+    PolicyVersion,
     RealtimeSession,
     tool_definition_hash,
 )
@@ -239,6 +239,10 @@ def add_conversation_line(*, session: RealtimeSession, role: str, text: str, ite
 # Requests ------------------------------------------------------------------------------------
 
 
+def _audience(groups: list[str]) -> str:
+    return f",{','.join(groups)}," if groups else ""
+
+
 def open_request(
     *,
     session: RealtimeSession,
@@ -248,15 +252,53 @@ def open_request(
     arguments: str,
     raw_item: dict[str, Any],
 ) -> tuple[ApprovalRequest, bool]:
-    """Put an `mcp_approval_request` in the queue with a deadline. Idempotent on (session,
-    upstream_id): a replayed frame returns the existing row and False. Precondition: the session
-    is open. Side effects: audit REQUESTED; after commit a dashboard event and the deadline task."""
+    """Put an `mcp_approval_request` through the policy (approvals/policy.py): a rule may allow
+    or deny it at once, else it waits in the queue of the groups the rule names, with the first
+    step's deadline. Idempotent on (session, upstream_id): a replayed frame returns the existing
+    row and False. Precondition: the session is open. Side effects: audit REQUESTED and
+    POLICY_ROUTED (and DECIDED for allow/deny); after commit, for a pending request a dashboard
+    event and the deadline task, for a decided one the relay nudge and a dashboard event."""
     existing = ApprovalRequest.objects.filter(session=session, upstream_id=upstream_id).first()
     if existing is not None:
         return existing, False
     now = timezone.now()
-    timeout = settings.APPROVAL_TIMEOUT_SECONDS
+    routing = policy.current().route(
+        policy.Call(
+            server_label=server_label,
+            tool_name=tool_name,
+            arguments=arguments,
+            session_label=session.label,
+            session_kind=session.kind,
+            metadata=session.metadata or {},
+            at=now,
+        ),
+        drifted=policy.is_drifted(server_label, tool_name),
+    )
     server = McpServer.objects.filter(label=server_label).first()
+    first = routing.steps[0]
+    fields: dict[str, Any] = {
+        "rule_label": routing.rule,
+        "policy_version": routing.version,
+        "policy_outcome": routing.outcome,
+        "plan": routing.plan(),
+    }
+    by_policy = f"policy ({routing.rule})" if routing.rule else "policy"
+    if routing.outcome == policy.ASK:
+        fields.update(
+            deadline=now + timedelta(seconds=first.seconds()),
+            audience=_audience(list(first.groups)),
+            quorum=first.quorum,
+        )
+    else:
+        approve = routing.outcome == policy.ALLOW
+        fields.update(
+            status=Status.APPROVED if approve else Status.DENIED,
+            deadline=now,
+            decided_at=now,
+            decided_by_label=by_policy,
+            reason=routing.reason
+            or (f"Allowed by rule {routing.rule}" if approve else f"Denied by rule {routing.rule}: not permitted"),
+        )
     try:
         # A savepoint: if a concurrent insert wins the unique constraint, only this insert
         # rolls back, never the caller's transaction.
@@ -270,19 +312,45 @@ def open_request(
                 arguments=arguments,
                 raw_item=raw_item,
                 created_at=now,
-                deadline=now + timedelta(seconds=timeout),
+                **fields,
             )
             audit.record(
                 kind=AuditEvent.Kind.REQUESTED,
                 request=req,
                 session=session,
                 actor_label=session.label,
-                payload={"item": raw_item, "timeout_seconds": timeout},
+                payload={"item": raw_item, "timeout_seconds": first.seconds() if routing.outcome == policy.ASK else 0},
+                created_at=now,
+            )
+            audit.record(
+                kind=AuditEvent.Kind.POLICY_ROUTED,
+                request=req,
+                session=session,
+                actor_label=by_policy,
+                payload={
+                    "outcome": routing.outcome,
+                    "rule": routing.rule or None,
+                    "version": routing.version,
+                    "summary": routing.summary(),
+                    "note": routing.note,
+                    "plan": fields["plan"],
+                },
                 created_at=now,
             )
             # Registered inside the savepoint so that they are dropped with it on a lost race.
-            _on_commit(partial(_notify_new, req.pk))
-            _on_commit(partial(_schedule_expiry, req.pk, req.deadline))
+            if routing.outcome == policy.ASK:
+                _on_commit(partial(_notify_new, req.pk))
+                _on_commit(partial(_schedule_expiry, req.pk, req.deadline))
+            else:
+                audit.record(
+                    kind=AuditEvent.Kind.DECIDED,
+                    request=req,
+                    session=session,
+                    actor_label=by_policy,
+                    payload={"approve": routing.outcome == policy.ALLOW, "reason": req.reason, "rule": routing.rule},
+                    created_at=now,
+                )
+                _announce_answer(req)
     except IntegrityError:
         existing = ApprovalRequest.objects.filter(session=session, upstream_id=upstream_id).first()
         if existing is None:
@@ -291,24 +359,62 @@ def open_request(
     return req, True
 
 
-def decide(req: ApprovalRequest, *, approve: bool, by: User, reason: str = "") -> ApprovalRequest:
-    """A person approves or denies a pending request before its deadline. Precondition: `by`
-    is active staff. Side effects: audit DECIDED; after commit the relay nudge and a dashboard
-    event. Raises TransitionError when it is no longer pending (or its deadline has passed,
-    which then expires it), PermissionDenied, or ValueError for a reason that is too long."""
+def _check_reason(reason: str) -> str:
     reason = reason.strip()
     if len(reason) > MAX_REASON_LENGTH:
         raise ValueError(f"The reason is longer than {MAX_REASON_LENGTH} characters.")
+    return reason
+
+
+def decide(req: ApprovalRequest, *, approve: bool, by: User, reason: str = "") -> ApprovalRequest:
+    """A person approves or denies a pending request before its deadline. Only members of the
+    groups its current step names may (anyone on staff when it names none; superusers always).
+    One denial decides; an approval decides once the step's quorum of distinct people approved,
+    else it is counted (audit VOTED) and the request stays pending. Side effects: audit DECIDED;
+    after commit the relay nudge and a dashboard event. Raises TransitionError when it is no
+    longer pending (or its deadline has passed, which then expires it) or this person already
+    approved it, PermissionDenied, or ValueError for a reason that is too long."""
+    reason = _check_reason(reason)
     if not (by.is_active and by.is_staff):
         # Checked again here, not only in the view: the decider is part of the audit record.
         raise PermissionDenied("Only staff can decide approval requests.")
+    for _attempt in range(3):
+        if req.quorum <= 1 or not approve:
+            outcome = _decide_at_once(req, approve=approve, by=by, reason=reason)
+        else:
+            outcome = _vote(req, by=by, reason=reason)
+        if outcome is not None:
+            return outcome
+        # Lost the conditional UPDATE. If the request is still pending its step changed under
+        # us (an escalation): judge again against the new step.
+        current = ApprovalRequest.objects.filter(pk=req.pk).first()
+        if current is None or current.status != Status.PENDING or current.deadline <= timezone.now():
+            break
+        req = current
+    # Lost. If it lost to a deadline whose task has not run yet, expire it now so that what we
+    # tell the person is already true (a no-op when someone else won).
+    expire_request(req.pk)
+    current = ApprovalRequest.objects.for_display().get(pk=req.pk)
+    raise TransitionError(closed_message(current), request=current)
+
+
+def _not_allowed(req: ApprovalRequest) -> PermissionDenied:
+    groups = " or ".join(req.audience_groups)
+    return PermissionDenied(f"Only members of {groups} may decide this request.")
+
+
+def _decide_at_once(req: ApprovalRequest, *, approve: bool, by: User, reason: str) -> ApprovalRequest | None:
+    """One conditional UPDATE: of two clicks, or a click and the deadline, exactly one matches;
+    the database serialises them on the row lock. The deadline and the step are part of the
+    guard, so a step that has passed or moved on cannot be decided by a stale page."""
+    if not req.may_decide(by):
+        raise _not_allowed(req)
     now = timezone.now()
     label = user_label(by)
     with transaction.atomic():
-        # The one conditional UPDATE: of two clicks, or a click and the deadline, exactly one
-        # matches; the database serialises them on the row lock. The deadline is part of the
-        # guard so that it decides once it has passed, even before its task has run.
-        won = ApprovalRequest.objects.filter(pk=req.pk, status=Status.PENDING, deadline__gt=now).update(
+        won = ApprovalRequest.objects.filter(
+            pk=req.pk, status=Status.PENDING, deadline__gt=now, stage=req.stage
+        ).update(
             status=Status.APPROVED if approve else Status.DENIED,
             decided_at=now,
             decided_by=by,
@@ -322,46 +428,148 @@ def decide(req: ApprovalRequest, *, approve: bool, by: User, reason: str = "") -
                 session_id=req.session_id,
                 actor=by,
                 actor_label=label,
-                payload={"approve": approve, "reason": reason},
+                payload={"approve": approve, "reason": reason, "stage": req.stage},
                 created_at=now,
             )
             _announce_answer(req)
     if not won:
-        # Lost. If it lost to a deadline whose task has not run yet, expire it now so that
-        # what we tell the person is already true (a no-op when someone else won).
-        expire_request(req.pk, now=now)
-        current = ApprovalRequest.objects.for_display().get(pk=req.pk)
-        raise TransitionError(closed_message(current), request=current)
+        return None
+    req.refresh_from_db()
+    return req
+
+
+def _vote(req: ApprovalRequest, *, by: User, reason: str) -> ApprovalRequest | None:
+    """An approval toward a quorum (two-person rule): counted once per person and request,
+    under the row lock so that two approvers at once are counted in turn."""
+    now = timezone.now()
+    label = user_label(by)
+    with transaction.atomic():
+        locked = (
+            ApprovalRequest.objects.select_for_update()
+            .filter(pk=req.pk, status=Status.PENDING, deadline__gt=now, stage=req.stage)
+            .first()
+        )
+        if locked is None:
+            return None
+        if not locked.may_decide(by):
+            raise _not_allowed(locked)
+        if any(v.get("user_id") == by.pk for v in locked.votes or []):
+            raise TransitionError(
+                f"You have already approved this request: it needs {locked.quorum_label or 'another approver'}, "
+                "and the same person cannot count twice.",
+                request=ApprovalRequest.objects.for_display().get(pk=req.pk),
+            )
+        votes = [
+            *(locked.votes or []),
+            {"user_id": by.pk, "label": label, "stage": locked.stage, "at": now.isoformat()},
+        ]
+        approvers = [v["label"] for v in votes if v.get("stage") == locked.stage]
+        if len(approvers) < locked.quorum:
+            ApprovalRequest.objects.filter(pk=req.pk).update(votes=votes)
+            audit.record(
+                kind=AuditEvent.Kind.VOTED,
+                request_id=req.pk,
+                session_id=req.session_id,
+                actor=by,
+                actor_label=label,
+                payload={
+                    "approve": True,
+                    "reason": reason,
+                    "stage": locked.stage,
+                    "count": len(approvers),
+                    "quorum": locked.quorum,
+                },
+                created_at=now,
+            )
+            _on_commit(partial(events.request_changed, req.pk))
+        else:
+            ApprovalRequest.objects.filter(pk=req.pk).update(
+                votes=votes,
+                status=Status.APPROVED,
+                decided_at=now,
+                decided_by=by,
+                decided_by_label=" and ".join(approvers)[:150],
+                reason=reason,
+            )
+            audit.record(
+                kind=AuditEvent.Kind.DECIDED,
+                request_id=req.pk,
+                session_id=req.session_id,
+                actor=by,
+                actor_label=label,
+                payload={"approve": True, "reason": reason, "stage": locked.stage, "approvers": approvers},
+                created_at=now,
+            )
+            _announce_answer(req)
     req.refresh_from_db()
     return req
 
 
 def expire_request(pk: int, *, now: datetime | None = None) -> ApprovalRequest | None:
-    """Deny a pending request whose deadline has passed: expired, decided by "deadline".
-    Idempotent; returns None when there was nothing to do. Side effects: audit EXPIRED; after
-    commit the relay nudge (it sends the denial upstream) and a dashboard event."""
+    """Apply the deadline of a pending request's current step, once it has passed: what the
+    step says (its plan, frozen when the request opened): deny (status expired), approve
+    (approved, decided by "deadline"), or escalate (the next step's groups, quorum and deadline;
+    the request stays pending). Idempotent; returns None when there was nothing to do. Side
+    effects: audit EXPIRED/DECIDED/ESCALATED; after commit the relay nudge for an answer, a
+    dashboard event, and for an escalation the next deadline task."""
     now = now or timezone.now()
     req = ApprovalRequest.objects.filter(pk=pk, status=Status.PENDING, deadline__lte=now).first()
     if req is None:
         return None
-    timeout = round((req.deadline - req.created_at).total_seconds())
-    reason = f"No decision within {timeout} s: denied by deadline"
+    stages = (req.plan or {}).get("stages") or []
+    step = stages[req.stage] if req.stage < len(stages) else {}
+    action = step.get("on_deadline", "deny")
+    waited = step.get("deadline_seconds") or round((req.deadline - req.created_at).total_seconds())
+    rule = f" (rule {req.rule_label})" if req.rule_label else ""
+    guard = {"pk": pk, "status": Status.PENDING, "deadline__lte": now, "stage": req.stage}
     with transaction.atomic():
-        # Conditional again: a person may have decided since the read above; then they won.
-        won = ApprovalRequest.objects.filter(pk=pk, status=Status.PENDING, deadline__lte=now).update(
-            status=Status.EXPIRED, decided_at=now, decided_by_label=BY_DEADLINE, reason=reason
-        )
-        if not won:
-            return None
-        audit.record(
-            kind=AuditEvent.Kind.EXPIRED,
-            request_id=pk,
-            session_id=req.session_id,
-            actor_label=BY_DEADLINE,
-            payload={"reason": reason, "deadline": req.deadline.isoformat()},
-            created_at=now,
-        )
-        _announce_answer(req)
+        if action == "escalate" and req.stage + 1 < len(stages):
+            nxt = stages[req.stage + 1]
+            groups = list(nxt.get("groups") or [])
+            deadline = now + timedelta(seconds=int(nxt["deadline_seconds"]))
+            # Conditional again: a person may have decided since the read above; then they won.
+            won = ApprovalRequest.objects.filter(**guard).update(
+                stage=req.stage + 1, audience=_audience(groups), quorum=int(nxt.get("quorum") or 1), deadline=deadline
+            )
+            if not won:
+                return None
+            audit.record(
+                kind=AuditEvent.Kind.ESCALATED,
+                request_id=pk,
+                session_id=req.session_id,
+                actor_label=BY_DEADLINE,
+                payload={
+                    "reason": f"No decision within {waited} s: escalated{rule}",
+                    "from_groups": req.audience_groups,
+                    "to_groups": groups,
+                    "stage": req.stage + 1,
+                    "quorum": int(nxt.get("quorum") or 1),
+                    "deadline": deadline.isoformat(),
+                },
+                created_at=now,
+            )
+            _on_commit(partial(events.request_changed, pk))
+            _on_commit(partial(_schedule_expiry, pk, deadline))
+        else:
+            approve = action == "approve"
+            reason = f"No decision within {waited} s: {'approved' if approve else 'denied'} by deadline{rule}"
+            won = ApprovalRequest.objects.filter(**guard).update(
+                status=Status.APPROVED if approve else Status.EXPIRED,
+                decided_at=now,
+                decided_by_label=BY_DEADLINE,
+                reason=reason,
+            )
+            if not won:
+                return None
+            audit.record(
+                kind=AuditEvent.Kind.DECIDED if approve else AuditEvent.Kind.EXPIRED,
+                request_id=pk,
+                session_id=req.session_id,
+                actor_label=BY_DEADLINE,
+                payload={"approve": approve, "reason": reason, "deadline": req.deadline.isoformat()},
+                created_at=now,
+            )
+            _announce_answer(req)
     req.refresh_from_db()
     return req
 
@@ -389,6 +597,7 @@ def mark_opened(req: ApprovalRequest, *, by: User) -> bool:
         locked = ApprovalRequest.objects.select_for_update().filter(pk=req.pk, status=Status.PENDING).first()
         if (
             locked is None
+            or not locked.may_decide(by)
             or AuditEvent.objects.filter(request_id=req.pk, kind=AuditEvent.Kind.OPENED, actor=by).exists()
         ):
             return False
@@ -682,3 +891,105 @@ def mark_tool_reviewed(tool: McpTool, *, by: User) -> bool:
             )
     tool.refresh_from_db()
     return bool(won)
+
+
+def observe_listed_tools(*, server_label: str, tools: list[dict[str, Any]]) -> list[str]:
+    """Compare an `mcp_list_tools` item seen in a session with the registry: a known tool whose
+    description or input schema changed is flagged for review (drift) exactly as a probe would
+    flag it, which suspends the rules that let it run without a person. Tools the registry does
+    not know are left to the probe (a listing shows only the tools allowed_tools let through,
+    and OpenAI reports annotations in its own shape). Returns the names newly flagged. Side
+    effect: audit TOOL_DRIFTED per newly flagged tool."""
+    listed = {str(t.get("name")): t for t in tools if isinstance(t, dict) and t.get("name")}
+    if not listed:
+        return []
+    now = timezone.now()
+    flagged = []
+    with transaction.atomic():
+        for tool in McpTool.objects.select_for_update().filter(server__label=server_label, name__in=list(listed)):
+            seen = listed[tool.name]
+            stored = tool.definition or {}
+            same = (seen.get("description") or "") == (stored.get("description") or "") and (
+                seen.get("input_schema") or {}
+            ) == (stored.get("input_schema") or {})
+            if same:
+                continue
+            # The probe's shape, with what the listing shows replaced: a later probe that finds
+            # the same change then sees no further drift.
+            definition = {
+                **stored,
+                "description": seen.get("description") or "",
+                "input_schema": seen.get("input_schema") or {},
+            }
+            digest = tool_definition_hash(definition)
+            if digest == tool.definition_hash:
+                continue
+            newly = tool.drifted_at is None
+            if newly:
+                tool.previous_definition, tool.previous_hash = tool.definition, tool.definition_hash
+                tool.drifted_at = now
+            tool.definition, tool.definition_hash, tool.last_seen_at = definition, digest, now
+            if tool.definition_hash == tool.previous_hash:
+                tool.drifted_at = None
+                newly = False
+            tool.save()
+            if newly:
+                flagged.append(tool.name)
+                audit.record(
+                    kind=AuditEvent.Kind.TOOL_DRIFTED,
+                    actor_label="relay",
+                    payload={
+                        "server_id": tool.server_id,
+                        "server": server_label,
+                        "tool": tool.name,
+                        "previous_hash": tool.previous_hash,
+                        "definition_hash": digest,
+                        "seen_in": "mcp_list_tools",
+                    },
+                    created_at=now,
+                )
+    return flagged
+
+
+# Policies -------------------------------------------------------------------------------------
+
+
+def publish_policy(*, by: User | None, source: str, rules: list[policy.Rule] | None = None) -> PolicyVersion | None:
+    """Make the rules the new policy version: with `rules` (an import) they first replace every
+    rule row; without, the rows as the admin left them are taken. Checked as a whole (names,
+    conditions, escalation chains): raises policy.PolicyError and changes nothing when they do
+    not hold. Returns the new version, or None when nothing changed. Side effect: audit
+    POLICY_CHANGED with what changed."""
+    with transaction.atomic():
+        latest = PolicyVersion.objects.select_for_update().order_by("-number").first()
+        if rules is not None:
+            policy.write_rows(rules)
+        new_doc = policy.document(policy.rules_from_rows())
+        policy.parse_document(new_doc)  # raises PolicyError: the atomic block rolls back
+        old_doc = latest.document if latest is not None else policy.document([])
+        changes = policy.diff(old_doc, new_doc)
+        if latest is not None and not changes:
+            return None
+        label = user_label(by) if by is not None else "command line"
+        version = PolicyVersion.objects.create(
+            number=(latest.number if latest is not None else 0) + 1,
+            created_by=by,
+            created_by_label=label,
+            source=source[:200],
+            changes=changes,
+            document=new_doc,
+        )
+        audit.record(
+            kind=AuditEvent.Kind.POLICY_CHANGED,
+            actor=by,
+            actor_label=label,
+            payload={"version": version.number, "source": version.source, "changes": changes},
+        )
+    return version
+
+
+def import_policies(text: str, *, by: User | None, source: str) -> PolicyVersion | None:
+    """Replace the whole policy set with a YAML document (the format of export_policies).
+    All or nothing: raises policy.PolicyError listing every problem, and then changes nothing."""
+    rules = policy.parse_document(policy.load_yaml(text))
+    return publish_policy(by=by, source=source, rules=rules)

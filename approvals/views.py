@@ -55,7 +55,11 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "approvals/dashboard.html",
-        {"max_reason_length": services.MAX_REASON_LENGTH, "timeout_seconds": settings.APPROVAL_TIMEOUT_SECONDS},
+        {
+            "max_reason_length": services.MAX_REASON_LENGTH,
+            "timeout_seconds": settings.APPROVAL_TIMEOUT_SECONDS,
+            "groups": list(request.user.groups.values_list("name", flat=True)),
+        },
     )
 
 
@@ -81,6 +85,11 @@ def decide(request: HttpRequest, pk: int) -> JsonResponse:
     except services.TransitionError as e:
         current = e.request.to_dict() if e.request is not None else None
         return _error(str(e), 409, request=current)
+    except PermissionDenied as e:
+        # Not one of the groups this request's step names: the policy decides who may.
+        return _error(str(e), 403)
+    # 200 with the request as it is now: decided, or still pending with this approval counted
+    # toward its quorum (request.policy.quorum_label says how far).
     return JsonResponse({"request": ApprovalRequest.objects.for_display().get(pk=req.pk).to_dict()})
 
 
@@ -101,7 +110,7 @@ def opened(request: HttpRequest, pk: int) -> JsonResponse:
 @require_GET
 @staff_required
 def history(request: HttpRequest) -> HttpResponse:
-    requests = ApprovalRequest.objects.history().select_related("decided_by")
+    requests = ApprovalRequest.objects.history().visible_to(request.user).select_related("decided_by")
     status = request.GET.get("status", "")
     # An unknown filter value shows everything rather than an empty page.
     if status in ApprovalRequest.Status.values and status != ApprovalRequest.Status.PENDING:

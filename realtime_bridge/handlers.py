@@ -9,7 +9,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from approvals import services
+from approvals import policy, services
 from approvals.models import ClientToken, ConversationLine, McpServer, RealtimeSession
 from realtime_bridge import protocol
 
@@ -19,9 +19,10 @@ log = logging.getLogger(__name__)
 def registered_tools() -> tuple[list[dict[str, Any]], list[str]]:
     """The `mcp` tool entries of the enabled registered servers, and every secret value in them
     (for the relay's last-resort redaction of anything sent to a client)."""
-    tools, secret_values = [], []
-    for server in McpServer.objects.filter(enabled=True):
-        tools.append(server.to_tool())
+    servers = list(McpServer.objects.filter(enabled=True))
+    # The policies compiled in: never-ask and left-out tools (approvals/policy.py).
+    tools, secret_values = policy.upstream_tools(servers), []
+    for server in servers:
         if server.authorization:
             secret_values.append(server.authorization)
         secret_values.extend(str(v) for v in (server.headers or {}).values())
@@ -47,11 +48,27 @@ def close_session(session_id: int, *, code: int | None, reason: str) -> None:
 # --- Upstream events ------------------------------------------------------------------------
 
 
-def _on_item_done(session: RealtimeSession, event: dict[str, Any]) -> None:
+def _on_item_done(session: RealtimeSession, event: dict[str, Any]) -> list[str] | None:
     item = event.get("item")
     if not isinstance(item, dict):
-        return
+        return None
     kind = item.get("type")
+    if kind == "mcp_list_tools" and isinstance(item.get("tools"), list):
+        flagged = services.observe_listed_tools(server_label=str(item.get("server_label") or ""), tools=item["tools"])
+        if flagged and session.kind == RealtimeSession.Kind.RELAY:
+            # A tool changed under us: put the recompiled entries upstream at once, so that a
+            # tool that was in require_approval.never asks from now on in this session too.
+            tools, _secrets = registered_tools()
+            return [
+                protocol.dumps(
+                    {
+                        "type": "session.update",
+                        "event_id": protocol.new_event_id(),
+                        "session": {"type": "realtime", "tools": tools},
+                    }
+                )
+            ]
+        return None
     if kind == "mcp_approval_request":
         request = protocol.parse_approval_request(item)
         services.open_request(
@@ -87,7 +104,8 @@ def _on_session(session: RealtimeSession, event: dict[str, Any]) -> None:
         RealtimeSession.objects.filter(pk=session.pk).update(upstream_session_id=str(upstream_id)[:100])
 
 
-HANDLERS: dict[str, Callable[[RealtimeSession, dict[str, Any]], None]] = {
+# A handler may return frames to send upstream (a session.update after tool drift).
+HANDLERS: dict[str, Callable[[RealtimeSession, dict[str, Any]], list[str] | None]] = {
     "conversation.item.done": _on_item_done,
     "conversation.item.input_audio_transcription.completed": _on_transcription,
     "session.created": _on_session,
@@ -97,13 +115,15 @@ HANDLERS: dict[str, Callable[[RealtimeSession, dict[str, Any]], None]] = {
 HANDLED_TYPES = frozenset(HANDLERS)
 
 
-def dispatch(session_id: int, event: dict[str, Any]) -> None:
-    """Apply one upstream event to the database. Safe to replay: every service is idempotent."""
+def dispatch(session_id: int, event: dict[str, Any]) -> list[str]:
+    """Apply one upstream event to the database. Safe to replay: every service is idempotent.
+    Returns the frames (usually none) the caller must send upstream."""
     handler = HANDLERS.get(event.get("type", ""))
     if handler is None:
-        return
+        return []
     session = RealtimeSession.objects.get(pk=session_id)
     try:
-        handler(session, event)
+        return handler(session, event) or []
     except ValueError as exc:  # pydantic's ValidationError is a ValueError: a malformed item
         log.warning("session %s: ignored a malformed %s: %s", session_id, event.get("type"), exc)
+        return []

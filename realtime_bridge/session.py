@@ -162,7 +162,9 @@ class UpstreamSession:
             if event is None:
                 return
             try:
-                await self.db(handlers.dispatch)(self.session_id, event)
+                frames = await self.db(handlers.dispatch)(self.session_id, event)
+                for frame in frames or ():
+                    await self.upstream.send(frame)
             except Exception:
                 log.exception("%s: session %s could not record %s", self.name, self.session_id, event.get("type"))
 

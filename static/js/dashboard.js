@@ -33,6 +33,7 @@
 
   // ---------------------------------------------------------------- small helpers
 
+  const userId = root.dataset.userId || "";
   const decideUrl = (id) => root.dataset.decideUrl.replace("/0/", `/${id}/`);
   const openedUrl = (id) => root.dataset.openedUrl.replace("/0/", `/${id}/`);
   const callUrl = (id, action) => `${root.dataset.callUrl.replace(/\/0$/, `/${id}`)}/${action}`;
@@ -185,11 +186,35 @@
     renderArgs(el, req);
     renderConversation(el, req.conversation);
     renderCallAndRun(el, req);
+    renderPolicy(el, req);
     el.setAttribute("aria-label", `${req.tool_title}, for ${label}`);
     if (req.status === "pending") {
       // Local clock + the server's "seconds left": immune to a skewed clock on this device.
       entry.deadlineAt = performance.now() + req.seconds_left * 1000;
       entry.total = req.timeout_seconds || 60;
+    }
+  }
+
+  // Who may decide (the policy's groups), the rule that routed the request, and how far its
+  // quorum is ("1 of 2 managers"). Someone who already approved cannot approve again.
+  function renderPolicy(el, req) {
+    const policy = req.policy || {};
+    setText(el, ".rule", policy.rule ? `Rule ${policy.rule}` : "Default policy");
+    const groups = (policy.groups || []).join(" or ");
+    const escalated = policy.stage > 0 ? " · escalated" : "";
+    setText(el, ".who-decides", ` · ${groups ? `for ${groups}` : "any staff member"}${escalated}`);
+    const votes = policy.votes || [];
+    let quorum = "";
+    if (policy.quorum_label) {
+      const names = votes.map((v) => v.label).join(", ");
+      quorum = ` · ${policy.quorum_label} approved${names ? ` (${names})` : ""}`;
+    }
+    setText(el, ".quorum", quorum);
+    const mine = votes.some((v) => String(v.user_id) === userId);
+    const approveBtn = $(el, ".btn.approve");
+    if (req.status === "pending") {
+      approveBtn.disabled = mine;
+      approveBtn.title = mine ? "You approved already: another person must approve too." : "";
     }
   }
 
@@ -418,7 +443,11 @@
     }
     entry.busy = false;
     el.classList.remove("busy");
-    if (response.ok) {
+    if (response.ok && data.request && data.request.status === "pending") {
+      // Counted toward the quorum: the request waits for another approver.
+      upsert(data.request);
+      showMessage(el, `Your approval is counted: ${data.request.policy.quorum_label}. Another person must approve too.`, "info");
+    } else if (response.ok) {
       closeCard(data.request);
     } else if (response.status === 409) {
       // Someone or something decided first: say who, and show the card as it really is.
@@ -612,6 +641,17 @@
     if (upsert(req)) announce([req]);
   }
 
+  // The request left this person's queue (escalated to a group they are not in).
+  function onRemoved(id) {
+    const entry = cards.get(id);
+    if (!entry || entry.done) return;
+    entry.done = true;
+    for (const control of entry.el.querySelectorAll("button, input")) control.disabled = true;
+    showMessage(entry.el, "Escalated to another group: no longer yours to decide.", "info");
+    updateCount();
+    setTimeout(() => removeCard(id), STAMP_MS);
+  }
+
   let socket = null;
   let attempts = 0;
   let retryTimer = null;
@@ -641,6 +681,7 @@
       }
       if (message.type === "snapshot") onSnapshot(message.requests);
       else if (message.type === "request_changed") onChanged(message.request);
+      else if (message.type === "request_removed") onRemoved(message.id);
     });
     ws.addEventListener("close", () => {
       if (socket !== ws) return;

@@ -94,7 +94,7 @@ def test_close_session_cancels_pending_requests(session, make_request, effects, 
         assert req.decided_by_label == "session ended"
         assert req.reason == "Guest hung up"
         assert req.decided_at is not None
-        assert kinds(req) == [Kind.REQUESTED, Kind.CANCELLED]
+        assert kinds(req) == [Kind.REQUESTED, Kind.POLICY_ROUTED, Kind.CANCELLED]
     assert (session.status, session.close_code) == (RealtimeSession.Status.CLOSED, 1006)
     assert AuditEvent.objects.get(kind=Kind.SESSION_CLOSED).payload == {"code": 1006, "reason": "Guest hung up"}
     assert sorted(effects.dashboard) == sorted([first.pk, second.pk])
@@ -152,8 +152,10 @@ def test_open_request_queues_a_pending_request_with_a_deadline(session, settings
     assert req.deadline - req.created_at == timedelta(seconds=45)
     assert (req.tool_name, req.server_label, req.arguments) == ("refund_minibar_charge", "hotel", ARGUMENTS)
     assert req.mcp_server is None
-    event = AuditEvent.objects.get(request=req)
+    event, routed = AuditEvent.objects.filter(request=req).order_by("seq")
     assert (event.kind, event.session_id, event.payload["item"]) == (Kind.REQUESTED, session.pk, item)
+    # No policy configured: the built-in default asks any staff member, and says so.
+    assert (routed.kind, routed.payload["outcome"], routed.payload["rule"]) == (Kind.POLICY_ROUTED, "ask", None)
 
 
 def test_open_request_links_the_registered_mcp_server(session, make_request):
@@ -177,7 +179,7 @@ def test_open_request_is_idempotent_on_session_and_upstream_id(session, make_req
     assert not created
     assert again.pk == first.pk
     assert ApprovalRequest.objects.count() == 1
-    assert kinds(first) == [Kind.REQUESTED]
+    assert kinds(first) == [Kind.REQUESTED, Kind.POLICY_ROUTED]
 
 
 def test_open_request_with_the_same_upstream_id_in_another_session_is_a_new_request(session, make_request):
@@ -268,7 +270,7 @@ def test_approve_records_reviewer_and_audit_event(make_request, alice):
     assert req.decided_at is not None
     assert req.approve is True
     event = AuditEvent.objects.get(request=req, kind=Kind.DECIDED)
-    assert (event.actor, event.actor_label, event.payload) == (alice, "Alice", {"approve": True, "reason": ""})
+    assert (event.actor, event.actor_label, event.payload) == (alice, "Alice", {"approve": True, "reason": "", "stage": 0})
 
 
 def test_deny_records_the_reason_without_surrounding_space(make_request, bob):
@@ -345,7 +347,7 @@ def test_second_of_two_racing_decisions_raises(make_request, alice, bob, effects
 
     req.refresh_from_db()
     assert (req.status, req.decided_by) == (Status.APPROVED, alice)
-    assert kinds(req) == [Kind.REQUESTED, Kind.DECIDED]
+    assert kinds(req) == [Kind.REQUESTED, Kind.POLICY_ROUTED, Kind.DECIDED]
     assert effects.relay == [(req.session_id, req.pk)]  # one answer goes upstream, not two
 
 
@@ -358,7 +360,7 @@ def test_decide_after_the_deadline_expires_the_request_and_raises(make_request, 
 
     req.refresh_from_db()
     assert (req.status, req.decided_by_label, req.decided_by) == (Status.EXPIRED, "deadline", None)
-    assert kinds(req) == [Kind.REQUESTED, Kind.EXPIRED]
+    assert kinds(req) == [Kind.REQUESTED, Kind.POLICY_ROUTED, Kind.EXPIRED]
 
 
 def test_decide_by_someone_not_staff_is_refused(make_request, charlie):
@@ -431,7 +433,7 @@ def test_expire_request_denies_an_overdue_request_by_deadline(
     assert result.reason == "No decision within 60 s: denied by deadline"
     assert result.decided_at == req.deadline
     assert result.approve is False  # the denial goes upstream
-    assert kinds(req) == [Kind.REQUESTED, Kind.EXPIRED]
+    assert kinds(req) == [Kind.REQUESTED, Kind.POLICY_ROUTED, Kind.EXPIRED]
     assert effects.order == ["relay", "dashboard"]
 
 
@@ -452,7 +454,7 @@ def test_expire_request_is_idempotent(make_request, effects, django_capture_on_c
         services.expire_request(req.pk, now=req.deadline)
         assert services.expire_request(req.pk, now=req.deadline + timedelta(seconds=5)) is None
 
-    assert kinds(req) == [Kind.REQUESTED, Kind.EXPIRED]
+    assert kinds(req) == [Kind.REQUESTED, Kind.POLICY_ROUTED, Kind.EXPIRED]
     assert effects.relay == [(req.session_id, req.pk)]
 
 
@@ -492,7 +494,7 @@ def test_expire_overdue_is_idempotent(make_request):
 
     assert len(services.expire_overdue(now=now)) == 1
     assert services.expire_overdue(now=now) == []
-    assert kinds(req) == [Kind.REQUESTED, Kind.EXPIRED]
+    assert kinds(req) == [Kind.REQUESTED, Kind.POLICY_ROUTED, Kind.EXPIRED]
 
 
 # the outbox ---------------------------------------------------------------------------------
