@@ -86,6 +86,9 @@ def _on_commit(func: Callable[[], Any]) -> None:
     # nor the relay send, a decision that was rolled back. robust=True: a broker or Redis
     # outage after commit is logged, not raised at the person whose decision did commit, and
     # the remaining callbacks still run (the sweep and the snapshots heal what was missed).
+    if isinstance(func, partial) and not hasattr(func, "__qualname__"):
+        # Django names the callback in its log line when it fails; a partial has no name.
+        func.__qualname__ = getattr(func.func, "__qualname__", repr(func.func))  # type: ignore[attr-defined]
     transaction.on_commit(func, robust=True)
 
 

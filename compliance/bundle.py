@@ -1,5 +1,5 @@
 """Evidence bundles: the audit rows of a search's requests, the chain from the first of them to
-a signed checkpoint, the checkpoints and the public key, in one zip that
+a signed checkpoint, the checkpoints and every public key that signed them, in one zip that
 `python -m compliance.verify_bundle` checks offline. Format in docs/compliance.md."""
 
 from __future__ import annotations
@@ -19,8 +19,14 @@ from compliance import chain, signing
 from compliance.models import Checkpoint, Export
 from compliance.search import SearchForm
 
-FORMAT = "countersign-audit-bundle/1"
+# 2: checkpoints may be signed by several keys (rotation), listed in the manifest's
+# "checkpoint_keys". verify_bundle still reads 1, where the manifest's key signed everything.
+FORMAT = "countersign-audit-bundle/2"
 PROGRESS_EVERY = 500
+
+
+class UntrustedKeyError(Exception):
+    pass
 
 
 def export_path(name: str) -> Path:
@@ -47,6 +53,21 @@ def write(export: Export) -> str:
     first = events.values_list("seq", "prev_hash").first()
     first_seq, anchor = first if first else (last_seq + 1, "")
     chain_length = max(0, last_seq - first_seq + 1)
+    checkpoints = list(Checkpoint.objects.filter(seq__gte=min(first_seq, last_seq), seq__lte=last_seq))
+    public_key = signing.public_key_raw()
+    # Every key a checkpoint of the bundle names, oldest first: the verifier checks each
+    # checkpoint against its own key and prints these fingerprints for the reviewer to compare
+    # with the published ones. The manifest's signature then says "this installation trusted
+    # them", so a key it does not trust is refused rather than vouched for.
+    signers = list(dict.fromkeys(bytes.fromhex(c.public_key) for c in checkpoints))
+    trusted = signing.trusted_public_keys()
+    for key in signers:
+        if key not in trusted:
+            seq = next(c.seq for c in checkpoints if c.public_key == key.hex())
+            raise UntrustedKeyError(
+                f"checkpoint #{seq} is signed by a key that is not trusted: {chain.key_fingerprint(key)}; "
+                "add its public key to AUDIT_TRUSTED_PUBLIC_KEYS if it was a legitimate earlier key"
+            )
     Export.objects.filter(pk=export.pk).update(total=total + chain_length, done=0)
 
     directory = Path(settings.AUDIT_EXPORT_DIR)
@@ -84,12 +105,10 @@ def write(export: Export) -> str:
                 progress(1)
         digests["chain.jsonl"] = digest.hexdigest()
 
-        checkpoints = Checkpoint.objects.filter(seq__gte=min(first_seq, last_seq), seq__lte=last_seq)
         data = b"".join(_line(c.to_dict()) for c in checkpoints)
         z.writestr("checkpoints.jsonl", data)
         digests["checkpoints.jsonl"] = hashlib.sha256(data).hexdigest()
 
-        public_key = signing.public_key_raw()
         manifest = chain.canonical(
             {
                 "format": FORMAT,
@@ -104,6 +123,7 @@ def write(export: Export) -> str:
                 "anchor_sha256": anchor,
                 "public_key": public_key.hex(),
                 "public_key_fingerprint": chain.key_fingerprint(public_key),
+                "checkpoint_keys": [{"public_key": k.hex(), "fingerprint": chain.key_fingerprint(k)} for k in signers],
                 "files": digests,
             }
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,13 +29,24 @@ _FIELDS = [
 
 
 @dataclass
+class KeyUse:
+    """The checkpoints one key signed: how many, and the first and last sealed row."""
+
+    fingerprint: str
+    checkpoints: int = 0
+    first_seq: int = 0
+    last_seq: int = 0
+
+
+@dataclass
 class Report:
     rows: int = 0
     checkpoints: int = 0
     problem: str = ""
     seq: int | None = None
     event_id: int | None = None
-    keys: set[str] = field(default_factory=set)
+    # Raw public key -> what it signed, for every key whose checkpoints verified.
+    keys: dict[bytes, KeyUse] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -63,9 +74,11 @@ def _rows() -> Iterator[dict[str, Any]]:
     return AuditEvent.objects.order_by("seq").values(*_FIELDS).iterator(chunk_size=5000)
 
 
-def verify_chain(*, trusted_public_key: bytes | None) -> Report:
+def verify_chain(*, trusted_keys: Collection[bytes] | None) -> Report:
     """Walk every row in order, then the head and the checkpoints. Stops at the first problem
-    and names the row. `trusted_public_key`: checkpoints signed by any other key fail."""
+    and names the row or checkpoint. Each checkpoint is checked against the key it names;
+    `trusted_keys` (raw public keys): a checkpoint signed by any other key fails. None trusts
+    every key (the chain alone is checked then, not who sealed it)."""
     report = Report()
     checkpoints = {c.seq: c for c in Checkpoint.objects.all()}
     report.checkpoints = len(checkpoints)
@@ -98,15 +111,28 @@ def verify_chain(*, trusted_public_key: bytes | None) -> Report:
     for seq, checkpoint in sorted(checkpoints.items()):
         if seq > last:
             return fail(f"checkpoint #{seq} seals row #{seq}, which is missing", None, seq)
-        public_key = bytes.fromhex(checkpoint.public_key)
-        report.keys.add(chain.key_fingerprint(public_key))
+        sealed = f"checkpoint #{seq} (sealed {chain.format_time(checkpoint.sealed_at)})"
+        try:
+            public_key, signature = bytes.fromhex(checkpoint.public_key), bytes.fromhex(checkpoint.signature)
+        except ValueError:
+            return fail(f"{sealed} holds a public key or signature that is not hex", None, seq)
+        fingerprint = chain.key_fingerprint(public_key)
         message = chain.checkpoint_message(
             seq=seq, row_sha256=checkpoint.row_hash, sealed_at=chain.format_time(checkpoint.sealed_at)
         )
-        if not chain.verify_signature(public_key, bytes.fromhex(checkpoint.signature), message):
-            return fail(f"checkpoint #{seq} has a bad signature", None, seq)
-        if trusted_public_key is not None and public_key != trusted_public_key:
-            return fail(f"checkpoint #{seq} is signed by another key ({chain.key_fingerprint(public_key)})", None, seq)
+        # The signature first: trusting the key would not make a bad signature good.
+        if not chain.verify_signature(public_key, signature, message):
+            return fail(f"{sealed} has a bad signature (key {fingerprint})", None, seq)
+        if trusted_keys is not None and public_key not in trusted_keys:
+            return fail(
+                f"{sealed} is signed by a key that is not trusted: {fingerprint}; add its public key to "
+                "AUDIT_TRUSTED_PUBLIC_KEYS if it was a legitimate earlier key",
+                None,
+                seq,
+            )
+        use = report.keys.setdefault(public_key, KeyUse(fingerprint=fingerprint, first_seq=seq))
+        use.checkpoints += 1
+        use.last_seq = seq
     return report
 
 

@@ -1,9 +1,10 @@
 """Verify an evidence bundle offline, without Countersign's database or Django:
 
-    python -m compliance.verify_bundle export-12.zip [--public-key HEX_OR_FINGERPRINT]
+    python -m compliance.verify_bundle export-12.zip [--public-key HEX_OR_FINGERPRINT ...]
 
-Needs only this file, compliance/chain.py and the `cryptography` package. Prints OK and exits 0,
-or prints the first thing that does not match and exits 1. Format: docs/compliance.md.
+Needs only this file, compliance/chain.py and the `cryptography` package. Prints OK and the
+fingerprints of the keys it relied on and exits 0, or prints the first thing that does not match
+and exits 1. Format: docs/compliance.md.
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ import hashlib
 import json
 import sys
 import zipfile
+from collections.abc import Sequence
 from typing import Any
 
 from compliance import chain
 
-FORMAT = "countersign-audit-bundle/1"
+# 1: every checkpoint signed by the manifest's key. 2: each checkpoint by a key the manifest
+# lists in "checkpoint_keys" (the audit key was rotated within the bundle's range).
+FORMATS = ("countersign-audit-bundle/1", "countersign-audit-bundle/2")
 
 
 class BundleError(Exception):
@@ -31,9 +35,29 @@ def _jsonl(data: bytes, name: str) -> list[dict[str, Any]]:
         raise BundleError(f"{name} is not valid JSON Lines: {exc}") from None
 
 
-def verify(path: str, *, public_key: str | None = None, sha256: str | None = None) -> str:
-    """Raise BundleError naming the first problem; return a one-line summary when all is intact.
+def _key(value: Any, what: str) -> bytes:
+    try:
+        key = bytes.fromhex(value)
+    except (ValueError, TypeError):
+        raise BundleError(f"{what} is not a hex public key") from None
+    if len(key) != 32:
+        raise BundleError(f"{what} is not a 32-byte Ed25519 public key")
+    return key
+
+
+def _seqs(seqs: list[int]) -> str:
+    n = len(seqs)
+    where = f"#{seqs[0]}" if n == 1 else f"#{seqs[0]}..#{seqs[-1]}"
+    return f"{n} checkpoint{'s' if n != 1 else ''} ({where})"
+
+
+def verify(path: str, *, public_keys: Sequence[str] = (), sha256: str | None = None) -> str:
+    """Raise BundleError naming the first problem; return a summary when all is intact, naming
+    the fingerprint of every key it relied on. `public_keys`: the keys you trust (hex or SHA256:
+    fingerprints); when given, a manifest or checkpoint signed by any other key fails.
     `sha256`: the digest of the whole file shown on the export page; checked first when given."""
+    if isinstance(public_keys, str):
+        public_keys = [public_keys]
     if sha256:
         try:
             with open(path, "rb") as f:
@@ -59,13 +83,27 @@ def verify(path: str, *, public_key: str | None = None, sha256: str | None = Non
         signature = bytes.fromhex(files["manifest.sig"].decode().strip())
     except (ValueError, KeyError, TypeError) as exc:
         raise BundleError(f"the manifest cannot be read: {exc}") from None
-    if manifest.get("format") != FORMAT:
+    if manifest.get("format") not in FORMATS:
         raise BundleError(f"unknown bundle format {manifest.get('format')!r}")
     fingerprint = chain.key_fingerprint(key)
-    if public_key and public_key not in (manifest["public_key"], fingerprint):
-        raise BundleError(f"the bundle is signed by {fingerprint}, not by the key you trust")
+
+    def refuse_untrusted(key: bytes, what: str) -> None:
+        if public_keys and not {key.hex(), chain.key_fingerprint(key)} & set(public_keys):
+            raise BundleError(f"{what} signed by {chain.key_fingerprint(key)}, not by a key you trust")
+
+    refuse_untrusted(key, "the bundle is")
     if not chain.verify_signature(key, signature, manifest_bytes):
         raise BundleError("the manifest's signature does not match")
+    # The keys the checkpoints may name. The manifest's signature covers this list, so it is the
+    # exporting installation's word; the fingerprints printed at the end let a reviewer check it.
+    if manifest["format"] == FORMATS[0]:
+        signers = {key}
+    else:
+        try:
+            listed = [entry["public_key"] for entry in manifest["checkpoint_keys"]]
+        except (KeyError, TypeError) as exc:
+            raise BundleError(f"the manifest's checkpoint_keys cannot be read: {exc}") from None
+        signers = {_key(value, "an entry of the manifest's checkpoint_keys") for value in listed}
     for name, expected in manifest["files"].items():
         if hashlib.sha256(files.get(name, b"")).hexdigest() != expected:
             raise BundleError(f"{name} does not match the manifest")
@@ -81,6 +119,7 @@ def verify(path: str, *, public_key: str | None = None, sha256: str | None = Non
         if not first <= seq <= last:
             raise BundleError(f"row #{seq} lies outside the sealed segment #{first}..#{last}")
     prev = manifest["anchor_sha256"] if links else ""
+    relied: dict[bytes, list[int]] = {}
     expected = first
     for link in links:
         seq = link["seq"]
@@ -98,30 +137,56 @@ def verify(path: str, *, public_key: str | None = None, sha256: str | None = Non
         if checkpoint is not None:
             if checkpoint["row_sha256"] != current:
                 raise BundleError(f"the chain at #{seq} differs from its signed checkpoint")
-            if bytes.fromhex(checkpoint["public_key"]) != key:
-                raise BundleError(f"checkpoint #{seq} is signed by another key")
+            signer = _key(checkpoint.get("public_key"), f"the key of checkpoint #{seq}")
+            if signer not in signers:
+                raise BundleError(
+                    f"checkpoint #{seq} is signed by {chain.key_fingerprint(signer)}, a key the manifest does not list"
+                )
+            refuse_untrusted(signer, f"checkpoint #{seq} is")
             message = chain.checkpoint_message(seq=seq, row_sha256=current, sealed_at=checkpoint["sealed_at"])
-            if not chain.verify_signature(key, bytes.fromhex(checkpoint["signature"]), message):
-                raise BundleError(f"checkpoint #{seq} has a bad signature")
+            try:
+                checkpoint_signature = bytes.fromhex(checkpoint["signature"])
+            except (ValueError, TypeError):
+                raise BundleError(f"checkpoint #{seq} has a signature that is not hex") from None
+            if not chain.verify_signature(signer, checkpoint_signature, message):
+                raise BundleError(f"checkpoint #{seq} has a bad signature (key {chain.key_fingerprint(signer)})")
+            relied.setdefault(signer, []).append(seq)
         prev, expected = current, seq + 1
     if links and (expected - 1 != last or last not in checkpoints):
         raise BundleError(f"the chain segment does not end at the signed checkpoint #{last}")
     if rows and not links:
         raise BundleError("the bundle has rows but no chain to check them against")
-    return (
+    lines = [
         f"OK: {len(rows)} audit rows of {manifest['requests']} requests; chain #{first}..#{last} "
-        f"matches checkpoint #{last}, signed by {fingerprint}"
-    )
+        f"matches checkpoint #{last}.",
+        "Keys relied on"
+        + (
+            " (each is one of the keys you gave):"
+            if public_keys
+            else "; compare each fingerprint with the ones published for this installation:"
+        ),
+    ]
+    if key not in relied:
+        lines.append(f"  {fingerprint}  signed the manifest")
+    for signer, seqs in relied.items():
+        also = "the manifest and " if signer == key else ""
+        lines.append(f"  {chain.key_fingerprint(signer)}  signed {also}{_seqs(seqs)}")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("bundle")
-    parser.add_argument("--public-key", help="the key you trust: hex, or its SHA256:… fingerprint")
+    parser.add_argument(
+        "--public-key",
+        action="append",
+        default=[],
+        help="a key you trust: hex, or its SHA256:… fingerprint; repeat it for each key (after a rotation)",
+    )
     parser.add_argument("--sha256", help="the bundle's SHA-256 as the export page shows it")
     args = parser.parse_args(argv)
     try:
-        print(verify(args.bundle, public_key=args.public_key, sha256=args.sha256))
+        print(verify(args.bundle, public_keys=args.public_key, sha256=args.sha256))
     except BundleError as exc:
         print(f"FAILED: {exc}")
         return 1

@@ -84,6 +84,12 @@ OPENAI_WEBHOOK_SECRET = env_secret("OPENAI_WEBHOOK_SECRET")
 # URI when set, else rejected with this SIP status.
 SIP_UNROUTED_REFER_TO = env_str("SIP_UNROUTED_REFER_TO")
 SIP_UNROUTED_STATUS = env_int("SIP_UNROUTED_STATUS", 603)
+# How long a Celery worker's hold on a Responses run's step lasts unless its heartbeat renews it
+# (every third of it): a worker that dies mid-step is replaced by the sweep this long after.
+RUN_LEASE_SECONDS = env_int("RUN_LEASE_SECONDS", 30)
+# The same for run_bridge's hold on a call's sideband: when a bridge dies, another bridge takes
+# its calls over this long after its last renewal.
+BRIDGE_LEASE_SECONDS = env_int("BRIDGE_LEASE_SECONDS", 15)
 
 
 def _local_key(filename: str, make: Callable[[], str]) -> str:
@@ -133,6 +139,10 @@ def _audit_signing_key() -> str:
 
 
 AUDIT_SIGNING_KEY = _audit_signing_key()
+# Public keys of earlier AUDIT_SIGNING_KEYs whose checkpoints stay trusted after a rotation:
+# base64 or hex of the 32 raw bytes, or PEM, separated by commas or spaces. Parsed (and checked,
+# a system check) by compliance/signing.py; the current key is always trusted.
+AUDIT_TRUSTED_PUBLIC_KEYS = env_str("AUDIT_TRUSTED_PUBLIC_KEYS")
 
 
 def _field_encryption_keys() -> list[str]:
@@ -285,7 +295,8 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "compliance-seal-chain": {"task": "compliance.tasks.seal_chain", "schedule": 60.0, "options": {"expires": 50}},
     # Retention: removes payloads older than AUDIT_RETENTION_DAYS, except under legal hold.
     "compliance-purge": {"task": "compliance.tasks.purge_expired", "schedule": 3600.0, "options": {"expires": 600}},
-    # Resumes Responses API runs whose approvals are all decided (realtime_bridge/tasks.py).
+    # Resumes Responses API runs whose approvals are all decided, and re-drives runs whose worker
+    # died mid-step or whose retry is due (realtime_bridge/tasks.py).
     "runs-sweep-decided": {"task": "realtime_bridge.tasks.sweep_runs", "schedule": 1.0, "options": {"expires": 10}},
 }
 

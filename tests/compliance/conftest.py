@@ -1,11 +1,13 @@
-"""Fixtures of the compliance review: Rita the reviewer, a fixed audit key, exports in tmp_path.
-The approvals fixtures (session, make_request, effects, …) are shared from there."""
+"""Fixtures of the compliance review: Rita the reviewer, fixed audit keys (A, the one in use, and
+B, the one a rotation switches to), exports in tmp_path. The approvals fixtures (session,
+make_request, effects, …) are shared from there."""
 
 from __future__ import annotations
 
 import base64
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tests.approvals.conftest import (  # noqa: F401  (fixtures)
     _fast_password_hashing,
@@ -16,12 +18,35 @@ from tests.approvals.conftest import (  # noqa: F401  (fixtures)
 )
 
 TEST_KEY = base64.b64encode(bytes(range(32))).decode()
+KEY_A = TEST_KEY
+KEY_B = base64.b64encode(b"\x07" * 32).decode()
+
+
+def public_raw(private_key: str) -> bytes:
+    return Ed25519PrivateKey.from_private_bytes(base64.b64decode(private_key)).public_key().public_bytes_raw()
+
+
+def public_base64(private_key: str) -> str:
+    return base64.b64encode(public_raw(private_key)).decode()
 
 
 @pytest.fixture(autouse=True)
 def _audit_settings(settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
     settings.AUDIT_SIGNING_KEY = TEST_KEY
+    settings.AUDIT_TRUSTED_PUBLIC_KEYS = ""
     settings.AUDIT_EXPORT_DIR = tmp_path / "exports"
+
+
+@pytest.fixture
+def rotate(settings):  # type: ignore[no-untyped-def]
+    """Switch the audit key from A to B, as an operator would: with A's public key kept trusted
+    (the documented procedure), or not (the mistake verify_audit must name)."""
+
+    def rotate(*, trust_a: bool = True) -> None:
+        settings.AUDIT_TRUSTED_PUBLIC_KEYS = public_base64(KEY_A) if trust_a else ""
+        settings.AUDIT_SIGNING_KEY = KEY_B
+
+    return rotate
 
 
 @pytest.fixture

@@ -1,30 +1,41 @@
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
+import re
 import subprocess
 import zipfile
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from approvals import services
 from compliance import bundle, chain
 from compliance import services as compliance_services
 from compliance.models import Export
 from compliance.verify_bundle import BundleError, verify
+from tests.compliance.conftest import KEY_A, KEY_B, public_raw
 from tests.plugins.processes import PYTHON
 
 pytestmark = pytest.mark.django_db
 BASE = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def exported(make_request, alice, rita, effects, django_capture_on_commit_callbacks, monkeypatch) -> Path:
+def _export(rita, capture, monkeypatch) -> Path:  # type: ignore[no-untyped-def]
     queued: list[int] = []
     monkeypatch.setattr("compliance.tasks.build_export.delay", queued.append)
-    refund = make_request()
-    services.decide(refund, approve=True, by=alice)
+    with capture(execute=True):
+        export = compliance_services.request_export(by=rita, query={"tool": "refund_minibar_charge"})
+    assert queued == [export.pk]
+    export = compliance_services.build_export(export.pk)
+    assert export.status == Export.Status.DONE and export.done == export.total > 0
+    return bundle.export_path(export.file_name)
+
+
+def _refund_called(refund) -> None:  # type: ignore[no-untyped-def]
     services.record_mcp_call(
         session=refund.session,
         item={
@@ -34,13 +45,27 @@ def exported(make_request, alice, rita, effects, django_capture_on_commit_callba
             "output": "Refunded",
         },
     )
+
+
+@pytest.fixture
+def exported(make_request, alice, rita, effects, django_capture_on_commit_callbacks, monkeypatch) -> Path:
+    refund = make_request()
+    services.decide(refund, approve=True, by=alice)
+    _refund_called(refund)
     services.decide(make_request(name="unlock_door"), approve=False, by=alice)
-    with django_capture_on_commit_callbacks(execute=True):
-        export = compliance_services.request_export(by=rita, query={"tool": "refund_minibar_charge"})
-    assert queued == [export.pk]
-    export = compliance_services.build_export(export.pk)
-    assert export.status == Export.Status.DONE and export.done == export.total > 0
-    return bundle.export_path(export.file_name)
+    return _export(rita, django_capture_on_commit_callbacks, monkeypatch)
+
+
+@pytest.fixture
+def rotated(make_request, alice, rita, effects, django_capture_on_commit_callbacks, monkeypatch, rotate) -> Path:
+    """A case whose life spans a key rotation: decided and sealed under key A, its call result
+    recorded and sealed (by the export) under key B, with A kept trusted."""
+    refund = make_request()
+    services.decide(refund, approve=True, by=alice)
+    compliance_services.ensure_sealed()
+    rotate(trust_a=True)
+    _refund_called(refund)
+    return _export(rita, django_capture_on_commit_callbacks, monkeypatch)
 
 
 def test_an_exported_bundle_verifies_offline_without_django(exported):
@@ -53,14 +78,14 @@ def test_an_exported_bundle_verifies_offline_without_django(exported):
     )
     result = subprocess.run([PYTHON, "-c", code, str(exported)], cwd=BASE, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.startswith("OK: 3 audit rows of 1 requests")
+    assert result.stdout.startswith("OK: 4 audit rows of 1 requests")
 
 
 def test_the_bundle_holds_only_the_searched_case_with_its_whole_life(exported):
     with zipfile.ZipFile(exported) as z:
         rows = [json.loads(line) for line in z.read("rows.jsonl").splitlines()]
         manifest = json.loads(z.read("manifest.json"))
-    assert [r["kind"] for r in rows] == ["requested", "decided", "mcp_call"]
+    assert [r["kind"] for r in rows] == ["requested", "policy_routed", "decided", "mcp_call"]
     assert rows[0]["payload"]["item"]["name"] == "refund_minibar_charge"
     assert manifest["search"] == {"tool": "refund_minibar_charge"} and manifest["requested_by"] == "rita"
 
@@ -79,8 +104,10 @@ def _flip(data: bytes, at: int) -> bytes:
     return data[:at] + bytes([data[at] ^ 0x01]) + data[at + 1 :]
 
 
+@pytest.mark.parametrize("which", ["exported", "rotated"])
 @pytest.mark.parametrize("member", ["rows.jsonl", "chain.jsonl", "checkpoints.jsonl", "manifest.json", "manifest.sig"])
-def test_a_single_changed_byte_in_any_file_of_the_bundle_fails_it(exported, tmp_path, member):
+def test_a_single_changed_byte_in_any_file_of_the_bundle_fails_it(request, tmp_path, member, which):
+    exported = request.getfixturevalue(which)
     with zipfile.ZipFile(exported) as z:
         size = len(z.read(member))
     for at in sorted({0, size // 3, size // 2, size - 2}):
@@ -119,5 +146,152 @@ def test_a_payload_changed_with_its_hashes_recomputed_still_fails_at_the_checkpo
 
 def test_a_bundle_checked_against_another_trusted_key_fails(exported):
     assert verify(str(exported)).startswith("OK")
-    with pytest.raises(BundleError, match="not by the key you trust"):
-        verify(str(exported), public_key="SHA256:somebody-else")
+    with pytest.raises(BundleError, match=r"the bundle is signed by SHA256:.*, not by a key you trust"):
+        verify(str(exported), public_keys=["SHA256:somebody-else"])
+
+
+FINGERPRINT_A = chain.key_fingerprint(public_raw(KEY_A))
+FINGERPRINT_B = chain.key_fingerprint(public_raw(KEY_B))
+
+
+def _checkpoints(path: Path) -> list[dict]:
+    with zipfile.ZipFile(path) as z:
+        return [json.loads(line) for line in z.read("checkpoints.jsonl").splitlines()]
+
+
+def test_a_bundle_spanning_a_key_rotation_verifies_offline_and_names_both_keys(rotated):
+    by_a, by_b = _checkpoints(rotated)
+    assert (by_a["public_key"], by_b["public_key"]) == (public_raw(KEY_A).hex(), public_raw(KEY_B).hex())
+    with zipfile.ZipFile(rotated) as z:
+        manifest = json.loads(z.read("manifest.json"))
+    assert manifest["checkpoint_keys"] == [
+        {"public_key": public_raw(KEY_A).hex(), "fingerprint": FINGERPRINT_A},
+        {"public_key": public_raw(KEY_B).hex(), "fingerprint": FINGERPRINT_B},
+    ]
+    result = subprocess.run(
+        [PYTHON, "-m", "compliance.verify_bundle", str(rotated)], cwd=BASE, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines() == [
+        f"OK: {manifest['rows']} audit rows of 1 requests; "
+        f"chain #{manifest['first_seq']}..#{by_b['seq']} matches checkpoint #{by_b['seq']}.",
+        "Keys relied on; compare each fingerprint with the ones published for this installation:",
+        f"  {FINGERPRINT_A}  signed 1 checkpoint (#{by_a['seq']})",
+        f"  {FINGERPRINT_B}  signed the manifest and 1 checkpoint (#{by_b['seq']})",
+    ]
+
+
+def test_a_rotated_bundle_checked_against_the_trusted_keys_needs_both(rotated):
+    assert verify(str(rotated), public_keys=[FINGERPRINT_A, public_raw(KEY_B).hex()]).startswith("OK")
+    by_a, _ = _checkpoints(rotated)
+    with pytest.raises(
+        BundleError, match=rf"checkpoint #{by_a['seq']} is signed by {re.escape(FINGERPRINT_A)}, not by a key"
+    ):
+        verify(str(rotated), public_keys=[FINGERPRINT_B])
+
+
+def _forge(path: Path, change_checkpoints, *, list_keys=None) -> None:  # type: ignore[no-untyped-def]
+    """A forger holding the current key: changes checkpoints.jsonl, fixes its digest in the
+    manifest and signs the manifest again."""
+    with zipfile.ZipFile(path) as z:
+        files = {name: z.read(name) for name in z.namelist()}
+    checkpoints = [json.loads(line) for line in files["checkpoints.jsonl"].splitlines()]
+    change_checkpoints(checkpoints)
+    files["checkpoints.jsonl"] = b"".join(chain.canonical(c) + b"\n" for c in checkpoints)
+    manifest = json.loads(files["manifest.json"])
+    manifest["files"]["checkpoints.jsonl"] = hashlib.sha256(files["checkpoints.jsonl"]).hexdigest()
+    if list_keys is not None:
+        manifest["checkpoint_keys"] = [
+            {"public_key": k.hex(), "fingerprint": chain.key_fingerprint(k)} for k in list_keys
+        ]
+    files["manifest.json"] = chain.canonical(manifest)
+    private = Ed25519PrivateKey.from_private_bytes(base64.b64decode(KEY_B))
+    files["manifest.sig"] = private.sign(files["manifest.json"]).hex().encode()
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+
+
+def test_a_tampered_checkpoint_signature_fails_even_in_a_manifest_signed_again(rotated):
+    by_a, _ = _checkpoints(rotated)
+
+    def tamper(checkpoints: list[dict]) -> None:
+        checkpoints[0]["signature"] = _flip(checkpoints[0]["signature"].encode(), 10).decode()
+
+    _forge(rotated, tamper)
+    with pytest.raises(
+        BundleError, match=rf"checkpoint #{by_a['seq']} has a bad signature \(key {re.escape(FINGERPRINT_A)}\)"
+    ):
+        verify(str(rotated))
+
+
+def test_a_checkpoint_claiming_another_listed_key_fails(rotated):
+    # Each checkpoint is checked against its own key: naming B on A's checkpoint breaks it.
+    by_a, _ = _checkpoints(rotated)
+
+    def swap(checkpoints: list[dict]) -> None:
+        checkpoints[0]["public_key"] = public_raw(KEY_B).hex()
+
+    _forge(rotated, swap)
+    with pytest.raises(
+        BundleError, match=rf"checkpoint #{by_a['seq']} has a bad signature \(key {re.escape(FINGERPRINT_B)}\)"
+    ):
+        verify(str(rotated))
+
+
+def test_a_checkpoint_by_a_key_the_manifest_does_not_list_fails(rotated):
+    key_c = Ed25519PrivateKey.from_private_bytes(b"\x09" * 32)
+    by_a, _ = _checkpoints(rotated)
+
+    def resign(checkpoints: list[dict]) -> None:
+        c = checkpoints[0]
+        message = chain.checkpoint_message(seq=c["seq"], row_sha256=c["row_sha256"], sealed_at=c["sealed_at"])
+        c["public_key"], c["signature"] = key_c.public_key().public_bytes_raw().hex(), key_c.sign(message).hex()
+
+    _forge(rotated, resign)
+    with pytest.raises(
+        BundleError, match=rf"checkpoint #{by_a['seq']} is signed by SHA256:.*, a key the manifest does"
+    ):
+        verify(str(rotated))
+    # Listed too, it verifies: the manifest's key vouches for it, and only the fingerprints
+    # printed (or --public-key) tell the reviewer that C is nobody's published key.
+    fingerprint_c = chain.key_fingerprint(key_c.public_key().public_bytes_raw())
+    _forge(rotated, lambda checkpoints: None, list_keys=[key_c.public_key().public_bytes_raw(), public_raw(KEY_B)])
+    assert f"  {fingerprint_c}  signed 1 checkpoint (#{by_a['seq']})" in verify(str(rotated))
+    with pytest.raises(
+        BundleError, match=rf"checkpoint #{by_a['seq']} is signed by {re.escape(fingerprint_c)}, not by a key"
+    ):
+        verify(str(rotated), public_keys=[FINGERPRINT_A, FINGERPRINT_B])
+
+
+def test_a_bundle_is_not_built_over_a_checkpoint_of_a_key_not_trusted(
+    make_request, alice, rita, effects, django_capture_on_commit_callbacks, monkeypatch, rotate
+):
+    refund = make_request()
+    services.decide(refund, approve=True, by=alice)
+    seq = compliance_services.ensure_sealed().seq
+    rotate(trust_a=False)
+    monkeypatch.setattr("compliance.tasks.build_export.delay", lambda pk: None)
+    export = compliance_services.request_export(by=rita, query={"tool": "refund_minibar_charge"})
+    with pytest.raises(bundle.UntrustedKeyError):
+        compliance_services.build_export(export.pk)
+    export.refresh_from_db()
+    assert export.status == Export.Status.FAILED
+    assert export.error.startswith(f"checkpoint #{seq} is signed by a key that is not trusted: {FINGERPRINT_A}")
+
+
+def test_a_bundle_of_format_1_still_verifies(exported):
+    # Bundles exported before key rotation existed: no checkpoint_keys, the manifest's key signed all.
+    with zipfile.ZipFile(exported) as z:
+        files = {name: z.read(name) for name in z.namelist()}
+    manifest = json.loads(files["manifest.json"])
+    manifest["format"] = "countersign-audit-bundle/1"
+    del manifest["checkpoint_keys"]
+    files["manifest.json"] = chain.canonical(manifest)
+    files["manifest.sig"] = (
+        Ed25519PrivateKey.from_private_bytes(base64.b64decode(KEY_A)).sign(files["manifest.json"]).hex().encode()
+    )
+    with zipfile.ZipFile(exported, "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    assert f"  {FINGERPRINT_A}  signed the manifest and 1 checkpoint" in verify(str(exported))

@@ -15,6 +15,7 @@ from compliance import chain
 from compliance import services as compliance_services
 from compliance.models import Checkpoint
 from compliance.verify import verify_chain
+from tests.compliance.conftest import KEY_A, KEY_B, public_base64, public_raw
 from tests.plugins.processes import PYTHON
 from tests.plugins.stack import django_env
 
@@ -53,7 +54,7 @@ def test_every_event_of_the_services_extends_one_chain(make_request, alice, effe
     head = AuditChainHead.objects.get()
     assert (head.seq, head.row_hash) == (rows[-1].seq, rows[-1].row_hash)
     assert {r.kind for r in rows} >= {"session_opened", "requested", "decided", "sent", "mcp_call", "cancelled"}
-    assert verify_chain(trusted_public_key=None).ok
+    assert verify_chain(trusted_keys=None).ok
 
 
 def test_verify_audit_says_intact_with_the_rows_and_checkpoints(make_request, alice, effects):
@@ -144,20 +145,82 @@ def test_a_rewritten_chain_fails_against_its_signed_checkpoint(make_request, ali
         run_verify_audit()
 
 
-def test_a_checkpoint_signed_by_another_key_fails(make_request, effects, settings):
+def sealed_on_both_sides_of_a_rotation(make_request, rotate, *, trust_a: bool) -> tuple[Checkpoint, Checkpoint]:
+    make_request()
+    by_a = compliance_services.ensure_sealed()
+    rotate(trust_a=trust_a)
+    make_request()
+    by_b = compliance_services.ensure_sealed()
+    assert by_a is not None and by_b is not None
+    return by_a, by_b
+
+
+def test_verify_audit_trusts_checkpoints_of_an_earlier_key_kept_in_the_trusted_list(make_request, effects, rotate):
+    by_a, by_b = sealed_on_both_sides_of_a_rotation(make_request, rotate, trust_a=True)
+    out = run_verify_audit()
+    assert f"{AuditEvent.objects.count()} audit rows, 2 signed checkpoints" in out
+    fingerprint_a = chain.key_fingerprint(public_raw(KEY_A))
+    fingerprint_b = chain.key_fingerprint(public_raw(KEY_B))
+    assert f"{fingerprint_a} (earlier key) signed 1 of them, #{by_a.seq}..#{by_a.seq}" in out
+    assert f"{fingerprint_b} (current key) signed 1 of them, #{by_b.seq}..#{by_b.seq}" in out
+
+
+def test_verify_audit_names_the_checkpoint_and_key_of_an_earlier_key_not_trusted(make_request, effects, rotate):
+    by_a, _ = sealed_on_both_sides_of_a_rotation(make_request, rotate, trust_a=False)
+    fingerprint_a = chain.key_fingerprint(public_raw(KEY_A))
+    with pytest.raises(CommandError) as failure:
+        run_verify_audit()
+    assert (
+        f"checkpoint #{by_a.seq} (sealed {chain.format_time(by_a.sealed_at)}) is signed by a key that is not "
+        f"trusted: {fingerprint_a}; add its public key to AUDIT_TRUSTED_PUBLIC_KEYS if it was a legitimate "
+        "earlier key"
+    ) in str(failure.value)
+
+
+def test_verify_audit_needs_only_the_public_keys(make_request, effects, rotate, settings):
+    # An auditor's copy of the database: no private key, only the published public ones.
+    sealed_on_both_sides_of_a_rotation(make_request, rotate, trust_a=True)
+    settings.AUDIT_SIGNING_KEY = ""
+    settings.AUDIT_TRUSTED_PUBLIC_KEYS = f"{public_raw(KEY_A).hex()}, {public_base64(KEY_B)}"
+    assert "2 signed checkpoints" in run_verify_audit()
+    settings.AUDIT_TRUSTED_PUBLIC_KEYS = public_base64(KEY_B)
+    with pytest.raises(CommandError, match="is signed by a key that is not trusted"):
+        run_verify_audit()
+
+
+def _forced_checkpoint(sql: str, params: list[object]) -> None:
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("DROP TRIGGER compliance_checkpoint_append_only ON compliance_checkpoint")
+        cursor.execute(sql, params)
+
+
+@pytest.mark.parametrize("tampered", ["signature", "public_key"])
+def test_verify_audit_names_a_checkpoint_whose_signature_does_not_match_its_key(
+    make_request, effects, rotate, tampered
+):
+    by_a, by_b = sealed_on_both_sides_of_a_rotation(make_request, rotate, trust_a=True)
+    if tampered == "signature":
+        value = by_a.signature[:-1] + ("0" if by_a.signature[-1] != "0" else "1")
+    else:
+        value = by_b.public_key  # a trusted key, but not the one that signed it
+    _forced_checkpoint(f"UPDATE compliance_checkpoint SET {tampered} = %s WHERE id = %s", [value, by_a.pk])
+    with pytest.raises(CommandError, match=rf"checkpoint #{by_a.seq} \(sealed .*\) has a bad signature \(key SHA256:"):
+        run_verify_audit()
+
+
+def test_verify_audit_names_the_malformed_entry_of_the_trusted_keys(make_request, effects, settings):
     make_request()
     compliance_services.ensure_sealed()
-    import base64
-
-    settings.AUDIT_SIGNING_KEY = base64.b64encode(b"\x07" * 32).decode()
-    with pytest.raises(CommandError, match="signed by another key"):
+    settings.AUDIT_TRUSTED_PUBLIC_KEYS = f"{public_base64(KEY_B)} not-a-key"
+    with pytest.raises(CommandError, match="AUDIT_TRUSTED_PUBLIC_KEYS: entry 2 is not an Ed25519 public key"):
         run_verify_audit()
 
 
 @on_postgresql
 def test_the_trigger_refuses_update_and_delete_of_audit_rows(make_request, effects):
     req = make_request()
-    event = AuditEvent.objects.get(request=req)
+    event = AuditEvent.objects.filter(request=req).first()
     for sql in (
         "UPDATE approvals_auditevent SET actor_label = 'someone else' WHERE id = %s",
         "UPDATE approvals_auditevent SET payload = '{}', payload_purged_at = now(), row_hash = 'x' WHERE id = %s",
@@ -217,4 +280,4 @@ def test_concurrent_decisions_in_several_processes_leave_one_chain_that_verifies
     assert AuditEvent.objects.exclude(kind="notified").count() == 1 + 5 + 4 * 15 * 2 + 5
     assert [seq for seq, _, _ in rows] == list(range(1, len(rows) + 1))
     assert AuditEvent.objects.filter(kind="decided", request__upstream_id__startswith="shared").count() == 5
-    assert verify_chain(trusted_public_key=None).ok, verify_chain(trusted_public_key=None).problem
+    assert verify_chain(trusted_keys=None).ok, verify_chain(trusted_keys=None).problem

@@ -27,7 +27,7 @@ def test_purge_removes_payloads_and_keeps_the_chain_verifiable(make_request, ses
     assert requested.payload == {} and requested.payload_purged_at is not None
     assert not ConversationLine.objects.exists()
     assert AuditEvent.objects.filter(kind="purged").count() == 1
-    report = verify_chain(trusted_public_key=None)
+    report = verify_chain(trusted_keys=None)
     assert report.ok, report.problem
 
 
@@ -65,7 +65,7 @@ def test_a_case_under_legal_hold_keeps_its_contents_until_released(make_request,
         "legal_hold_released",
     ]
     assert LegalHold.objects.active().count() == 0
-    assert verify_chain(trusted_public_key=None).ok
+    assert verify_chain(trusted_keys=None).ok
 
 
 def test_pending_requests_and_recent_ones_are_never_purged(make_request, alice, effects):

@@ -15,7 +15,7 @@ def test_logins_and_failed_logins_are_audit_rows(client, alice, password):
     assert (failed.kind, failed.actor_label, failed.payload["ip"]) == ("login_failed", "alice", "10.0.0.7")
     assert "wrong" not in str(failed.payload)
     assert (login.kind, login.actor) == ("login", alice)
-    assert verify_chain(trusted_public_key=None).ok
+    assert verify_chain(trusted_keys=None).ok
 
 
 def test_registry_changes_are_audit_rows_without_secrets(db):

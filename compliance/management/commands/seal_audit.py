@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from compliance import services
+from compliance import chain, services
 
 
 class Command(BaseCommand):
@@ -17,4 +17,5 @@ class Command(BaseCommand):
         if checkpoint is None:
             self.stdout.write("Nothing to seal: the head is already sealed (or the chain is empty).")
         else:
-            self.stdout.write(f"Sealed row #{checkpoint.seq}.")
+            key = chain.key_fingerprint(bytes.fromhex(checkpoint.public_key))
+            self.stdout.write(f"Sealed row #{checkpoint.seq} with key {key}.")
