@@ -654,15 +654,18 @@ def _short(exc: Exception) -> str:
 
 
 _cache_lock = threading.Lock()
-_cache: dict[int, Policy] = {}
+_cache: dict[tuple[int, datetime], Policy] = {}
 
 
 def current() -> Policy:
     """The latest version's policy (compiled once per process and version)."""
-    number = PolicyVersion.objects.order_by("-number").values_list("number", flat=True).first()
-    if number is None:
+    latest = PolicyVersion.objects.order_by("-number").values_list("number", "created_at").first()
+    if latest is None:
         return Policy([], None)
-    policy = _cache.get(number)
+    number = latest[0]
+    # Keyed by the creation time too: a version number can come back (a test's rolled-back
+    # transaction, a restored database) with another document.
+    policy = _cache.get(latest)
     if policy is None:
         doc = PolicyVersion.objects.values_list("document", flat=True).get(number=number)
         # Checked when it was saved; the names are not re-checked (a group renamed since keeps
@@ -671,7 +674,7 @@ def current() -> Policy:
         with _cache_lock:
             if len(_cache) > 32:
                 _cache.clear()
-            _cache[number] = policy
+            _cache[latest] = policy
     return policy
 
 
