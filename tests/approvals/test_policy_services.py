@@ -147,7 +147,7 @@ def test_a_refund_between_the_rules_falls_to_the_default(policies, make_request,
 def test_only_the_named_groups_and_superusers_may_decide(policies, make_request, people):
     req = refund(make_request, 200)
     for outsider in (people["fred"], people["gus"]):
-        with pytest.raises(PermissionDenied, match="Only members of managers may decide this request."):
+        with pytest.raises(PermissionDenied, match=r"Only members of managers may decide this request\."):
             services.decide(req, approve=False, by=outsider)
     assert ApprovalRequest.objects.get(pk=req.pk).status == Status.PENDING
     assert services.decide(req, approve=False, by=people["root"], reason="No").status == Status.DENIED

@@ -270,7 +270,8 @@ def test_approve_records_reviewer_and_audit_event(make_request, alice):
     assert req.decided_at is not None
     assert req.approve is True
     event = AuditEvent.objects.get(request=req, kind=Kind.DECIDED)
-    assert (event.actor, event.actor_label, event.payload) == (alice, "Alice", {"approve": True, "reason": "", "stage": 0})
+    expected = {"approve": True, "reason": "", "stage": 0}
+    assert (event.actor, event.actor_label, event.payload) == (alice, "Alice", expected)
 
 
 def test_deny_records_the_reason_without_surrounding_space(make_request, bob):
