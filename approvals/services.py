@@ -676,6 +676,112 @@ def record_mcp_call(*, session: RealtimeSession, item: dict[str, Any]) -> Approv
     return req
 
 
+def record_unasked_call(*, session: RealtimeSession, item: dict[str, Any]) -> tuple[ApprovalRequest, bool] | None:
+    """Keep an `mcp_call` that ran without an approval request: a tool compiled into
+    require_approval.never (the policy allows every call of it), or a server the admin set to
+    never ask. It becomes a request row that is approved and already answered (nothing goes
+    upstream), with the call's result, so reviewers see every tool call that ran. If the policy
+    in force would not have allowed this call, the routing row says so. Idempotent on the call's
+    item id. Returns (request, created) or None for an item without an id. Side effects: audit
+    REQUESTED, POLICY_ROUTED and MCP_CALL; after commit a dashboard event."""
+    item_id = str(item.get("id") or "")[:100]
+    if not item_id:
+        return None
+    existing = ApprovalRequest.objects.filter(session=session, upstream_id=item_id).first()
+    if existing is not None:
+        return existing, False
+    server_label = str(item.get("server_label") or "")[:64]
+    tool_name = str(item.get("name") or "")[:128]
+    arguments = str(item.get("arguments") or "")
+    now = timezone.now()
+    routing = policy.current().route(
+        policy.Call(
+            server_label=server_label,
+            tool_name=tool_name,
+            arguments=arguments,
+            session_label=session.label,
+            session_kind=session.kind,
+            metadata=session.metadata or {},
+            at=now,
+        ),
+        drifted=policy.is_drifted(server_label, tool_name),
+    )
+    server = McpServer.objects.filter(label=server_label).first()
+    expected = routing.outcome == policy.ALLOW
+    note = "" if expected else f"ran without asking, but the policy says {routing.summary()}"
+    output = item.get("output")
+    if output is not None and not isinstance(output, str):
+        output = json.dumps(output)
+    try:
+        with transaction.atomic():
+            req = ApprovalRequest.objects.create(
+                session=session,
+                upstream_id=item_id,
+                mcp_server=server,
+                server_label=server_label,
+                tool_name=tool_name,
+                arguments=arguments,
+                raw_item=item,
+                created_at=now,
+                deadline=now,
+                status=Status.APPROVED,
+                decided_at=now,
+                decided_by_label="policy (no approval asked)",
+                reason=f"Allowed without asking by rule {routing.rule}"
+                if expected and routing.rule
+                else "OpenAI ran it without asking (require_approval never)",
+                decision_sent_at=now,  # nothing to send: OpenAI never asked
+                rule_label=routing.rule,
+                policy_version=routing.version,
+                policy_outcome=policy.ALLOW,
+                mcp_call_item_id=item_id,
+                call_arguments=arguments,
+                call_output=output,
+                call_error=item.get("error"),
+                call_recorded_at=now,
+            )
+            audit.record(
+                kind=AuditEvent.Kind.REQUESTED,
+                request=req,
+                session=session,
+                actor_label=session.label,
+                payload={"item": item, "asked": False},
+                created_at=now,
+            )
+            audit.record(
+                kind=AuditEvent.Kind.POLICY_ROUTED,
+                request=req,
+                session=session,
+                actor_label="policy",
+                payload={
+                    "outcome": policy.ALLOW,
+                    "rule": routing.rule or None,
+                    "version": routing.version,
+                    "summary": "require_approval never: no approval was asked",
+                    "note": note,
+                    "policy_would": routing.outcome,
+                },
+                created_at=now,
+            )
+            audit.record(
+                kind=AuditEvent.Kind.MCP_CALL,
+                request=req,
+                session=session,
+                actor_label=server_label,
+                payload={"item": item},
+                created_at=now,
+            )
+            _on_commit(partial(events.request_changed, req.pk))
+    except IntegrityError:
+        existing = ApprovalRequest.objects.filter(session=session, upstream_id=item_id).first()
+        if existing is None:
+            raise
+        return existing, False
+    if note:
+        logger.warning("session %s: %s ran on %s without approval: %s", session.pk, tool_name, server_label, note)
+    return req, True
+
+
 # Client tokens and MCP servers ---------------------------------------------------------------
 
 

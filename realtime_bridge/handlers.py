@@ -83,6 +83,9 @@ def _on_item_done(session: RealtimeSession, event: dict[str, Any]) -> list[str] 
         call = protocol.parse_mcp_call(item)
         if call.approval_request_id:
             services.record_mcp_call(session=session, item=item)
+        else:
+            # A tool the policy lets run without asking (require_approval.never): still recorded.
+            services.record_unasked_call(session=session, item=item)
     elif kind == "message" and item.get("role") in ("user", "assistant"):
         text = protocol.message_text(item)
         if text:
