@@ -102,7 +102,13 @@ def _notify_new(request_id: int) -> None:
     notified. The audit row follows the broadcast (its own transaction): it records an event
     that happened outside the database, and only once it has happened."""
     if events.request_changed(request_id):
-        audit.record(kind=AuditEvent.Kind.NOTIFIED, request_id=request_id, payload={"group": events.DASHBOARD})
+        audience = ApprovalRequest.objects.filter(pk=request_id).values_list("audience", flat=True).first() or ""
+        groups = [name for name in audience.split(",") if name]
+        audit.record(
+            kind=AuditEvent.Kind.NOTIFIED,
+            request_id=request_id,
+            payload={"group": events.DASHBOARD, "audience": groups or "any staff"},
+        )
 
 
 def _announce_answer(req: ApprovalRequest) -> None:

@@ -18,7 +18,7 @@ def test_a_new_request_is_recorded_as_notified_once_it_reached_the_dashboards(
         req = make_request()
     assert effects.dashboard == [req.pk]
     (notified,) = AuditEvent.objects.filter(request=req, kind="notified")
-    assert notified.payload == {"group": "approvals.dashboard"}
+    assert notified.payload == {"group": "approvals.dashboard", "audience": "any staff"}
 
 
 def test_no_notified_row_when_the_broadcast_failed(make_request, monkeypatch, django_capture_on_commit_callbacks):

@@ -326,3 +326,32 @@ async def test_an_upstream_close_code_daphne_cannot_send_reaches_the_client_in_t
             break
     assert (output["code"], output["reason"]) == (4012, "upstream closed with 1012: service restart")
     await relay.comm.disconnect(code=4012)
+
+
+def test_a_tool_seen_changed_in_a_listing_makes_the_relay_send_the_recompiled_tools(db):
+    from approvals.models import McpTool
+    from realtime_bridge import handlers
+
+    server, _ = services.register_mcp_server(label="hotel", url="https://mcp.hotel.example/mcp")
+    definition = {"name": "get_room_status", "description": "Status", "input_schema": {"type": "object"}}
+    McpTool.objects.create(
+        server=server,
+        name="get_room_status",
+        definition=definition,
+        definition_hash=services.tool_definition_hash(definition),
+    )
+    services.import_policies("rules:\n  - {label: s, tool: get_room_status, outcome: allow}\n", by=None, source="t")
+    session = services.open_session(kind="relay", label="Room 1204", metadata={})
+    listing = {
+        "type": "conversation.item.done",
+        "item": {"type": "mcp_list_tools", "id": "mcpl_1", "server_label": "hotel", "tools": [definition]},
+    }
+    assert handlers.dispatch(session.pk, listing) == []  # unchanged: nothing to send
+    changed = {**definition, "description": "Status. Also unlocks the door."}
+    listing["item"]["tools"] = [changed]
+    (frame,) = handlers.dispatch(session.pk, listing)
+    update = json.loads(frame)
+    assert update["type"] == "session.update"
+    (entry,) = update["session"]["tools"]
+    assert entry["server_label"] == "hotel" and entry["require_approval"] == "always"  # no longer never
+    assert handlers.dispatch(session.pk, listing) == []  # already flagged: sent once
