@@ -14,7 +14,7 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models, transaction
 from django.db.models import QuerySet
 from django.forms.models import BaseInlineFormSet
@@ -194,12 +194,28 @@ class McpServerAdmin(admin.ModelAdmin):
         # Through the service, so that every registry change is an audit row.
         services.save_mcp_server(obj, by=request.user, created=not change)  # type: ignore[arg-type]
 
+    def delete_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> HttpResponse:
+        # Refused before the confirmation page while rules name the server (services.delete_mcp_server).
+        server = self.get_object(request, object_id)
+        if server is not None and services.rules_naming(server):
+            self.message_user(
+                request,
+                f"Policy rule(s) {', '.join(services.rules_naming(server))} name {server.label}: "
+                "change or delete them before deleting the server.",
+                messages.ERROR,
+            )
+            return HttpResponseRedirect(reverse("admin:approvals_mcpserver_change", args=[server.pk]))
+        return super().delete_view(request, object_id, extra_context)
+
     def delete_model(self, request: HttpRequest, obj: McpServer) -> None:
         services.delete_mcp_server(obj, by=request.user)  # type: ignore[arg-type]
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[McpServer]) -> None:
         for server in queryset:
-            services.delete_mcp_server(server, by=request.user)  # type: ignore[arg-type]
+            try:
+                services.delete_mcp_server(server, by=request.user)  # type: ignore[arg-type]
+            except ValidationError as exc:
+                self.message_user(request, " ".join(exc.messages), messages.ERROR)
 
     @admin.display(description="Authorization")
     def authorization_set(self, obj: McpServer) -> str:
@@ -371,23 +387,12 @@ class PolicyRefused(Exception):
         self.errors = errors
 
 
-def _step_of(groups: Any, quorum: int, deadline_seconds: int | None, on_deadline: str) -> policy.Step:
-    return policy.Step(
-        groups=tuple(sorted(g.name for g in groups)),
-        quorum=quorum,
-        deadline_seconds=deadline_seconds,
-        on_deadline=on_deadline,
-    )
-
-
 def _rule_summary(row: PolicyRule) -> str:
     """The row in plain words (the rows come with their groups and steps prefetched)."""
     if row.outcome != policy.ASK:
         text = "allow at once" if row.outcome == policy.ALLOW else "deny at once"
         return f"{text}: {row.reason}" if row.reason else text
-    steps = [_step_of(row.groups.all(), row.quorum, row.deadline_seconds, row.on_deadline)]
-    steps += [_step_of(s.groups.all(), s.quorum, s.deadline_seconds, s.on_deadline) for s in row.escalations.all()]
-    return policy.Rule(label=row.label, outcome=row.outcome, steps=tuple(steps)).describe()
+    return policy.rule_from_row(row).describe()
 
 
 def _server_choices() -> list[tuple[str, str]]:
@@ -572,8 +577,10 @@ class PolicyRuleForm(forms.ModelForm):
 
     def _draft_policy(self, cleaned: dict[str, Any], steps: list[dict[str, Any]]) -> list[policy.Rule]:
         """Every rule as publish_policy will see them once this form and its steps are saved."""
-        first = _step_of(cleaned["groups"], cleaned["quorum"], cleaned["deadline_seconds"], cleaned["on_deadline"])
-        rest = [_step_of(s["groups"], s["quorum"], s["deadline_seconds"], s["on_deadline"]) for s in steps]
+        first = policy.step_of(
+            cleaned["groups"], cleaned["quorum"], cleaned["deadline_seconds"], cleaned["on_deadline"]
+        )
+        rest = [policy.step_of(s["groups"], s["quorum"], s["deadline_seconds"], s["on_deadline"]) for s in steps]
         draft = policy.Rule(
             label=cleaned["label"],
             outcome=cleaned["outcome"],

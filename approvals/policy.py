@@ -381,41 +381,37 @@ def document(rules: Iterable[Rule]) -> dict[str, Any]:
     return {"format": DOCUMENT_FORMAT, "rules": [rule.to_document() for rule in rules]}
 
 
+def step_of(groups: Iterable[Any], quorum: int, deadline_seconds: int | None, on_deadline: str) -> Step:
+    """A step from a row's (or a form's) fields; `groups` are Group objects."""
+    return Step(
+        groups=tuple(sorted(g.name for g in groups)),
+        quorum=quorum,
+        deadline_seconds=deadline_seconds,
+        on_deadline=on_deadline,
+    )
+
+
+def rule_from_row(row: PolicyRule) -> Rule:
+    """A rule row (with its groups and escalation steps) as a Rule, not compiled."""
+    steps = [step_of(row.groups.all(), row.quorum, row.deadline_seconds, row.on_deadline)]
+    steps += [step_of(s.groups.all(), s.quorum, s.deadline_seconds, s.on_deadline) for s in row.escalations.all()]
+    return Rule(
+        label=row.label,
+        outcome=row.outcome,
+        server=row.server_label,
+        tool=row.tool_pattern,
+        when=row.condition.strip(),
+        reason=row.reason,
+        description=row.description,
+        enabled=row.enabled,
+        steps=tuple(steps) if row.outcome == ASK else DEFAULT_STEPS,
+    )
+
+
 def rules_from_rows() -> list[Rule]:
     """The rules as the admin's rows hold them now (not compiled: see parse_document)."""
-    out = []
-    for row in PolicyRule.objects.prefetch_related("groups", "escalations__groups").order_by("position", "pk"):
-        steps = [
-            Step(
-                groups=tuple(sorted(g.name for g in row.groups.all())),
-                quorum=row.quorum,
-                deadline_seconds=row.deadline_seconds,
-                on_deadline=row.on_deadline,
-            )
-        ]
-        for esc in row.escalations.all():
-            steps.append(
-                Step(
-                    groups=tuple(sorted(g.name for g in esc.groups.all())),
-                    quorum=esc.quorum,
-                    deadline_seconds=esc.deadline_seconds,
-                    on_deadline=esc.on_deadline,
-                )
-            )
-        out.append(
-            Rule(
-                label=row.label,
-                outcome=row.outcome,
-                server=row.server_label,
-                tool=row.tool_pattern,
-                when=row.condition.strip(),
-                reason=row.reason,
-                description=row.description,
-                enabled=row.enabled,
-                steps=tuple(steps) if row.outcome == ASK else DEFAULT_STEPS,
-            )
-        )
-    return out
+    rows = PolicyRule.objects.prefetch_related("groups", "escalations__groups").order_by("position", "pk")
+    return [rule_from_row(row) for row in rows]
 
 
 def write_rows(rules: list[Rule]) -> None:
@@ -699,8 +695,9 @@ def is_drifted(server_label: str, tool_name: str) -> bool:
 def compile_entry(server: McpServer, policy: Policy, tools: Iterable[McpTool]) -> dict[str, Any]:
     """The server's `mcp` tool entry with the rules compiled in: tools every call of which the
     rules allow go in require_approval.never (no round trip), tools always denied are left out
-    of allowed_tools, the rest ask. Only tools the registry knows (probed or seen listed) can be
-    named; an unknown tool asks, and the policy decides when it does. Contains secrets."""
+    of allowed_tools, the rest ask. Only tools the registry knows can be named (McpTool rows,
+    which a probe creates); an unknown tool asks, and the policy decides when
+    it does. Contains secrets."""
     entry = server.to_tool()
     never, denied, known = [], [], []
     for tool in tools:

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -29,6 +29,7 @@ from approvals.models import (
     ConversationLine,
     McpServer,
     McpTool,
+    PolicyRule,
     PolicyVersion,
     RealtimeSession,
     tool_definition_hash,
@@ -859,8 +860,19 @@ def save_mcp_server(server: McpServer, *, by: User | None, created: bool) -> Mcp
     return server
 
 
+def rules_naming(server: McpServer) -> list[str]:
+    """The labels of the policy rules that name this server."""
+    return list(PolicyRule.objects.filter(server_label=server.label).values_list("label", flat=True))
+
+
 def delete_mcp_server(server: McpServer, *, by: User | None) -> None:
-    """Remove a registry entry. Side effect: audit SERVER_DELETED."""
+    """Remove a registry entry. Refused (ValidationError) while policy rules name it: deleting
+    it would leave those rules matching nothing, silently. Side effect: audit SERVER_DELETED."""
+    naming = rules_naming(server)
+    if naming:
+        raise ValidationError(
+            f"Policy rule(s) {', '.join(naming)} name the server {server.label}: change or delete them first."
+        )
     with transaction.atomic():
         payload = _server_audit_payload(server)
         server.delete()

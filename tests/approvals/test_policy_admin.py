@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import Group, Permission
+from django.core.exceptions import ValidationError
 from django.urls import reverse
 from django.utils.html import escape
 
@@ -524,3 +525,13 @@ def test_the_server_page_shows_the_compiled_entry_with_secrets_masked(root_clien
     assert entry["headers"] == {"X-Api-Key": "••••••••"}
     assert escape(json.dumps(entry, indent=2, ensure_ascii=False)) in page
     assert "tools missing from <code>allowed_tools</code> are always denied" in page
+
+
+def test_a_server_named_by_rules_cannot_be_deleted(admin_client):
+    server, _ = services.register_mcp_server(label="spa", url="https://spa.example/mcp")
+    services.import_policies("rules:\n  - {label: spa-all, server: spa, outcome: allow}\n", by=None, source="t")
+    with pytest.raises(ValidationError, match="spa-all"):
+        services.delete_mcp_server(server, by=None)
+    page = admin_client.get(f"/admin/approvals/mcpserver/{server.pk}/delete/", follow=True)
+    assert "change or delete them before deleting the server" in page.content.decode()
+    assert McpServer.objects.filter(pk=server.pk).exists()
