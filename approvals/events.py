@@ -53,8 +53,14 @@ def audience_allows(audience: str, *, superuser: bool, groups: frozenset[str]) -
     return any(name in groups for name in audience.split(",") if name)
 
 
-def relay_decision_message(request_id: int) -> dict[str, Any]:
-    return {"type": RELAY_DECISION, "request_id": request_id}
+def relay_decision_message(request_id: int, decision: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`decision` ({"upstream_id", "approve", "reason"}), when given, is what the transaction that
+    sends this message committed (it is sent only after that commit), so the relay may send it
+    upstream without reading it back; the outbox read stays the fallback."""
+    message: dict[str, Any] = {"type": RELAY_DECISION, "request_id": request_id}
+    if decision is not None:
+        message["decision"] = decision
+    return message
 
 
 def _group_send(group: str, message: dict[str, Any]) -> bool:
@@ -81,9 +87,10 @@ def request_changed(request_id: int) -> bool:
     return _group_send(DASHBOARD, request_changed_message(req.to_dict(), audience=req.audience))
 
 
-def relay_decision(*, session_id: int, request_id: int) -> bool:
-    """Nudge the relay holding the session: it reads the outbox and sends the answer."""
-    return _group_send(session_group(session_id), relay_decision_message(request_id))
+def relay_decision(*, session_id: int, request_id: int, decision: dict[str, Any] | None = None) -> bool:
+    """Nudge the relay holding the session: it sends the committed `decision` at once, or reads
+    the outbox and sends what it finds."""
+    return _group_send(session_group(session_id), relay_decision_message(request_id, decision))
 
 
 def session_requests_changed(session_id: int) -> None:

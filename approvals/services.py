@@ -112,10 +112,11 @@ def _notify_new(request_id: int) -> None:
         )
 
 
-def _announce_answer(req: ApprovalRequest) -> None:
-    """After commit of an answered state: nudge the relay first (a guest is waiting), then
-    tell the dashboards."""
-    _on_commit(partial(events.relay_decision, session_id=req.session_id, request_id=req.pk))
+def _announce_answer(req: ApprovalRequest, *, approve: bool, reason: str) -> None:
+    """After commit of an answered state: nudge the relay first (a guest is waiting) with the
+    answer this transaction committed, then tell the dashboards."""
+    decision = {"upstream_id": req.upstream_id, "approve": approve, "reason": reason}
+    _on_commit(partial(events.relay_decision, session_id=req.session_id, request_id=req.pk, decision=decision))
     _on_commit(partial(events.request_changed, req.pk))
 
 
@@ -360,7 +361,7 @@ def open_request(
                     payload={"approve": routing.outcome == policy.ALLOW, "reason": req.reason, "rule": routing.rule},
                     created_at=now,
                 )
-                _announce_answer(req)
+                _announce_answer(req, approve=routing.outcome == policy.ALLOW, reason=req.reason)
     except IntegrityError:
         existing = ApprovalRequest.objects.filter(session=session, upstream_id=upstream_id).first()
         if existing is None:
@@ -441,7 +442,7 @@ def _decide_at_once(req: ApprovalRequest, *, approve: bool, by: User, reason: st
                 payload={"approve": approve, "reason": reason, "stage": req.stage},
                 created_at=now,
             )
-            _announce_answer(req)
+            _announce_answer(req, approve=approve, reason=reason)
     if not won:
         return None
     req.refresh_from_db()
@@ -510,7 +511,7 @@ def _vote(req: ApprovalRequest, *, by: User, reason: str) -> ApprovalRequest | N
                 payload={"approve": True, "reason": reason, "stage": locked.stage, "approvers": approvers},
                 created_at=now,
             )
-            _announce_answer(req)
+            _announce_answer(req, approve=True, reason=reason)
     req.refresh_from_db()
     return req
 
@@ -579,7 +580,7 @@ def expire_request(pk: int, *, now: datetime | None = None) -> ApprovalRequest |
                 payload={"approve": approve, "reason": reason, "deadline": req.deadline.isoformat()},
                 created_at=now,
             )
-            _announce_answer(req)
+            _announce_answer(req, approve=approve, reason=reason)
     req.refresh_from_db()
     return req
 

@@ -20,7 +20,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from approvals import events
 from config.consumers import LeanDispatchMixin
-from realtime_bridge import handlers, protocol
+from realtime_bridge import handlers, outbound, protocol
 from realtime_bridge.gate import Refused, RelayGate, client_close_code
 from realtime_bridge.session import UpstreamSession
 
@@ -107,7 +107,11 @@ class RelayConsumer(LeanDispatchMixin, AsyncWebsocketConsumer):
     async def relay_decision(self, message: dict[str, Any]) -> None:
         """Nudge from approvals.events after a decision or expiry committed."""
         if self.core is not None and not self.closing:
-            await self.core.drain_outbox()
+            decision = outbound.from_nudge(message)
+            if decision is not None:
+                await self.core.deliver(decision)
+            else:
+                await self.core.drain_outbox()
 
     # --- Closing -----------------------------------------------------------------------------
 

@@ -2,11 +2,15 @@
 
 A decided request keeps `decision_sent_at` NULL until it has been handed to the upstream
 socket. Only the one consumer that holds a session's upstream socket can send for it, and it
-sends one decision at a time under a lock, remembering in memory what it sent; so it reads the
-decision (the database is the truth: a nudge is only a hint), sends it, and only then marks it
-sent (`services.mark_decision_sent`, a conditional UPDATE with its audit row). The write is off
-the path a waiting guest feels, and nothing is sent twice: a poll that runs before the mark
-commits finds the id in memory.
+sends one decision at a time under a lock, remembering in memory what it sent; so it takes the
+decision, sends it, and only then marks it sent (`services.mark_decision_sent`, a conditional
+UPDATE with its audit row). The write is off the path a waiting guest feels, and nothing is sent
+twice: a poll that runs before the mark commits finds the id in memory.
+
+Where the decision comes from: the nudge that follows a committed decision carries it (the values
+that transaction wrote, sent only after its commit: `from_nudge`), so the relay sends at once;
+the database read (`unsent`) is the fallback for a bare nudge, the periodic poll and a reattach,
+so a lost or garbled nudge delays an answer but never loses it.
 
 If the process dies between send and mark: for a relayed `?model=` session its upstream socket,
 and with it the session (which belongs to its socket), dies too, so there is nobody left to send
@@ -19,6 +23,7 @@ milliseconds between a send and its commit.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from approvals import services
 from approvals.models import ApprovalRequest
@@ -30,6 +35,19 @@ class Decision:
     approval_request_id: str
     approve: bool
     reason: str
+
+
+def from_nudge(message: dict[str, Any]) -> Decision | None:
+    """The decision a relay.decision message carries (approvals.events), or None for a bare nudge
+    or one that does not have the expected shape (then the caller reads the outbox)."""
+    carried = message.get("decision")
+    request_id = message.get("request_id")
+    if not isinstance(carried, dict) or not isinstance(request_id, int):
+        return None
+    upstream_id, approve, reason = carried.get("upstream_id"), carried.get("approve"), carried.get("reason")
+    if not isinstance(upstream_id, str) or not isinstance(approve, bool) or not isinstance(reason, str):
+        return None
+    return Decision(request_id=request_id, approval_request_id=upstream_id, approve=approve, reason=reason)
 
 
 def unsent(session_id: int) -> list[Decision]:

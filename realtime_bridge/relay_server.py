@@ -27,7 +27,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from approvals import events
-from realtime_bridge import handlers, protocol
+from realtime_bridge import handlers, outbound, protocol
 from realtime_bridge.gate import MAX_CLIENT_MESSAGE_CHARS, Refused, RelayGate, client_close_code
 from realtime_bridge.routing import RelayOriginValidator
 
@@ -81,7 +81,11 @@ async def relay(ws: ServerConnection) -> None:
         while True:
             message = await layer.receive(channel)
             if message.get("type") == events.RELAY_DECISION:
-                await core.drain_outbox()
+                decision = outbound.from_nudge(message)
+                if decision is not None:
+                    await core.deliver(decision)
+                else:
+                    await core.drain_outbox()
 
     async def forward(frame: str, event: dict[str, Any] | None) -> None:
         await ws.send(gate.to_client(frame, event))

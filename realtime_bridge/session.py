@@ -182,31 +182,44 @@ class UpstreamSession:
                     log.exception("%s: session %s outbox poll failed", self.name, self.session_id)
 
     async def drain_outbox(self) -> None:
+        """Send every decided answer of this session the database says is unsent."""
         if self.closing:
             return
         async with self.outbox_lock:
             decisions = await self.db(outbound.unsent)(self.session_id)
-            sent = []
-            for decision in decisions:
-                if decision.request_id in self.sent_ids:
-                    continue  # sent already; its mark has not committed yet
-                await self.upstream.send(
-                    protocol.approval_response_event(
-                        approval_request_id=decision.approval_request_id,
-                        approve=decision.approve,
-                        reason=decision.reason,
-                    )
+            await self._send_locked(decisions)
+
+    async def deliver(self, decision: outbound.Decision) -> None:
+        """Send one answer a nudge carried: the committed decision itself (approvals.events), so
+        the guest does not wait for a database read. Exactly once as in drain_outbox: under the
+        same lock, skipped when sent already, marked after."""
+        if self.closing:
+            return
+        async with self.outbox_lock:
+            await self._send_locked([decision])
+
+    async def _send_locked(self, decisions: list[outbound.Decision]) -> None:
+        sent = []
+        for decision in decisions:
+            if decision.request_id in self.sent_ids:
+                continue  # sent already; its mark may not have committed yet
+            await self.upstream.send(
+                protocol.approval_response_event(
+                    approval_request_id=decision.approval_request_id,
+                    approve=decision.approve,
+                    reason=decision.reason,
                 )
-                self.sent_ids.add(decision.request_id)
-                sent.append(decision.request_id)
-                self.undelivered.discard(decision.approval_request_id)
-                if not decision.approve:
-                    # No tool runs, so no mcp_call may ever come: ask the model to tell the guest.
-                    self.followup.want(decision.approval_request_id)
-            if sent and self.followup.should_send():
-                await self.upstream.send(protocol.response_create_event())
-            if sent:
-                await self.db(outbound.mark_sent)(sent)
+            )
+            self.sent_ids.add(decision.request_id)
+            sent.append(decision.request_id)
+            self.undelivered.discard(decision.approval_request_id)
+            if not decision.approve:
+                # No tool runs, so no mcp_call may ever come: ask the model to tell the guest.
+                self.followup.want(decision.approval_request_id)
+        if sent and self.followup.should_send():
+            await self.upstream.send(protocol.response_create_event())
+        if sent:
+            await self.db(outbound.mark_sent)(sent)
 
     # --- Closing -----------------------------------------------------------------------------
 

@@ -55,6 +55,7 @@ def scheduled(monkeypatch: pytest.MonkeyPatch) -> Scheduled:
 class Effects:
     dashboard: list[int] = field(default_factory=list)
     relay: list[tuple[int, int]] = field(default_factory=list)
+    decisions: list[dict[str, Any] | None] = field(default_factory=list)
     session_cards: list[int] = field(default_factory=list)
     order: list[str] = field(default_factory=list)
 
@@ -69,8 +70,9 @@ def effects(monkeypatch: pytest.MonkeyPatch) -> Effects:
         record.order.append("dashboard")
         return True
 
-    def relay_decision(*, session_id: int, request_id: int) -> bool:
+    def relay_decision(*, session_id: int, request_id: int, decision: dict[str, Any] | None = None) -> bool:
         record.relay.append((session_id, request_id))
+        record.decisions.append(decision)
         record.order.append("relay")
         return True
 

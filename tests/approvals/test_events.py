@@ -89,7 +89,13 @@ def test_an_answer_reaches_the_relay_group_after_commit(
         else:
             services.expire_request(req.pk, now=req.deadline)
 
-    assert receive(relay) == {"type": "relay.decision", "request_id": req.pk}
+    # The nudge carries what was committed, so the relay can send it without reading it back.
+    decision = (
+        {"upstream_id": req.upstream_id, "approve": True, "reason": ""}
+        if closer == "decide"
+        else {"upstream_id": req.upstream_id, "approve": False, "reason": "No decision within 60 s: denied by deadline"}
+    )
+    assert receive(relay) == {"type": "relay.decision", "request_id": req.pk, "decision": decision}
     message = receive(dashboard)
     assert message["type"] == "approvals.request_changed"
     assert json.loads(message["frame"])["request"]["status"] == ("approved" if closer == "decide" else "expired")

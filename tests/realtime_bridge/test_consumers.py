@@ -228,6 +228,9 @@ async def test_an_approval_goes_upstream_once_then_the_call_is_recorded_and_the_
     from approvals import events
 
     await db(events.relay_decision, session_id=req.session_id, request_id=req.pk)
+    # Even a nudge carrying the decision again: the relay remembers what it sent.
+    carried = {"upstream_id": "mcpr_abc123", "approve": True, "reason": "Guest verified at desk"}
+    await db(events.relay_decision, session_id=req.session_id, request_id=req.pk, decision=carried)
     await asyncio.sleep(1.3)
     assert len(upstream.of_type("conversation.item.create")) == 1
     assert upstream.of_type("response.create") == []
@@ -355,3 +358,34 @@ def test_a_tool_seen_changed_in_a_listing_makes_the_relay_send_the_recompiled_to
     (entry,) = update["session"]["tools"]
     assert entry["server_label"] == "hotel" and entry["require_approval"] == "always"  # no longer never
     assert handlers.dispatch(session.pk, listing) == []  # already flagged: sent once
+
+
+async def test_the_relay_sends_the_decision_a_nudge_carries_and_reads_the_outbox_for_a_garbled_one(
+    relay, upstream, alice, monkeypatch
+):
+    from approvals import events
+    from realtime_bridge import outbound
+
+    req = await _request_approval(upstream, relay)
+    reads = []
+    real_unsent = outbound.unsent
+    monkeypatch.setattr(outbound, "unsent", lambda session_id: reads.append(session_id) or real_unsent(session_id))
+    await db(services.decide, req, approve=False, by=alice, reason="Not tonight")
+    (answer,) = await upstream.wait_for(lambda e: e.get("type") == "conversation.item.create")
+    assert (answer["item"]["approve"], answer["item"]["reason"]) == (False, "Not tonight")
+    assert reads == []  # sent from the nudge, without reading it back
+    for _ in range(50):
+        await db(req.refresh_from_db)
+        if req.decision_sent_at:
+            break
+        await asyncio.sleep(0.05)
+    assert req.decision_sent_at is not None  # and marked sent after
+
+    # A nudge whose decision does not have the expected shape is only a hint: the outbox decides.
+    await db(events.relay_decision, session_id=req.session_id, request_id=req.pk, decision={"approve": "yes"})
+    for _ in range(50):
+        if reads:
+            break
+        await asyncio.sleep(0.05)
+    assert reads == [req.session_id]
+    assert len(upstream.of_type("conversation.item.create")) == 1
