@@ -89,7 +89,7 @@ SIP_UNROUTED_STATUS = env_int("SIP_UNROUTED_STATUS", 603)
 RUN_LEASE_SECONDS = env_int("RUN_LEASE_SECONDS", 30)
 # The same for run_bridge's hold on a call's sideband: when a bridge dies, another bridge takes
 # its calls over this long after its last renewal.
-BRIDGE_LEASE_SECONDS = env_int("BRIDGE_LEASE_SECONDS", 15)
+BRIDGE_LEASE_SECONDS = env_int("BRIDGE_LEASE_SECONDS", 10)
 
 
 def _local_key(filename: str, make: Callable[[], str]) -> str:

@@ -38,7 +38,17 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(Call)
 class CallAdmin(ReadOnlyAdmin):
-    list_display = ["call_id", "kind", "status", "from_number", "to_number", "route", "created_at", "outcome"]
+    list_display = [
+        "call_id",
+        "kind",
+        "status",
+        "from_number",
+        "to_number",
+        "route",
+        "created_at",
+        "outcome",
+        "leased_by",
+    ]
     list_filter = ["kind", "status"]
     search_fields = ["call_id", "from_number", "to_number"]
 
@@ -51,5 +61,5 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
 
 @admin.register(ResponsesRun)
 class ResponsesRunAdmin(ReadOnlyAdmin):
-    list_display = ["pk", "state", "model", "created_at", "finished_at"]
+    list_display = ["pk", "state", "model", "attempts", "created_at", "finished_at"]
     list_filter = ["state"]

@@ -3,6 +3,11 @@ arrive as `realtime.call.incoming` webhooks, and browser (WebRTC) calls whose cl
 minted. Every change of a Call goes through this module; approval state still changes only in
 approvals.services (closing a call's session cancels its pending requests there).
 
+Call control is audited (approvals.audit.record, in the transaction of the change it records):
+CALL_ACCEPTED when a routed SIP call is accepted, CALL_REJECTED and CALL_TRANSFERRED when one
+that no route matches is rejected or passed on, and CALL_TRANSFERRED / CALL_HUNG_UP when staff
+transfer or hang up a call (written by whichever ends the call first, see end_call).
+
 Upstream HTTP goes through the official SDK (`client.realtime.calls.*`,
 `client.realtime.client_secrets.create`, `client.webhooks.unwrap`).
 Reference: REALTIME_PROTOCOL.md sections 3.2, 8.2 and 8.3.
@@ -12,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from functools import lru_cache, partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import openai
 import pydantic
@@ -24,9 +29,12 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from openai.types.webhooks import RealtimeCallIncomingWebhookEvent
 
-from approvals import events, services
-from approvals.models import ApprovalRequest, McpServer, RealtimeSession
+from approvals import audit, events, policy, services
+from approvals.models import ApprovalRequest, AuditEvent, McpServer, RealtimeSession
 from realtime_bridge.models import Call, SipRoute, WebhookDelivery, sip_number
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +45,8 @@ BRIDGE_ATTACH = "bridge.attach"
 # How long a browser has to create its call with a minted secret (and to ask us to attach).
 CLIENT_SECRET_SECONDS = 600
 _TICKET_SALT = "countersign.webrtc"
+# Who the audit names for what the routing did by itself (accept, reject or pass on a call).
+BY_ROUTING = "SIP routing"
 
 
 class CallError(Exception):
@@ -59,7 +69,7 @@ def tools_for(servers: list[McpServer] | None = None) -> list[dict[str, Any]]:
     """The `mcp` tool entries (with credentials: server side only) of these servers, or of
     every enabled one when none are named."""
     chosen = servers if servers else list(McpServer.objects.filter(enabled=True))
-    return [server.to_tool() for server in chosen if server.enabled]
+    return policy.upstream_tools(chosen)  # the policies compiled in (approvals/policy.py)
 
 
 def session_config(
@@ -181,11 +191,18 @@ def answer_incoming(call: Call) -> Call:
     route = find_route(to_number=call.to_number, from_number=call.from_number)
     calls = openai_client().realtime.calls
     if route is None and not settings.SIP_UNROUTED_REFER_TO:
+        status_code = settings.SIP_UNROUTED_STATUS
         try:
-            calls.reject(call.call_id, status_code=settings.SIP_UNROUTED_STATUS)
+            calls.reject(call.call_id, status_code=status_code)
         except openai.NotFoundError:
             pass  # the caller is gone already (section 10.10)
-        return _finish(call, Call.Status.REJECTED, outcome=f"No route: rejected with {settings.SIP_UNROUTED_STATUS}")
+        return _finish(
+            call,
+            Call.Status.REJECTED,
+            outcome=f"No route: rejected with {status_code}",
+            audit_kind=AuditEvent.Kind.CALL_REJECTED,
+            audit_payload={"reason": "no route", "status_code": status_code},
+        )
     config = route_config(route) if route is not None else session_config(servers=[])
     if route is None:
         # Referring needs an answered call; accept it bare (no tools) and pass it on at once.
@@ -198,7 +215,15 @@ def answer_incoming(call: Call) -> Call:
     if route is None:
         target = settings.SIP_UNROUTED_REFER_TO
         calls.refer(call.call_id, target_uri=target)
-        return _finish(call, Call.Status.REFERRED, outcome=f"No route: transferred to {target}", refer_target=target)
+        return _finish(
+            call,
+            Call.Status.REFERRED,
+            outcome=f"No route: transferred to {target}",
+            refer_target=target,
+            audit_kind=AuditEvent.Kind.CALL_TRANSFERRED,
+            # Accepted bare (no tools, no session) only to be passed on.
+            audit_payload={"reason": "no route", "target_uri": target},
+        )
     metadata = {**(route.metadata or {}), "from": call.from_number, "to": call.to_number}
     return _open(call, label=route.label, metadata=metadata, model=config["model"], route=route)
 
@@ -215,15 +240,42 @@ def _open(call: Call, *, label: str, metadata: dict[str, Any], model: str, route
         if not won:
             services.close_session(session, code=None, reason="The call ended before it was answered.")
         else:
+            if call.kind == Call.Kind.SIP:
+                # A browser call is created by the browser; only a SIP call is accepted by us.
+                audit.record(
+                    kind=AuditEvent.Kind.CALL_ACCEPTED,
+                    session=session,
+                    actor_label=BY_ROUTING,
+                    payload={**_call_payload(call), "route": route.name if route is not None else None},
+                )
             transaction.on_commit(partial(nudge_bridge, call.pk), robust=True)
     call.refresh_from_db()
     return call
 
 
-def _finish(call: Call, status: str, *, outcome: str, refer_target: str = "") -> Call:
-    Call.objects.filter(pk=call.pk, status=Call.Status.INCOMING).update(
-        status=status, outcome=outcome[:200], refer_target=refer_target[:200], ended_at=timezone.now()
-    )
+def _call_payload(call: Call) -> dict[str, Any]:
+    return {"call_id": call.call_id, "kind": call.kind, "from": call.from_number, "to": call.to_number}
+
+
+def _finish(
+    call: Call,
+    status: str,
+    *,
+    outcome: str,
+    refer_target: str = "",
+    audit_kind: str | None = None,
+    audit_payload: dict[str, Any] | None = None,
+) -> Call:
+    """A ringing call ends without a session (rejected, passed on, gone): mark it, and write the
+    audit row of the call-control action that ended it, if any."""
+    with transaction.atomic():
+        won = Call.objects.filter(pk=call.pk, status=Call.Status.INCOMING).update(
+            status=status, outcome=outcome[:200], refer_target=refer_target[:200], ended_at=timezone.now()
+        )
+        if won and audit_kind is not None:
+            audit.record(
+                kind=audit_kind, actor_label=BY_ROUTING, payload={**_call_payload(call), **(audit_payload or {})}
+            )
     call.refresh_from_db()
     return call
 
@@ -236,23 +288,47 @@ def end_call(call_pk: int, *, status: str = Call.Status.ENDED, outcome: str, cod
     which cancels its pending requests (approvals.services.close_session). Idempotent: False
     when it had ended already (its session is closed again, a no-op).
 
-    A staff action notes why before it calls OpenAI (`_note_action`); the bridge, which sees the
-    sideband close a moment later and may get here first, then records that reason, not its own."""
+    A staff action notes why (and who) before it calls OpenAI (`_note_action`); the bridge, which
+    sees the sideband close a moment later and may get here first, then records that reason, not
+    its own, and writes the staff action's audit row (CALL_HUNG_UP or CALL_TRANSFERRED)."""
     with transaction.atomic():
-        noted = Call.objects.filter(pk=call_pk, status=Call.Status.ACCEPTED).values("outcome", "refer_target").first()
-        if noted and noted["outcome"]:
+        noted = (
+            Call.objects.filter(pk=call_pk, status=Call.Status.ACCEPTED)
+            .values("outcome", "refer_target", "action_by")
+            .first()
+        )
+        staff_action = bool(noted and noted["outcome"])
+        if noted and staff_action:
             outcome = noted["outcome"]
             status = Call.Status.REFERRED if noted["refer_target"] else Call.Status.ENDED
         # Conditional on in progress: of the staff action and the bridge, the first one ends it.
         won = Call.objects.filter(pk=call_pk, status=Call.Status.ACCEPTED).update(
             status=status, outcome=outcome[:200], ended_at=timezone.now()
         )
-        call = Call.objects.select_related("session").get(pk=call_pk)
+        call = Call.objects.select_related("session", "action_by").get(pk=call_pk)
         if call.session is not None:
+            # Closing first: it locks the session's pending requests before it writes to the audit
+            # chain (approvals/audit.py lock order), which the row below then extends.
             services.close_session(call.session, code=code, reason=call.outcome or outcome)
             if won:
                 transaction.on_commit(partial(announce_session, call.session.pk), robust=True)
+        if won and staff_action:
+            _audit_staff_action(call)
     return bool(won)
+
+
+def _audit_staff_action(call: Call) -> None:
+    by = call.action_by
+    payload = {**_call_payload(call), "outcome": call.outcome}
+    if call.refer_target:
+        payload["target_uri"] = call.refer_target
+    audit.record(
+        kind=AuditEvent.Kind.CALL_TRANSFERRED if call.refer_target else AuditEvent.Kind.CALL_HUNG_UP,
+        session_id=call.session_id,
+        actor=by,
+        actor_label=services.user_label(by) if by is not None else "",
+        payload=payload,
+    )
 
 
 def announce_session(session_id: int) -> None:
@@ -262,23 +338,23 @@ def announce_session(session_id: int) -> None:
         events.request_changed(pk)
 
 
-def _note_action(call: Call, *, outcome: str, refer_target: str = "") -> None:
+def _note_action(call: Call, *, by: User, outcome: str, refer_target: str = "") -> None:
     if not Call.objects.filter(pk=call.pk, status=Call.Status.ACCEPTED).update(
-        outcome=outcome[:200], refer_target=refer_target[:200]
+        outcome=outcome[:200], refer_target=refer_target[:200], action_by=by
     ):
         call.refresh_from_db()
         raise CallError(f"The call is {call.get_status_display().lower()}, not in progress.")
 
 
 def _forget_action(call: Call) -> None:
-    Call.objects.filter(pk=call.pk, status=Call.Status.ACCEPTED).update(outcome="", refer_target="")
+    Call.objects.filter(pk=call.pk, status=Call.Status.ACCEPTED).update(outcome="", refer_target="", action_by=None)
 
 
-def hang_up(call: Call, *, by_label: str) -> Call:
+def hang_up(call: Call, *, by: User) -> Call:
     """Staff end a call in progress. Raises CallError when it is not in progress, or when
-    OpenAI refuses (the call then stays as it was)."""
-    outcome = f"Hung up by {by_label}"
-    _note_action(call, outcome=outcome)
+    OpenAI refuses (the call then stays as it was). Side effect: audit CALL_HUNG_UP."""
+    outcome = f"Hung up by {services.user_label(by)}"
+    _note_action(call, by=by, outcome=outcome)
     try:
         openai_client().realtime.calls.hangup(call.call_id)
     except openai.NotFoundError:
@@ -291,15 +367,16 @@ def hang_up(call: Call, *, by_label: str) -> Call:
     return call
 
 
-def transfer(call: Call, *, target_uri: str, by_label: str) -> Call:
+def transfer(call: Call, *, target_uri: str, by: User) -> Call:
     """Staff transfer a SIP call (SIP REFER) to `tel:…` or `sip:…`. Raises CallError when it
-    is not a SIP call in progress, on a bad target, or when OpenAI refuses."""
+    is not a SIP call in progress, on a bad target, or when OpenAI refuses. Side effect: audit
+    CALL_TRANSFERRED."""
     if call.kind != Call.Kind.SIP:
         raise CallError("Only a SIP call can be transferred.")
     if not target_uri.startswith(("tel:", "sip:", "sips:")) or len(target_uri) > 200:
         raise CallError("The transfer target must be a tel: or sip: URI.")
-    outcome = f"Transferred to {target_uri} by {by_label}"
-    _note_action(call, outcome=outcome, refer_target=target_uri)
+    outcome = f"Transferred to {target_uri} by {services.user_label(by)}"
+    _note_action(call, by=by, outcome=outcome, refer_target=target_uri)
     try:
         openai_client().realtime.calls.refer(call.call_id, target_uri=target_uri)
     except openai.NotFoundError:

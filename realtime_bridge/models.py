@@ -109,8 +109,18 @@ class Call(models.Model):
     # staff action writes it (and refer_target) just before it asks OpenAI, see calls.end_call.
     outcome = models.CharField(max_length=200, blank=True)
     refer_target = models.CharField(max_length=200, blank=True)
+    # Who asked for that staff action: the audit row of the hang-up or transfer names them, and
+    # whichever of the staff action and the bridge ends the call first writes it (calls.end_call).
+    action_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(default=timezone.now)
     ended_at = models.DateTimeField(null=True, blank=True)
+    # The bridge process holding the call's sideband (`host:pid:nonce`) and until when: a
+    # bridge renews its leases every few seconds; another takes a call over once its lease has
+    # expired (realtime_bridge/sideband.py).
+    leased_by = models.CharField(max_length=100, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
 
     objects = CallQuerySet.as_manager()
 
@@ -147,6 +157,14 @@ class ResponsesRunQuerySet(models.QuerySet["ResponsesRun"]):
         pending = ApprovalRequest.objects.filter(session_id=models.OuterRef("session_id")).pending()
         return self.filter(state=ResponsesRun.State.WAITING).exclude(models.Exists(pending))
 
+    def lease_expired(self, now: Any) -> ResponsesRunQuerySet:
+        """Running runs nobody holds any more: their worker died (or lost its database) without
+        renewing the lease, or a retry after a transient error is due. (NULL: a run left running
+        before leases existed.)"""
+        return self.filter(state=ResponsesRun.State.RUNNING).filter(
+            Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now)
+        )
+
 
 class ResponsesRun(models.Model):
     """A text agent run on the Responses API. It pauses (`waiting`) on approval requests and
@@ -170,8 +188,20 @@ class ResponsesRun(models.Model):
     previous_response_id = models.CharField(max_length=200, blank=True)
     output_text = models.TextField(blank=True)
     output = models.JSONField(default=list, blank=True, help_text="The last response's output items.")
+    # Why it failed; while it is still running, the last transient error being retried.
     error = models.TextField(blank=True)
     steps = models.PositiveIntegerField(default=0, help_text="Responses API calls made so far.")
+    # The step in flight (runs.py): who holds it and until when (a heartbeat renews the lease
+    # while the call is out; after a transient error it is the time of the retry), how often it
+    # was taken up again, the request's input (the user's text, or the mcp_approval_response
+    # items), when that request last left (unless it is known not to have reached OpenAI), and
+    # the response, kept as soon as it arrives and until it is recorded.
+    lease_token = models.CharField(max_length=32, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    step_input = models.JSONField(null=True, blank=True)
+    step_sent_at = models.DateTimeField(null=True, blank=True)
+    step_response = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -180,7 +210,11 @@ class ResponsesRun(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["state"], condition=Q(state="waiting"), name="run_waiting")]
+        indexes = [
+            models.Index(fields=["state"], condition=Q(state="waiting"), name="run_waiting"),
+            # The sweep looks for running runs whose lease has expired, every second.
+            models.Index(fields=["lease_expires_at"], condition=Q(state="running"), name="run_running"),
+        ]
 
     def __str__(self) -> str:
         return f"Run #{self.pk} ({self.state})"
@@ -197,6 +231,7 @@ class ResponsesRun(models.Model):
             "output_text": self.output_text,
             "output": self.output,
             "error": self.error,
+            "attempts": self.attempts,
             "previous_response_id": self.previous_response_id,
             "approvals": [
                 {"id": r.pk, "upstream_id": r.upstream_id, "tool_name": r.tool_name, "status": r.status}

@@ -1,10 +1,16 @@
-"""The sideband bridge: one process (`manage.py run_bridge`) holding a `?call_id=` socket per
-live call (REALTIME_PROTOCOL.md section 8.1), catching approval requests exactly like the relay
+"""The sideband bridge: `manage.py run_bridge` processes holding a `?call_id=` socket per live
+call (REALTIME_PROTOCOL.md section 8.1), catching approval requests exactly like the relay
 (the shared realtime_bridge.session.UpstreamSession) and sending the decisions back.
 
-- Which calls: the database is the truth. On start and every RESCAN_SECONDS the bridge reads
-  the live calls (`Call.objects.live()`) and attaches to those it does not hold; a nudge on the
-  channel-layer group `calls.BRIDGE_CALLS_GROUP` after an accept only makes that immediate.
+- Which calls: the database is the truth, and each call is held by one bridge at a time, through
+  a lease on its row (`Call.leased_by`, `Call.lease_expires_at`, BRIDGE_LEASE_SECONDS). On start
+  and every tick (RESCAN_SECONDS, or a third of the lease if shorter) a bridge renews the leases
+  it holds and claims live calls that nobody holds (new ones, released ones, or ones whose
+  holder died and let its lease expire), up to its fair share (`_claim_calls`); each claim is a
+  conditional UPDATE, so of two bridges one wins. A nudge on the channel-layer group
+  `calls.BRIDGE_CALLS_GROUP` after an accept makes the claim immediate; the least busy bridge
+  tries first. A bridge detaches from a call it no longer holds (taken over while it could not
+  renew), and from all of them once it has not been able to renew for a whole lease.
 - Decisions: each attached session listens on its own channel, joined to
   `events.session_group(session_id)`, for the `relay.decision` nudge; the outbox poll and a
   drain on every (re)attach make up for a lost nudge or a decision made while the bridge was down.
@@ -12,7 +18,12 @@ live call (REALTIME_PROTOCOL.md section 8.1), catching approval requests exactly
   on a reattach, means the call is over: `calls.end_call` closes its session, which cancels its
   pending requests. Any other close (a network drop, a restart upstream) is retried with backoff.
 - A bridge that stops (SIGTERM) or dies leaves its calls live: they belong to the caller, not
-  to our socket, and the next bridge reattaches.
+  to our socket. One that stops releases its leases and nudges the other bridges, which attach at
+  once; one that dies leaves them to expire, and another bridge (or its own restart: a new
+  process is a new holder) takes them over then. Either way the new holder sends, on attach, the
+  decisions made meanwhile (the outbox). Within a lease's overlap (a holder frozen past its
+  lease, then back) two bridges may briefly both be attached; the holder that lost its lease
+  detaches at its next tick.
 """
 
 from __future__ import annotations
@@ -20,14 +31,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import os
+import secrets
+import socket
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from functools import partial
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
 
 from approvals import events
 from approvals.models import ApprovalRequest
@@ -38,6 +57,10 @@ from realtime_bridge.session import OUTBOX_POLL_SECONDS, UpstreamSession
 log = logging.getLogger(__name__)
 
 RESCAN_SECONDS = 5.0
+# A nudged call is claimed after a pause this long per call the bridge already holds, so that
+# the least busy bridge tends to win it; at most NUDGE_DELAY_MAX (the phone is still ringing).
+NUDGE_DELAY_PER_CALL = 0.02
+NUDGE_DELAY_MAX = 0.25
 RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)
 # Close codes of a sideband that mean "this call is over", not "try again".
 CALL_OVER_CODES = frozenset({1000, 4000})
@@ -52,14 +75,54 @@ def db(func: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
     return database_sync_to_async(func, thread_sensitive=False, executor=_DB_POOL)  # type: ignore[call-arg]
 
 
-def _live_calls() -> list[tuple[int, str, int]]:
-    return list(Call.objects.live().filter(session__isnull=False).values_list("pk", "call_id", "session_id"))
+def lease_seconds() -> float:
+    return float(max(1, settings.BRIDGE_LEASE_SECONDS))
 
 
-def _call_if_live(call_pk: int) -> tuple[int, str, int] | None:
-    return (
-        Call.objects.live().filter(pk=call_pk, session__isnull=False).values_list("pk", "call_id", "session_id").first()
-    )
+def _attachable() -> Any:
+    return Call.objects.live().filter(session__isnull=False)
+
+
+def _claimable(name: str, now: Any) -> Q:
+    """Nobody holds it, its holder let the lease expire, or it is ours already."""
+    return Q(leased_by="") | Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now) | Q(leased_by=name)
+
+
+def _claim_calls(name: str) -> list[tuple[int, str, int]]:
+    """Renew this bridge's leases and claim free calls up to its fair share: the live calls
+    divided by the bridges holding any (counting this one). A bridge that holds none counts
+    itself in, so no call is ever left out; one that holds its share leaves the rest to the
+    others. Returns the calls this bridge holds now."""
+    now = timezone.now()
+    until = now + timedelta(seconds=lease_seconds())
+    live = _attachable()
+    live.filter(leased_by=name).update(lease_expires_at=until)
+    holders = set(live.filter(lease_expires_at__gte=now).exclude(leased_by="").values_list("leased_by", flat=True))
+    total = live.count()
+    share = math.ceil(total / len(holders | {name})) if total else 0
+    room = share - live.filter(leased_by=name).count()
+    if room > 0:
+        candidates = live.filter(_claimable(name, now)).exclude(leased_by=name).order_by("pk")
+        free = list(candidates.values_list("pk", flat=True)[:room])
+        if free:
+            # Conditional again: another bridge may have claimed some since the read.
+            live.filter(pk__in=free).filter(_claimable(name, now)).update(leased_by=name, lease_expires_at=until)
+    return list(live.filter(leased_by=name).values_list("pk", "call_id", "session_id"))
+
+
+def _claim_call(name: str, call_pk: int) -> tuple[int, str, int] | None:
+    """Claim one call (a nudge). Returns it when this bridge holds it now."""
+    now = timezone.now()
+    live = _attachable().filter(pk=call_pk)
+    live.filter(_claimable(name, now)).update(leased_by=name, lease_expires_at=now + timedelta(seconds=lease_seconds()))
+    return live.filter(leased_by=name).values_list("pk", "call_id", "session_id").first()
+
+
+def _release_calls(name: str) -> list[int]:
+    """Let go of this bridge's calls (a clean stop): another bridge may claim them at once."""
+    held = list(Call.objects.filter(leased_by=name).values_list("pk", flat=True))
+    Call.objects.filter(pk__in=held, leased_by=name).update(leased_by="", lease_expires_at=None)
+    return held
 
 
 def _sessions_with_unsent(session_ids: list[int]) -> set[int]:
@@ -67,23 +130,39 @@ def _sessions_with_unsent(session_ids: list[int]) -> set[int]:
     return {session_id for (session_id,) in rows}
 
 
+def bridge_name() -> str:
+    """`host:pid:nonce`: which process holds a call (the nonce, because pids repeat)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"[:100]
+
+
 class Bridge:
     """Holds the sideband sessions of one process. `run()` until `stop` is set."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str | None = None) -> None:
+        self.name = name or bridge_name()
         self.tasks: dict[int, asyncio.Task[None]] = {}  # call pk → its attach loop
         self.sessions: dict[int, UpstreamSession] = {}  # call pk → its current socket's session
         self.stopping = False
         self.layer = get_channel_layer()
+        # Claims and the reconciliation of a tick do not interleave: a tick must not drop a call
+        # that a nudge claimed after the tick's read.
+        self.claim_lock = asyncio.Lock()
+        self.claims: set[asyncio.Task[None]] = set()  # nudged calls being claimed
+        self.renewed_at = time.monotonic()
+
+    @property
+    def tick_seconds(self) -> float:
+        return min(RESCAN_SECONDS, lease_seconds() / 3)
 
     async def run(self, stop: asyncio.Event) -> None:
+        log.info("bridge %s: started", self.name)
         listener = asyncio.create_task(self._listen_for_calls())
         poller = asyncio.create_task(self._poll_outboxes())
         try:
             while not stop.is_set():
                 await self.rescan()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), RESCAN_SECONDS)
+                    await asyncio.wait_for(stop.wait(), self.tick_seconds)
         finally:
             self.stopping = True
             await _cancel(listener)
@@ -91,13 +170,30 @@ class Bridge:
             await self.shutdown()
 
     async def rescan(self) -> None:
-        try:
-            live = await db(_live_calls)()
-        except Exception:
-            log.exception("bridge: could not read the live calls")
-            return
-        for call_pk, call_id, session_id in live:
-            self.ensure(call_pk, call_id, session_id)
+        """One tick: renew and claim leases, attach to the calls held, detach from the others."""
+        async with self.claim_lock:
+            try:
+                held = await db(_claim_calls)(self.name)
+            except Exception:
+                log.exception("bridge %s: could not renew its calls", self.name)
+                if time.monotonic() - self.renewed_at > lease_seconds():
+                    # Others may hold our calls by now: two sidebands on a call would both answer.
+                    await self._detach(set(self.tasks))
+                return
+            self.renewed_at = time.monotonic()
+            held_pks = {pk for pk, _, _ in held}
+            await self._detach(set(self.tasks) - held_pks)
+            for call_pk, call_id, session_id in held:
+                self.ensure(call_pk, call_id, session_id)
+
+    async def _detach(self, call_pks: set[int]) -> None:
+        """Stop holding these calls' sidebands (the calls stay live: another bridge has them, or
+        they ended)."""
+        for call_pk in call_pks:
+            task = self.tasks.pop(call_pk, None)
+            if task is not None and not task.done():
+                log.info("bridge %s: call %s is no longer held here; detaching", self.name, call_pk)
+                await _cancel(task)
 
     def ensure(self, call_pk: int, call_id: str, session_id: int) -> None:
         task = self.tasks.get(call_pk)
@@ -126,9 +222,25 @@ class Bridge:
                 await asyncio.sleep(1)
                 continue
             if message.get("type") == calls.BRIDGE_ATTACH:
-                found = await db(_call_if_live)(int(message["call"]))
-                if found:
-                    self.ensure(*found)
+                call_pk = int(message["call"])
+                if call_pk not in self.tasks:
+                    claim = asyncio.create_task(self._claim_nudged(call_pk))
+                    self.claims.add(claim)
+                    claim.add_done_callback(self.claims.discard)
+
+    async def _claim_nudged(self, call_pk: int) -> None:
+        # The least busy bridge tries first (module docstring); the claim decides.
+        await asyncio.sleep(min(NUDGE_DELAY_MAX, len(self.tasks) * NUDGE_DELAY_PER_CALL))
+        async with self.claim_lock:
+            if self.stopping or call_pk in self.tasks:
+                return
+            try:
+                found = await db(_claim_call)(self.name, call_pk)
+            except Exception:
+                log.exception("bridge %s: could not claim call %s", self.name, call_pk)
+                return
+            if found:
+                self.ensure(*found)
 
     async def _poll_outboxes(self) -> None:
         """One query a second for every held session, rather than one per session: decisions
@@ -225,10 +337,21 @@ class Bridge:
                 await self._drain(session)
 
     async def shutdown(self) -> None:
-        """Detach from every call, leaving the calls (and their sessions) live."""
+        """Detach from every call, leaving the calls (and their sessions) live, then release them
+        and tell the other bridges, so that one of them attaches at once."""
         self.stopping = True
-        for task in list(self.tasks.values()):
+        for task in [*self.claims, *self.tasks.values()]:
             await _cancel(task)
+        try:
+            released = await db(_release_calls)(self.name)
+        except Exception:
+            log.exception("bridge %s: could not release its calls; they pass on when the leases expire", self.name)
+            return
+        if self.layer is None:
+            return
+        for call_pk in released:
+            with contextlib.suppress(Exception):
+                await self.layer.group_send(calls.BRIDGE_CALLS_GROUP, {"type": calls.BRIDGE_ATTACH, "call": call_pk})
 
 
 async def _cancel(task: asyncio.Task[Any]) -> None:

@@ -1,8 +1,12 @@
 """Celery adapters for Responses API runs (house rule 7): ids in, one call into runs.py.
 
-Both triggers call the same idempotent step (`runs.advance` claims the run with a conditional
-UPDATE): the task queued when a run starts, and the beat sweep that resumes the waiting runs
-whose approvals are all decided (nobody listens to a Responses session's relay nudge).
+Every trigger calls the same idempotent step (`runs.advance` claims the run with a conditional
+UPDATE and a lease): the task queued when a run starts, the one queued after commit of a
+decision on one of its requests (realtime_bridge/signals.py), the retry countdown after a
+transient error, and the beat sweep, which heals all of them: waiting runs whose approvals are
+all decided, running runs whose lease expired (a dead worker, a retry that is due), queued
+runs whose task was lost. acks_late: a task whose worker died is delivered again, and finds the
+step done or takes it up (runs.py says which steps may be sent again).
 """
 
 from __future__ import annotations

@@ -135,7 +135,7 @@ def call_hangup(request: HttpRequest, pk: int) -> JsonResponse:
     if call is None:
         return _error("There is no such call.", 404)
     try:
-        call = calls.hang_up(call, by_label=services.user_label(request.user))
+        call = calls.hang_up(call, by=request.user)
     except calls.CallError as exc:
         return _error(str(exc), 409)
     return JsonResponse({"call": call.to_dict()})
@@ -151,7 +151,7 @@ def call_refer(request: HttpRequest, pk: int) -> JsonResponse:
     if not target:
         return _error("Give the number or SIP address to transfer to (target_uri).", 400)
     try:
-        call = calls.transfer(call, target_uri=target, by_label=services.user_label(request.user))
+        call = calls.transfer(call, target_uri=target, by=request.user)
     except calls.CallError as exc:
         return _error(str(exc), 409)
     return JsonResponse({"call": call.to_dict()})

@@ -25,6 +25,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "tool_result": ("ok", "protocol_error", "tool_execution_error", "http_error"),
     "deny_behavior": ("silent", "mcp_call_error"),
 }
+# The statuses a Responses API fault may answer with: what OpenAI answers when it is rate
+# limited, fails, or is overloaded (REALTIME_PROTOCOL.md does not cover them; OpenAI's error docs).
+FAULT_STATUSES = (429, 500, 502, 503, 504)
 
 
 @dataclass
@@ -61,6 +64,18 @@ class SimulatorConfig:
     # SIP: where to send realtime.call.incoming webhooks, and the Standard Webhooks secret.
     webhook_url: str = ""
     webhook_secret: str = ""
+    # Responses API faults (retry tests); also set at run time with POST /sim/responses/faults.
+    responses_fail_count: int = field(
+        default=0,
+        metadata={"help": "the next N POST /v1/responses fail with --responses-fail-status (default 0: none)"},
+    )
+    responses_fail_status: int = field(
+        default=500,
+        metadata={"help": f"the HTTP status of those failures: {', '.join(map(str, FAULT_STATUSES))} (default 500)"},
+    )
+    responses_latency: float = field(
+        default=0.0, metadata={"help": "seconds every POST /v1/responses waits before it is handled (default 0)"}
+    )
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -68,6 +83,10 @@ class SimulatorConfig:
             value = getattr(self, name)
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+        if self.responses_fail_status not in FAULT_STATUSES:
+            raise ValueError(f"responses_fail_status must be one of {FAULT_STATUSES}, not {self.responses_fail_status}")
+        if self.responses_fail_count < 0 or self.responses_latency < 0:
+            raise ValueError("responses_fail_count and responses_latency cannot be negative")
 
 
 def _env_name(name: str) -> str:
@@ -84,13 +103,18 @@ def parse_args(argv: list[str] | None = None) -> SimulatorConfig:
         default = getattr(defaults, f.name)
         env = os.environ.get(_env_name(f.name))
         flag = "--" + f.name.replace("_", "-")
+        help_text = f.metadata.get("help")
         if isinstance(default, bool):
             value = default if env is None else env.lower() in ("1", "true", "on", "yes")
-            parser.add_argument(flag, default=value, action=argparse.BooleanOptionalAction)
+            parser.add_argument(flag, default=value, action=argparse.BooleanOptionalAction, help=help_text)
         else:
             kind = type(default)
             parser.add_argument(
-                flag, type=kind, default=kind(env) if env is not None else default, choices=CHOICES.get(f.name)
+                flag,
+                type=kind,
+                default=kind(env) if env is not None else default,
+                choices=CHOICES.get(f.name),
+                help=help_text,
             )
     if os.environ.get("SIMULATOR_API_KEY") and not os.environ.get("SIM_API_KEY"):
         parser.set_defaults(api_key=os.environ["SIMULATOR_API_KEY"])

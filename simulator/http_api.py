@@ -5,7 +5,8 @@
     POST /v1/realtime/calls/{id}/accept       SIP call control (section 8.3)
     POST /v1/realtime/calls/{id}/reject|refer|hangup
     POST /v1/responses                        Responses API with MCP tools and approvals (section 9)
-    /sim/...                                  simulator controls: place a SIP call, make the caller talk or hang up
+    /sim/...                                  simulator controls: place a SIP call, make the caller talk or hang up,
+                                              make the next Responses calls fail or wait (/sim/responses/faults)
 
 Handlers find the process state at `request.app.state.sim` (a SimulatorState). Errors use OpenAI's JSON
 error shape `{"error": {"message", "type", "param", "code"}}` with OpenAI's status codes.
@@ -375,6 +376,7 @@ def call_to_dict(call: Call) -> dict[str, Any]:
         "sip_headers": call.sip_headers,
         "session_config": call.session_config,
         "has_session": call.session is not None,
+        "sidebands": call.session.socket_count if call.session is not None else 0,
         "refer_target": call.refer_target,
         "reject_status": call.reject_status,
         "created_at": call.created_at,
@@ -482,7 +484,7 @@ def _api(handler: Any) -> Any:
 
 
 def http_routes() -> list[BaseRoute]:
-    from simulator.responses_api import create_response, retrieve_response
+    from simulator.responses_api import create_response, faults_endpoint, retrieve_response
 
     post = ["POST"]
     return [
@@ -500,4 +502,5 @@ def http_routes() -> list[BaseRoute]:
         Route("/sim/calls/{call_id}/say", _api(sim_say), methods=post),
         Route("/sim/calls/{call_id}/hangup", _api(sim_caller_hangup), methods=post),
         Route("/sim/approvals", _api(sim_approvals), methods=["GET"]),
+        Route("/sim/responses/faults", _api(faults_endpoint), methods=["GET", "POST"]),
     ]

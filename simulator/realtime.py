@@ -100,6 +100,11 @@ class RealtimeSession:
         self._started = True
         self._apply_tools(self._initial_tools)
 
+    @property
+    def socket_count(self) -> int:
+        """How many sockets are attached now (for a call: its sidebands)."""
+        return len(self._sockets)
+
     async def attach(self, websocket: WebSocket) -> None:
         """Serve one accepted WebSocket on this session until it closes: session.created, then client events."""
         async with self._lock:

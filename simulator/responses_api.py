@@ -12,10 +12,16 @@ The "model" is the same script as the Realtime side (simulator/script.py): a use
 
 Errors inside an `mcp_call` use the Responses error union (section 7.3): `mcp_protocol_error`,
 `mcp_tool_execution_error`, `http_error`, not Realtime's names. Listing failure is HTTP 424.
+
+Faults for retry tests (state.ResponsesFaults): every request, once read, waits `latency` seconds,
+then, while `fail_count` is above zero, fails with `fail_status` and OpenAI's error body for it,
+before anything is processed or stored. A request whose client gave up during the latency is
+processed all the same.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import time
@@ -204,13 +210,67 @@ async def _run_call(
     return [call, _message(script.result_text(name, output, error))]
 
 
+# -- faults --------------------------------------------------------------------------------------
+
+# OpenAI's error bodies for these statuses (type, message, code) [OpenAI error-codes guide; the
+# 429 as the SDK's RateLimitError carries it].
+_FAULTS: dict[int, tuple[str, str, str | None]] = {
+    429: ("requests", "Rate limit reached for requests. Please try again in 1s.", "rate_limit_exceeded"),
+    500: ("server_error", "The server had an error while processing your request. Sorry about that!", None),
+    502: ("server_error", "Bad gateway.", None),
+    503: ("server_error", "The server is overloaded or not ready yet.", None),
+    504: ("server_error", "Gateway timeout.", None),
+}
+
+
+async def _apply_faults(sim: SimulatorState) -> None:
+    faults = sim.responses_faults
+    faults.received += 1
+    failing = faults.fail_count > 0
+    if failing:
+        faults.fail_count -= 1  # counted on arrival: concurrent requests each take their own
+    if faults.latency:
+        await asyncio.sleep(faults.latency)
+    if failing:
+        kind, message, code = _FAULTS[faults.fail_status]
+        raise ApiError(faults.fail_status, message, type=kind, code=code)
+
+
+async def faults_endpoint(request: Request) -> Response:
+    """`GET /sim/responses/faults`: the current faults and how many requests came;
+    `POST` with any of `fail_count`, `fail_status`, `latency` sets them (the rest stay)."""
+    sim: SimulatorState = request.app.state.sim
+    authenticate(request)
+    faults = sim.responses_faults
+    if request.method == "POST":
+        body = await json_body(request)
+        count, status, latency = (
+            body.get("fail_count", faults.fail_count),
+            body.get("fail_status", faults.fail_status),
+            body.get("latency", faults.latency),
+        )
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise ApiError(400, "'fail_count' must be 0 or more.", code="invalid_value", param="fail_count")
+        if status not in _FAULTS:
+            raise ApiError(
+                400, f"'fail_status' must be one of {sorted(_FAULTS)}.", code="invalid_value", param="fail_status"
+            )
+        if not isinstance(latency, int | float) or isinstance(latency, bool) or not 0 <= latency <= 600:
+            raise ApiError(400, "'latency' must be 0 to 600 seconds.", code="invalid_value", param="latency")
+        faults.fail_count, faults.fail_status, faults.latency = count, status, float(latency)
+    return JSONResponse(faults.to_dict())
+
+
 # -- the endpoint --------------------------------------------------------------------------------
 
 
 async def create_response(request: Request) -> Response:
     sim: SimulatorState = request.app.state.sim
     authenticate(request)
+    # The body first: a client that gives up during the latency has still sent its request,
+    # which is then processed all the same (as OpenAI would), unseen by that client.
     body = await json_body(request)
+    await _apply_faults(sim)
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise ApiError(400, "Missing required parameter: 'model'.", code="missing_required_parameter", param="model")

@@ -41,6 +41,25 @@ class ClientSecret:
 
 
 @dataclass
+class ResponsesFaults:
+    """What the next `POST /v1/responses` calls meet (knobs `--responses-fail-*`,
+    `--responses-latency`, or `POST /sim/responses/faults` at run time), and how many came."""
+
+    fail_count: int = 0
+    fail_status: int = 500
+    latency: float = 0.0
+    received: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "fail_count": self.fail_count,
+            "fail_status": self.fail_status,
+            "latency": self.latency,
+            "received": self.received,
+        }
+
+
+@dataclass
 class SimulatorState:
     config: SimulatorConfig
     calls: dict[str, Call] = field(default_factory=dict)
@@ -49,3 +68,11 @@ class SimulatorState:
     responses: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Every mcp_approval_response received over a Realtime socket, oldest first (bounded).
     approvals_received: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=10000))
+    responses_faults: ResponsesFaults = field(default_factory=ResponsesFaults)
+
+    def __post_init__(self) -> None:
+        self.responses_faults = ResponsesFaults(
+            fail_count=self.config.responses_fail_count,
+            fail_status=self.config.responses_fail_status,
+            latency=self.config.responses_latency,
+        )

@@ -96,6 +96,8 @@ def sip(stack, simulator, hotel_route):  # type: ignore[no-untyped-def]
         "OPENAI_BASE_URL": simulator.base_url,
         "OPENAI_API_KEY": simulator.api_key,
         "OPENAI_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        # A bridge that died holds its calls until its lease expires: keep that short here.
+        "BRIDGE_LEASE_SECONDS": "2",
     }
     web = stack.web(**env)
 

@@ -1,7 +1,8 @@
 """`python manage.py run_bridge`: the long-running sideband bridge (realtime_bridge/sideband.py).
 
-A thin async loop (STYLE.md 3.4): it holds the sideband sockets of every live call and stops
-cleanly on SIGTERM or SIGINT, leaving the calls live for the next bridge to reattach to.
+A thin async loop (STYLE.md 3.4): it holds the sideband sockets of the live calls it has a
+lease on, and stops cleanly on SIGTERM or SIGINT, leaving the calls live and released for
+another bridge to attach to. Several may run at once; each call is held by one of them.
 """
 
 from __future__ import annotations
@@ -29,6 +30,5 @@ class Command(BaseCommand):
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        log.info("bridge: started")
         await Bridge().run(stop)
         log.info("bridge: stopped")
