@@ -277,7 +277,9 @@ def test_concurrent_decisions_in_several_processes_leave_one_chain_that_verifies
     # 1 session + 5 shared requests + 4 writers * 15 * (requested + decided) + 5 shared decisions,
     # plus a "notified" row for each request whose dashboard broadcast went out (how many did
     # depends on each process's channel layer; the chain must hold them all the same).
-    assert AuditEvent.objects.exclude(kind="notified").count() == 1 + 5 + 4 * 15 * 2 + 5
+    # The session; each shared request's requested + policy_routed; each writer's request's
+    # requested + policy_routed + decided; one decision per shared request.
+    assert AuditEvent.objects.exclude(kind="notified").count() == 1 + 5 * 2 + 4 * 15 * 3 + 5
     assert [seq for seq, _, _ in rows] == list(range(1, len(rows) + 1))
     assert AuditEvent.objects.filter(kind="decided", request__upstream_id__startswith="shared").count() == 5
     assert verify_chain(trusted_keys=None).ok, verify_chain(trusted_keys=None).problem

@@ -101,7 +101,7 @@ def test_a_reviewer_searches_opens_a_case_and_exports_evidence_that_verifies(
 
     page.locator("#timeline").wait_for(timeout=10000)
     kinds = page.locator("#timeline li").evaluate_all("items => items.map(i => i.dataset.kind)")
-    assert kinds == ["session_opened", "requested", "notified", "decided", "sent", "mcp_call"]
+    assert kinds == ["session_opened", "requested", "policy_routed", "notified", "decided", "sent", "mcp_call"]
     timeline = page.locator("#timeline").inner_text()
     assert "by Alice" in timeline
     assert "Audit chain: intact." in page.locator("#chain-status").inner_text()
@@ -117,7 +117,7 @@ def test_a_reviewer_searches_opens_a_case_and_exports_evidence_that_verifies(
         download_link.click()
     path = tmp_path / "bundle.zip"
     info.value.save_as(path)
-    assert verify(str(path), sha256=digest).startswith("OK: 5 audit rows of 1 requests")
+    assert verify(str(path), sha256=digest).startswith("OK: 6 audit rows of 1 requests")
     with zipfile.ZipFile(path) as z:
         assert b"unlock_door" in z.read("rows.jsonl") and b"set_lights" not in z.read("rows.jsonl")
     page.close()
