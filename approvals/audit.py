@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
+from django.db.models.signals import post_save
 from django.utils import timezone
 
 from approvals.models import ApprovalRequest, AuditChainHead, AuditEvent, RealtimeSession
@@ -57,42 +58,80 @@ def record(
 ) -> AuditEvent:
     """Append one event to the audit chain. Call it inside the transaction of the change it
     records: it holds the chain lock until that transaction ends. `payload` must be JSON data."""
-    if request is not None:
-        request_id = request.pk
-    if session is not None:
-        session_id = session.pk
-    created_at = created_at or timezone.now()
-    # Stored exactly as hashed: what is read back later must hash the same (tuples → lists, …).
-    stored_payload = json.loads(chain.canonical(payload or {}))
-    p_hash = chain.payload_hash(stored_payload)
-    actor_id = actor.pk if actor is not None else None
-    with transaction.atomic():
-        head = _locked_head()
-        seq = head.seq + 1
-        c_hash = chain.content_hash(
-            seq=seq,
-            kind=str(kind),
-            at=chain.format_time(created_at),
-            request=request_id,
-            session=session_id,
-            actor=actor_id,
-            actor_label=actor_label,
-            payload_sha256=p_hash,
-        )
-        r_hash = chain.row_hash(head.row_hash, c_hash)
-        event = AuditEvent.objects.create(
-            kind=str(kind),
-            request_id=request_id,
-            session_id=session_id,
-            actor_id=actor_id,
-            actor_label=actor_label,
-            payload=stored_payload,
-            created_at=created_at,
-            seq=seq,
-            payload_hash=p_hash,
-            content_hash=c_hash,
-            prev_hash=head.row_hash,
-            row_hash=r_hash,
-        )
-        AuditChainHead.objects.filter(pk=HEAD_PK).update(seq=seq, row_hash=r_hash)
+    (event,) = record_many(
+        [
+            {
+                "kind": kind,
+                "request": request,
+                "request_id": request_id,
+                "session": session,
+                "session_id": session_id,
+                "actor": actor,
+                "actor_label": actor_label,
+                "payload": payload,
+                "created_at": created_at,
+            }
+        ]
+    )
     return event
+
+
+def record_many(entries: list[dict[str, Any]]) -> list[AuditEvent]:
+    """Append several events, in this order, under one take of the chain lock (each entry has
+    the keyword arguments of record()). One change that writes several rows (a request routed
+    and decided by a policy at once) costs one lock, one INSERT and one head update."""
+    # No savepoint of its own: inside the caller's transaction a failure here must fail that
+    # whole change anyway (no change without its audit row), and a savepoint would only add two
+    # statements to every transition. Outside one, this is the transaction.
+    with transaction.atomic(savepoint=False):
+        head = _locked_head()
+        seq, prev = head.seq, head.row_hash
+        rows = []
+        for entry in entries:
+            request, session, actor = entry.get("request"), entry.get("session"), entry.get("actor")
+            request_id = request.pk if request is not None else entry.get("request_id")
+            session_id = session.pk if session is not None else entry.get("session_id")
+            actor_id = actor.pk if actor is not None else None
+            created_at = entry.get("created_at") or timezone.now()
+            # Stored exactly as hashed: what is read back later must hash the same (tuples → lists, …).
+            stored_payload = json.loads(chain.canonical(entry.get("payload") or {}))
+            p_hash = chain.payload_hash(stored_payload)
+            seq += 1
+            kind, actor_label = str(entry["kind"]), entry.get("actor_label") or ""
+            c_hash = chain.content_hash(
+                seq=seq,
+                kind=kind,
+                at=chain.format_time(created_at),
+                request=request_id,
+                session=session_id,
+                actor=actor_id,
+                actor_label=actor_label,
+                payload_sha256=p_hash,
+            )
+            r_hash = chain.row_hash(prev, c_hash)
+            rows.append(
+                AuditEvent(
+                    kind=kind,
+                    request_id=request_id,
+                    session_id=session_id,
+                    actor_id=actor_id,
+                    actor_label=actor_label,
+                    payload=stored_payload,
+                    created_at=created_at,
+                    seq=seq,
+                    payload_hash=p_hash,
+                    content_hash=c_hash,
+                    prev_hash=prev,
+                    row_hash=r_hash,
+                )
+            )
+            prev = r_hash
+        if len(rows) == 1:
+            rows[0].save(force_insert=True)
+        else:
+            AuditEvent.objects.bulk_create(rows)
+            for row in rows:
+                # bulk_create sends no signals; listeners (realtime_bridge/signals.py) expect one per row.
+                post_save.send(sender=AuditEvent, instance=row, created=True, raw=False, using=row._state.db)
+        AuditChainHead.objects.filter(pk=HEAD_PK).update(seq=seq, row_hash=prev)
+    return rows

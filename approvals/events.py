@@ -81,9 +81,14 @@ def _group_send(group: str, message: dict[str, Any]) -> bool:
 def request_changed(request_id: int) -> bool:
     """Tell every dashboard the request's current state (reloaded now, so it is never staler
     than the commit that triggered it)."""
-    req = ApprovalRequest.objects.for_display().filter(pk=request_id).first()
+    req = ApprovalRequest.objects.for_one().filter(pk=request_id).first()
     if req is None:
         return False
+    return send_request(req)
+
+
+def send_request(req: ApprovalRequest) -> bool:
+    """Tell every dashboard this request's state (`req` loaded with for_one() or for_display())."""
     return _group_send(DASHBOARD, request_changed_message(req.to_dict(), audience=req.audience))
 
 

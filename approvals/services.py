@@ -102,13 +102,13 @@ def _notify_new(request_id: int) -> None:
     """After commit of a new request: put it on every dashboard, then record that staff were
     notified. The audit row follows the broadcast (its own transaction): it records an event
     that happened outside the database, and only once it has happened."""
-    if events.request_changed(request_id):
-        audience = ApprovalRequest.objects.filter(pk=request_id).values_list("audience", flat=True).first() or ""
-        groups = [name for name in audience.split(",") if name]
+    req = ApprovalRequest.objects.for_one().filter(pk=request_id).first()
+    if req is not None and events.send_request(req):
         audit.record(
             kind=AuditEvent.Kind.NOTIFIED,
             request_id=request_id,
-            payload={"group": events.DASHBOARD, "audience": groups or "any staff"},
+            session_id=req.session_id,
+            payload={"group": events.DASHBOARD, "audience": req.audience_groups or "any staff"},
         )
 
 
@@ -325,42 +325,46 @@ def open_request(
                 created_at=now,
                 **fields,
             )
-            audit.record(
-                kind=AuditEvent.Kind.REQUESTED,
-                request=req,
-                session=session,
-                actor_label=session.label,
-                payload={"item": raw_item, "timeout_seconds": first.seconds() if routing.outcome == policy.ASK else 0},
-                created_at=now,
-            )
-            audit.record(
-                kind=AuditEvent.Kind.POLICY_ROUTED,
-                request=req,
-                session=session,
-                actor_label=by_policy,
-                payload={
-                    "outcome": routing.outcome,
-                    "rule": routing.rule or None,
-                    "version": routing.version,
-                    "summary": routing.summary(),
-                    "note": routing.note,
-                    "plan": fields["plan"],
+            rows: list[dict[str, Any]] = [
+                {
+                    "kind": AuditEvent.Kind.REQUESTED,
+                    "actor_label": session.label,
+                    "payload": {
+                        "item": raw_item,
+                        "timeout_seconds": first.seconds() if routing.outcome == policy.ASK else 0,
+                    },
                 },
-                created_at=now,
-            )
+                {
+                    "kind": AuditEvent.Kind.POLICY_ROUTED,
+                    "actor_label": by_policy,
+                    "payload": {
+                        "outcome": routing.outcome,
+                        "rule": routing.rule or None,
+                        "version": routing.version,
+                        "summary": routing.summary(),
+                        "note": routing.note,
+                        "plan": fields["plan"],
+                    },
+                },
+            ]
+            if routing.outcome != policy.ASK:
+                rows.append(
+                    {
+                        "kind": AuditEvent.Kind.DECIDED,
+                        "actor_label": by_policy,
+                        "payload": {
+                            "approve": routing.outcome == policy.ALLOW,
+                            "reason": req.reason,
+                            "rule": routing.rule,
+                        },
+                    }
+                )
+            audit.record_many([{**row, "request": req, "session": session, "created_at": now} for row in rows])
             # Registered inside the savepoint so that they are dropped with it on a lost race.
             if routing.outcome == policy.ASK:
                 _on_commit(partial(_notify_new, req.pk))
                 _on_commit(partial(_schedule_expiry, req.pk, req.deadline))
             else:
-                audit.record(
-                    kind=AuditEvent.Kind.DECIDED,
-                    request=req,
-                    session=session,
-                    actor_label=by_policy,
-                    payload={"approve": routing.outcome == policy.ALLOW, "reason": req.reason, "rule": routing.rule},
-                    created_at=now,
-                )
                 _announce_answer(req, approve=routing.outcome == policy.ALLOW, reason=req.reason)
     except IntegrityError:
         existing = ApprovalRequest.objects.filter(session=session, upstream_id=upstream_id).first()
@@ -405,7 +409,7 @@ def decide(req: ApprovalRequest, *, approve: bool, by: User, reason: str = "") -
     # Lost. If it lost to a deadline whose task has not run yet, expire it now so that what we
     # tell the person is already true (a no-op when someone else won).
     expire_request(req.pk)
-    current = ApprovalRequest.objects.for_display().get(pk=req.pk)
+    current = ApprovalRequest.objects.for_one().get(pk=req.pk)
     raise TransitionError(closed_message(current), request=current)
 
 
@@ -468,7 +472,7 @@ def _vote(req: ApprovalRequest, *, by: User, reason: str) -> ApprovalRequest | N
             raise TransitionError(
                 f"You have already approved this request: it needs {locked.quorum_label or 'another approver'}, "
                 "and the same person cannot count twice.",
-                request=ApprovalRequest.objects.for_display().get(pk=req.pk),
+                request=ApprovalRequest.objects.for_one().get(pk=req.pk),
             )
         votes = [
             *(locked.votes or []),

@@ -90,7 +90,7 @@ def decide(request: HttpRequest, pk: int) -> JsonResponse:
         return _error(str(e), 403)
     # 200 with the request as it is now: decided, or still pending with this approval counted
     # toward its quorum (request.policy.quorum_label says how far).
-    return JsonResponse({"request": ApprovalRequest.objects.for_display().get(pk=req.pk).to_dict()})
+    return JsonResponse({"request": ApprovalRequest.objects.for_one().get(pk=req.pk).to_dict()})
 
 
 @require_POST

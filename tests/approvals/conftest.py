@@ -77,6 +77,7 @@ def effects(monkeypatch: pytest.MonkeyPatch) -> Effects:
         return True
 
     monkeypatch.setattr(events, "request_changed", request_changed)
+    monkeypatch.setattr(events, "send_request", lambda req: request_changed(req.pk))
     monkeypatch.setattr(events, "relay_decision", relay_decision)
     monkeypatch.setattr(events, "session_requests_changed", record.session_cards.append)
     return record

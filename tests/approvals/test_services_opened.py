@@ -24,7 +24,7 @@ def test_a_new_request_is_recorded_as_notified_once_it_reached_the_dashboards(
 def test_no_notified_row_when_the_broadcast_failed(make_request, monkeypatch, django_capture_on_commit_callbacks):
     from approvals import events
 
-    monkeypatch.setattr(events, "request_changed", lambda pk: False)
+    monkeypatch.setattr(events, "send_request", lambda req: False)
     with django_capture_on_commit_callbacks(execute=True):
         req = make_request()
     assert not AuditEvent.objects.filter(request=req, kind="notified").exists()
