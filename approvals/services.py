@@ -254,6 +254,30 @@ def _audience(groups: list[str]) -> str:
     return f",{','.join(groups)}," if groups else ""
 
 
+def _route(
+    session: RealtimeSession, server_label: str, tool_name: str, arguments: str, now: datetime
+) -> policy.Routing:
+    """What the policy in force says about this call in this session now (drift included)."""
+    return policy.current().route(
+        policy.Call(
+            server_label=server_label,
+            tool_name=tool_name,
+            arguments=arguments,
+            session_label=session.label,
+            session_kind=session.kind,
+            metadata=session.metadata or {},
+            at=now,
+        ),
+        drifted=policy.is_drifted(server_label, tool_name),
+    )
+
+
+def _call_output(item: dict[str, Any]) -> str | None:
+    """An mcp_call item's output as stored: text as given, anything else as JSON."""
+    output = item.get("output")
+    return output if output is None or isinstance(output, str) else json.dumps(output)
+
+
 def open_request(
     *,
     session: RealtimeSession,
@@ -273,18 +297,7 @@ def open_request(
     if existing is not None:
         return existing, False
     now = timezone.now()
-    routing = policy.current().route(
-        policy.Call(
-            server_label=server_label,
-            tool_name=tool_name,
-            arguments=arguments,
-            session_label=session.label,
-            session_kind=session.kind,
-            metadata=session.metadata or {},
-            at=now,
-        ),
-        drifted=policy.is_drifted(server_label, tool_name),
-    )
+    routing = _route(session, server_label, tool_name, arguments, now)
     server = McpServer.objects.filter(label=server_label).first()
     first = routing.steps[0]
     fields: dict[str, Any] = {
@@ -660,9 +673,7 @@ def record_mcp_call(*, session: RealtimeSession, item: dict[str, Any]) -> Approv
     req = ApprovalRequest.objects.filter(session=session, upstream_id=upstream_id).first()
     if req is None:
         return None
-    output = item.get("output")
-    if output is not None and not isinstance(output, str):
-        output = json.dumps(output)
+    output = _call_output(item)
     now = timezone.now()
     with transaction.atomic():
         # Conditional on call_recorded_at IS NULL: the first report of the call is the record;
@@ -706,24 +717,11 @@ def record_unasked_call(*, session: RealtimeSession, item: dict[str, Any]) -> tu
     tool_name = str(item.get("name") or "")[:128]
     arguments = str(item.get("arguments") or "")
     now = timezone.now()
-    routing = policy.current().route(
-        policy.Call(
-            server_label=server_label,
-            tool_name=tool_name,
-            arguments=arguments,
-            session_label=session.label,
-            session_kind=session.kind,
-            metadata=session.metadata or {},
-            at=now,
-        ),
-        drifted=policy.is_drifted(server_label, tool_name),
-    )
+    routing = _route(session, server_label, tool_name, arguments, now)
     server = McpServer.objects.filter(label=server_label).first()
     expected = routing.outcome == policy.ALLOW
     note = "" if expected else f"ran without asking, but the policy says {routing.summary()}"
-    output = item.get("output")
-    if output is not None and not isinstance(output, str):
-        output = json.dumps(output)
+    output = _call_output(item)
     try:
         with transaction.atomic():
             req = ApprovalRequest.objects.create(

@@ -82,7 +82,7 @@ class Guest(threading.Thread):
     def run(self) -> None:
         try:
             with self.client.realtime.connect(model="gpt-realtime") as conn:
-                asked = answered = False
+                asked = answered = ran = False
                 for event in conn:
                     self.events.append((time.time(), event))
                     if event.type == "mcp_list_tools.completed" and not asked:
@@ -99,6 +99,10 @@ class Guest(threading.Thread):
                         answered = True
                     if answered and event.type == "response.done":
                         break  # the follow-up the relay asked for: the model told the guest
+                    if event.type == "conversation.item.done" and event.item.type == "mcp_call":
+                        ran = True
+                    if ran and event.type == "conversation.item.done" and event.item.type == "message":
+                        break  # a tool that ran without asking (require_approval.never), then the model spoke
         except BaseException as exc:
             self.error = exc
         finally:

@@ -5,17 +5,15 @@ a CEL condition decides refunds by amount, and a two-person rule needs two manag
 
 from __future__ import annotations
 
-import threading
 import time
 
 import httpx
 import pytest
 from django.contrib.auth.models import Group
-from openai import OpenAI
 
 from approvals import services
 from approvals.models import ApprovalRequest, AuditEvent, McpServer
-from tests.e2e.test_browser_approval import SIM_KEY, sim_url  # noqa: F401 (a fixture)
+from tests.e2e.test_browser_approval import SIM_KEY, Guest, sim_url  # noqa: F401 (a fixture)
 from tests.e2e.test_relay_processes import Staff, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -40,52 +38,6 @@ rules:
     deadline_seconds: 60
     on_deadline: deny
 """
-
-
-class Guest(threading.Thread):
-    """A guest's device on the official SDK: once the tools are listed, says `command`, and
-    records every event until the model has spoken after the tool call (or the denial)."""
-
-    def __init__(self, web_url: str, token: str, command: str) -> None:
-        super().__init__(daemon=True)
-        self.client = OpenAI(api_key=token, base_url=f"{web_url}/v1")
-        self.command = command
-        self.events: list[object] = []
-        self.tools: list[dict] = []
-        self.finished = threading.Event()
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            with self.client.realtime.connect(model="gpt-realtime") as conn:
-                asked = ran = False
-                for event in conn:
-                    self.events.append(event)
-                    if event.type == "mcp_list_tools.completed" and not asked:
-                        asked = True
-                        conn.conversation.item.create(
-                            item={
-                                "type": "message",
-                                "role": "user",
-                                "content": [{"type": "input_text", "text": self.command}],
-                            }
-                        )
-                        conn.response.create()
-                    if event.type == "conversation.item.done" and event.item.type in ("mcp_call",):
-                        ran = True
-                    if ran and event.type == "conversation.item.done" and event.item.type == "message":
-                        break  # the model told the guest how it went
-        except BaseException as exc:
-            self.error = exc
-        finally:
-            self.finished.set()
-
-    def items(self, kind: str) -> list:
-        return [e.item for e in self.events if e.type == "conversation.item.done" and e.item.type == kind]
-
-    def join_done(self, timeout: float = 30) -> None:
-        assert self.finished.wait(timeout), "the guest's conversation did not finish"
-        assert self.error is None, self.error
 
 
 @pytest.fixture
@@ -115,6 +67,15 @@ def guest_says(web_url: str, command: str) -> Guest:
     return guest
 
 
+def done(guest: Guest, timeout: float = 30) -> None:
+    assert guest.finished.wait(timeout), "the guest's conversation did not finish"
+    assert guest.error is None, guest.error
+
+
+def items(guest: Guest, kind: str) -> list:
+    return [item for _, item in guest.items(kind)]
+
+
 def sim_approvals(sim: str) -> list[dict]:
     return httpx.get(f"{sim.removesuffix('/v1')}/sim/approvals", headers={"Authorization": f"Bearer {SIM_KEY}"}).json()[
         "data"
@@ -124,10 +85,10 @@ def sim_approvals(sim: str) -> list[dict]:
 def test_an_allowed_tool_runs_with_no_approval_round_trip_and_is_still_recorded(hotel_stack, sim_url):  # noqa: F811
     web, _hotel = hotel_stack
     guest = guest_says(web.url, 'call hotel get_room_status {"room": "1204"}')
-    guest.join_done()
+    done(guest)
     # OpenAI received the compiled entry: get_room_status in require_approval.never.
-    assert guest.items("mcp_approval_request") == []
-    (call,) = guest.items("mcp_call")
+    assert items(guest, "mcp_approval_request") == []
+    (call,) = items(guest, "mcp_call")
     assert call.name == "get_room_status" and call.approval_request_id is None and call.output
     assert sim_approvals(sim_url) == []
     # Recorded anyway, for the reviewers: approved by the rule, with what ran.
@@ -147,8 +108,8 @@ def test_a_condition_approves_a_refund_of_20_at_once(hotel_stack, sim_url):  # n
     guest = guest_says(
         web.url, 'call hotel issue_refund {"room": "1204", "amount": 20, "currency": "EUR", "reason": "Noisy AC"}'
     )
-    guest.join_done()
-    (asked,) = guest.items("mcp_approval_request")
+    done(guest)
+    (asked,) = items(guest, "mcp_approval_request")
     req = ApprovalRequest.objects.get(upstream_id=asked.id)
     assert (req.status, req.rule_label, req.decided_by_label) == (
         Status.APPROVED,
@@ -188,7 +149,7 @@ def test_a_refund_of_200_goes_to_managers_and_needs_two_different_ones(hotel_sta
 
     second = Staff(web.url, "max", password).decide(req.pk, "approve", "Agreed")
     assert second.status_code == 200 and second.json()["request"]["status"] == "approved"
-    guest.join_done()
+    done(guest)
     (answer,) = sim_approvals(sim_url)
     assert (answer["approval_request_id"], answer["approve"]) == (req.upstream_id, True)
     refunds = [a for a in hotel.state()["activity"] if a["action"] == "issue_refund"]
