@@ -394,3 +394,54 @@ def test_a_changed_tool_seen_in_a_listing_suspends_its_allow_rule(people, make_r
     from django.utils import timezone
 
     assert services.store_tools(server, [probed], now=timezone.now()) == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_three_managers_approving_at_once_make_one_decision_with_two_distinct_approvers(
+    django_user_model, effects, monkeypatch
+):
+    import threading
+
+    from django.db import connection
+
+    monkeypatch.setattr("approvals.tasks.expire_request.apply_async", lambda *a, **k: None)
+    managers = Group.objects.create(name="managers")
+    trio = []
+    for name in ("mia", "max", "moe"):
+        user = django_user_model.objects.create_user(name, is_staff=True, first_name=name.title())
+        user.groups.add(managers)
+        trio.append(user)
+    services.import_policies(
+        "rules:\n  - {label: two, tool: '*', outcome: ask, approvers: managers, quorum: 2}\n", by=None, source="t"
+    )
+    session = services.open_session(kind="relay", label="Room 1204", metadata={})
+    req, _ = services.open_request(
+        session=session, upstream_id="mcpr_q", server_label="hotel", tool_name="t", arguments="{}", raw_item={}
+    )
+    barrier = threading.Barrier(3)
+    outcomes: dict[str, str] = {}
+
+    def click(user):  # type: ignore[no-untyped-def]
+        try:
+            barrier.wait()
+            result = services.decide(ApprovalRequest.objects.get(pk=req.pk), approve=True, by=user)
+            outcomes[user.username] = result.status
+        except TransitionError:
+            outcomes[user.username] = "told"
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=click, args=(user,)) for user in trio]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+
+    # The row lock counts them in turn: one vote, then the decision; the third is told.
+    assert sorted(outcomes.values()) == ["approved", "pending", "told"]
+    req.refresh_from_db()
+    assert req.status == Status.APPROVED and len(req.votes) == 2
+    assert len({v["user_id"] for v in req.votes}) == 2
+    assert AuditEvent.objects.filter(request=req, kind=Kind.DECIDED).count() == 1
+    assert AuditEvent.objects.filter(request=req, kind=Kind.VOTED).count() == 1
+    assert len(effects.relay) == 1
