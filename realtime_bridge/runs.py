@@ -412,6 +412,9 @@ def _record(run: ResponsesRun, token: str, response: dict[str, Any]) -> Response
                 )
             elif kind == "mcp_call" and item.get("approval_request_id"):
                 services.record_mcp_call(session=session, item=item)
+            elif kind == "mcp_call":
+                # A tool the policy lets run without asking (require_approval.never): still recorded.
+                services.record_unasked_call(session=session, item=item)
             elif kind == "message" and item.get("role") == "assistant":
                 text = " ".join(
                     part.get("text", "") for part in item.get("content") or [] if part.get("type") == "output_text"

@@ -83,3 +83,24 @@ def test_a_queued_run_whose_task_was_lost_is_picked_up_by_the_sweep(db, token):
     run = runs.start_run(input="Hello", token=token)
     assert runs.runs_to_advance(now=timezone.now()) == []
     assert runs.runs_to_advance(now=timezone.now() + runs.REQUEUE_AFTER + timedelta(seconds=1)) == [run.pk]
+
+
+def test_a_run_follows_the_policy_allowed_tools_run_without_asking_and_are_recorded(hotel, token):
+    server = services.register_mcp_server(label="hotel", url=hotel.mcp_url, headers=dict(hotel.headers))[0]
+    assert services.probe_mcp_server(server, by=None).ok  # the registry learns the tools
+    services.import_policies(
+        "rules:\n  - {label: status, server: hotel, tool: get_room_status, outcome: allow}\n"
+        "  - {label: no-doors, server: hotel, tool: unlock_door, outcome: deny, reason: At the desk only.}\n",
+        by=None,
+        source="test",
+    )
+    # Compiled `never`: the Responses API runs the tool with no approval request at all.
+    run = runs.advance(runs.start_run(input='call hotel get_room_status {"room": "1204"}', token=token).pk)
+    assert run.state == "completed"
+    (req,) = ApprovalRequest.objects.filter(session=run.session)
+    assert (req.tool_name, req.status, req.rule_label) == ("get_room_status", "approved", "status")
+    assert req.call_recorded_at is not None and req.call_output
+    # Always denied: left out of allowed_tools, so the model cannot even ask for it.
+    run = runs.advance(runs.start_run(input=UNLOCK, token=token).pk)
+    assert run.state == "completed" and not ApprovalRequest.objects.filter(session=run.session).exists()
+    assert hotel.state()["rooms"]["1204"]["door_locked"] is True
