@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import re
 import time
 from http.cookies import SimpleCookie
@@ -42,19 +43,31 @@ async def login(base: str, username: str, password: str) -> str:
 
 
 async def run(
-    base: str, token: str, cookie: str, n_dashboards: int, n_requests: int, sim_base: str, sim_key: str
+    base: str,
+    token: str,
+    cookie: str,
+    n_dashboards: int,
+    n_requests: int,
+    sim_base: str,
+    sim_key: str,
+    *,
+    relay_base: str | None = None,
+    dashboard_bases: list[str] | None = None,
 ) -> dict[str, list[float]]:
+    """`base` takes the decisions' POSTs; the guest connects to `relay_base` (default: base) and
+    the dashboards to `dashboard_bases` in turn (default: base)."""
     import httpx
     from openai import AsyncOpenAI
     from websockets.asyncio.client import connect
 
-    ws_base = base.replace("http://", "ws://")
     card_seen: dict[str, list[float]] = {}
     first_seen: dict[str, float] = {}
 
-    async def dashboard() -> None:
+    async def dashboard(on: str) -> None:
         async with connect(
-            f"{ws_base}/ws/dashboard/", additional_headers={"Cookie": cookie, "Origin": base}, max_size=None
+            f"{on.replace('http://', 'ws://')}/ws/dashboard/",
+            additional_headers={"Cookie": cookie, "Origin": on},
+            max_size=None,
         ) as ws:
             async for frame in ws:
                 now = time.monotonic()
@@ -65,7 +78,8 @@ async def run(
                     if match:
                         card_seen.setdefault(match.group(1), []).append(now)
 
-    dashboards = [asyncio.create_task(dashboard()) for _ in range(n_dashboards)]
+    spread = dashboard_bases or [base]
+    dashboards = [asyncio.create_task(dashboard(spread[i % len(spread)])) for i in range(n_dashboards)]
     await asyncio.sleep(1.0)  # every dashboard connected and holding its snapshot
     cookies = SimpleCookie(cookie)
     http = httpx.AsyncClient(
@@ -78,7 +92,7 @@ async def run(
     sim_http = httpx.AsyncClient(base_url=sim_base, headers={"Authorization": f"Bearer {sim_key}"})
     a_ms: list[float] = []
     b_ms: list[float] = []
-    client = AsyncOpenAI(api_key=token, base_url=f"{base}/v1", max_retries=0)
+    client = AsyncOpenAI(api_key=token, base_url=f"{relay_base or base}/v1", max_retries=0)
     async with client.realtime.connect(model="gpt-realtime") as conn:
         await conn.session.update(session={"type": "realtime", "output_modalities": ["text"]})
         async for event in conn:
@@ -148,7 +162,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--dashboards", type=int, nargs="+", default=[10, 100])
-    parser.add_argument("--servers", nargs="+", default=["daphne", "uvicorn"], choices=["daphne", "uvicorn"])
+    parser.add_argument(
+        "--servers",
+        nargs="+",
+        default=["daphne", "uvicorn"],
+        choices=["daphne", "uvicorn", "split"],
+        help="split: the guest on run_relay, the dashboards over Daphne processes (POSTs to the first)",
+    )
+    parser.add_argument("--dashboard-processes", type=int, default=2, help="with split: how many Daphne processes")
     args = parser.parse_args()
 
     sim_key = "sk-bench"
@@ -181,13 +202,32 @@ def main() -> None:
     with hotel, sim:
         print(f"approval latency over {args.requests} requests, ms (targets at N=100: p50 <= 15, p99 <= 50)")
         for server in args.servers:
-            port = free_port()
-            with asgi_server(server, port, env):
-                base = f"http://127.0.0.1:{port}"
+            ports = [free_port() for _ in range(1 + args.dashboard_processes)]
+            bases = [f"http://127.0.0.1:{p}" for p in ports]
+            if server == "split":
+                processes = [asgi_server("run_relay", ports[0], env)]
+                processes += [asgi_server("daphne", port, env) for port in ports[1:]]
+                base, relay_base, dashboard_bases = bases[1], bases[0], bases[1:]
+            else:
+                processes = [asgi_server(server, ports[0], env)]
+                base, relay_base, dashboard_bases = bases[0], None, None
+            with contextlib.ExitStack() as running:
+                for process in processes:
+                    running.enter_context(process)
                 cookie = asyncio.run(login(base, "bench", password))
                 for n in args.dashboards:
                     results = asyncio.run(
-                        run(base, token, cookie, n, args.requests, f"http://127.0.0.1:{sim_port}", sim_key)
+                        run(
+                            base,
+                            token,
+                            cookie,
+                            n,
+                            args.requests,
+                            f"http://127.0.0.1:{sim_port}",
+                            sim_key,
+                            relay_base=relay_base,
+                            dashboard_bases=dashboard_bases,
+                        )
                     )
                     a, b = results["a"], results["b"]
                     print(
