@@ -98,11 +98,12 @@ def _schedule_expiry(request_id: int, deadline: datetime) -> None:
     tasks.expire_request.apply_async((request_id,), countdown=countdown)
 
 
-def _notify_new(request_id: int) -> None:
+def _notify_new(request_id: int, created: ApprovalRequest | None = None) -> None:
     """After commit of a new request: put it on every dashboard, then record that staff were
     notified. The audit row follows the broadcast (its own transaction): it records an event
-    that happened outside the database, and only once it has happened."""
-    req = ApprovalRequest.objects.for_one().filter(pk=request_id).first()
+    that happened outside the database, and only once it has happened. `created` is the row as
+    the committed transaction wrote it (with its session and server): no need to read it back."""
+    req = created if created is not None else ApprovalRequest.objects.for_one().filter(pk=request_id).first()
     if req is not None and events.send_request(req):
         audit.record(
             kind=AuditEvent.Kind.NOTIFIED,
@@ -293,9 +294,8 @@ def open_request(
     row and False. Precondition: the session is open. Side effects: audit REQUESTED and
     POLICY_ROUTED (and DECIDED for allow/deny); after commit, for a pending request a dashboard
     event and the deadline task, for a decided one the relay nudge and a dashboard event."""
-    existing = ApprovalRequest.objects.filter(session=session, upstream_id=upstream_id).first()
-    if existing is not None:
-        return existing, False
+    # No look-up first: a replayed frame (rare) is caught by the unique constraint below, and
+    # the one query fewer is on the path of every card.
     now = timezone.now()
     routing = _route(session, server_label, tool_name, arguments, now)
     server = McpServer.objects.filter(label=server_label).first()
@@ -375,7 +375,7 @@ def open_request(
             audit.record_many([{**row, "request": req, "session": session, "created_at": now} for row in rows])
             # Registered inside the savepoint so that they are dropped with it on a lost race.
             if routing.outcome == policy.ASK:
-                _on_commit(partial(_notify_new, req.pk))
+                _on_commit(partial(_notify_new, req.pk, req))
                 _on_commit(partial(_schedule_expiry, req.pk, req.deadline))
             else:
                 _announce_answer(req, approve=routing.outcome == policy.ALLOW, reason=req.reason)
