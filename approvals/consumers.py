@@ -11,7 +11,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from approvals import events
-from approvals.models import ApprovalRequest
+from approvals.models import ApprovalRequest, audience_allows
 from config.consumers import LeanDispatchMixin
 
 
@@ -46,7 +46,7 @@ class DashboardConsumer(LeanDispatchMixin, AsyncJsonWebsocketConsumer):
         await self.channel_layer.group_discard(events.DASHBOARD, self.channel_name)
 
     async def approvals_request_changed(self, event: dict[str, Any]) -> None:
-        if events.audience_allows(event.get("audience", ""), superuser=self.superuser, groups=self.groups):
+        if audience_allows(event.get("audience", ""), superuser=self.superuser, groups=self.groups):
             await self.send(text_data=event["frame"])  # already the browser's JSON (events.py)
         else:
             # Not theirs (any more): an escalation moves the card to the next group's queue.

@@ -45,14 +45,6 @@ def request_removed_frame(request_id: int) -> str:
     return json.dumps({"type": "request_removed", "id": request_id}, separators=(",", ":"))
 
 
-def audience_allows(audience: str, *, superuser: bool, groups: frozenset[str]) -> bool:
-    """Whether a person with these groups may see and decide a request with this audience (the
-    rule of ApprovalRequest.may_decide, on the consumer's hot path without a query)."""
-    if superuser or not audience:
-        return True
-    return any(name in groups for name in audience.split(",") if name)
-
-
 def relay_decision_message(request_id: int, decision: dict[str, Any] | None = None) -> dict[str, Any]:
     """`decision` ({"upstream_id", "approve", "reason"}), when given, is what the transaction that
     sends this message committed (it is sent only after that commit), so the relay may send it

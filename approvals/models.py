@@ -353,6 +353,15 @@ def _run_dict(session: RealtimeSession) -> dict[str, Any] | None:
     }
 
 
+def audience_allows(audience: str, *, superuser: bool, groups: frozenset[str]) -> bool:
+    """Whether a person with these groups may see and decide a request whose current step has
+    this audience ("" = any staff member, else ",group,…,"). The one rule behind
+    ApprovalRequest.may_decide, the queue filter (visible_to) and the dashboard consumer."""
+    if superuser or not audience:
+        return True
+    return any(name in groups for name in audience.split(",") if name)
+
+
 class ApprovalRequestQuerySet(models.QuerySet["ApprovalRequest"]):
     def pending(self) -> ApprovalRequestQuerySet:
         return self.filter(status=ApprovalRequest.Status.PENDING)
@@ -579,15 +588,15 @@ class ApprovalRequest(models.Model):
         """The groups that may decide the current stage; [] = any staff member."""
         return [name for name in self.audience.split(",") if name]
 
-    def may_decide(self, user: Any, group_names: Any = None) -> bool:
-        """Whether `user` (active staff) may decide this request's current stage. `group_names`
-        spares the query when the caller already knows them."""
+    def may_decide(self, user: Any) -> bool:
+        """Whether `user` (active staff) may decide this request's current stage."""
         if not (user.is_active and user.is_staff):
             return False
         if user.is_superuser or not self.audience:
             return True
-        names = set(group_names) if group_names is not None else set(user.groups.values_list("name", flat=True))
-        return bool(names & set(self.audience_groups))
+        return audience_allows(
+            self.audience, superuser=False, groups=frozenset(user.groups.values_list("name", flat=True))
+        )
 
     def stage_votes(self) -> list[dict[str, Any]]:
         return [v for v in self.votes or [] if v.get("stage") == self.stage]

@@ -169,6 +169,12 @@ class Step:
 DEFAULT_STEPS = (Step(),)
 
 
+def describe_steps(steps: tuple[Step, ...]) -> str:
+    """'ask managers within 120 s, then escalate to …, then deny': an ask outcome in words."""
+    text = "ask " + ", then escalate to ".join(step.describe() for step in steps)
+    return f"{text}, then {steps[-1].on_deadline}"
+
+
 @dataclass
 class Rule:
     label: str
@@ -188,8 +194,7 @@ class Rule:
     def describe(self) -> str:
         if self.outcome != ASK:
             return "allow at once" if self.outcome == ALLOW else "deny at once"
-        text = "ask " + ", then escalate to ".join(step.describe() for step in self.steps)
-        return f"{text}, then {self.steps[-1].on_deadline}"
+        return describe_steps(self.steps)
 
     def to_document(self) -> dict[str, Any]:
         out: dict[str, Any] = {"label": self.label}
@@ -564,8 +569,7 @@ class Routing:
     def summary(self) -> str:
         rule = f"rule {self.rule}" if self.rule else "the default"
         if self.outcome == ASK:
-            steps = ", then escalate to ".join(s.describe() for s in self.steps)
-            return f"ask {steps}, then {self.steps[-1].on_deadline} ({rule})"
+            return f"{describe_steps(self.steps)} ({rule})"
         return f"{self.outcome} at once ({rule})"
 
 

@@ -957,6 +957,22 @@ def probe_mcp_server(server: McpServer, *, by: User | None) -> probe.ProbeResult
     return result
 
 
+def _take_definition(tool: McpTool, definition: dict[str, Any], digest: str, *, now: datetime) -> bool:
+    """A tool's definition changed (the caller saves): keep what an admin last reviewed next to
+    what the server now says, side by side, and flag it; a change back to the reviewed
+    definition clears the flag. Returns whether the tool is newly flagged."""
+    newly = tool.drifted_at is None
+    if newly:
+        tool.previous_definition, tool.previous_hash = tool.definition, tool.definition_hash
+        tool.drifted_at = now
+    tool.definition, tool.definition_hash = definition, digest
+    if tool.definition_hash == tool.previous_hash:
+        # Changed back to what was last reviewed: nothing left to review.
+        tool.drifted_at = None
+        return False
+    return newly
+
+
 def store_tools(server: McpServer, definitions: list[dict[str, Any]], *, now: datetime) -> list[str]:
     """Record the tools a probe listed. A known name with a new definition hash keeps the old
     definition beside the new one and is flagged (drifted_at) until mark_tool_reviewed; a name
@@ -984,14 +1000,7 @@ def store_tools(server: McpServer, definitions: list[dict[str, Any]], *, now: da
         tool.last_seen_at = now
         tool.removed_at = None
         if tool.definition_hash != digest:
-            # Keep what an admin last saw next to what the server now says, side by side.
-            if tool.drifted_at is None:
-                tool.previous_definition, tool.previous_hash = tool.definition, tool.definition_hash
-                tool.drifted_at = now
-            tool.definition, tool.definition_hash = definition, digest
-            if tool.definition_hash == tool.previous_hash:
-                # Changed back to what was last reviewed: nothing left to review.
-                tool.drifted_at = None
+            _take_definition(tool, definition, digest, now=now)
             drifted.append(name)
         tool.save()
     McpTool.objects.filter(server=server, removed_at__isnull=True).exclude(name__in=listed).update(removed_at=now)
@@ -1054,14 +1063,8 @@ def observe_listed_tools(*, server_label: str, tools: list[dict[str, Any]]) -> l
             digest = tool_definition_hash(definition)
             if digest == tool.definition_hash:
                 continue
-            newly = tool.drifted_at is None
-            if newly:
-                tool.previous_definition, tool.previous_hash = tool.definition, tool.definition_hash
-                tool.drifted_at = now
-            tool.definition, tool.definition_hash, tool.last_seen_at = definition, digest, now
-            if tool.definition_hash == tool.previous_hash:
-                tool.drifted_at = None
-                newly = False
+            tool.last_seen_at = now
+            newly = _take_definition(tool, definition, digest, now=now)
             tool.save()
             if newly:
                 flagged.append(tool.name)

@@ -131,6 +131,8 @@ async def serve_relay(host: str, port: int, *, ready: asyncio.Event | None = Non
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
+        # Only the main thread of a Unix process can take signals (ValueError/RuntimeError in a
+        # test's server thread, NotImplementedError on Windows): there, cancellation stops it.
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signum, stop.set)
     async with serve(
