@@ -1,9 +1,12 @@
 """Load generator of bench/relay_overhead.py, run in a process of its own.
 
 Opens --sessions Realtime sessions to --url, each streaming 20 ms audio frames (24 kHz PCM16,
-base64) 50 times a second; every 10th frame also sends a probe (`conversation.item.retrieve`
-of an unknown item, with an event_id) that the server answers at once with an `error`
-echoing that event_id. Prints one JSON line: the probes' round-trip times in ms.
+base64) 50 times a second; every --probe-every'th frame (10th by default) also sends a probe
+(`conversation.item.retrieve` of an unknown item, with an event_id) that the server answers at
+once with an `error` echoing that event_id. After a 2 s warm-up it prints {"phase": "measure"},
+at the end of the measured window {"phase": "end"} (so the caller can read CPU times over
+exactly that window), then one JSON line: the probes' round-trip times in ms and the frames
+sent in the window.
 Modes: --idle opens the sessions and holds them, silent, until stdin closes.
 """
 
@@ -32,8 +35,12 @@ async def open_session(url: str, key: str):  # type: ignore[no-untyped-def]
     return ws
 
 
-async def stream(ws, seconds: float, rtts: list[float], warmup: float, start: float) -> None:  # type: ignore[no-untyped-def]
+WARMUP = 2.0
+
+
+async def stream(ws, seconds: float, rtts: list[float], start: float, probe_every: int, counts: list[int]) -> None:  # type: ignore[no-untyped-def]
     sent: dict[str, float] = {}
+    warmup = WARMUP
 
     async def reader() -> None:
         async for frame in ws:
@@ -48,13 +55,16 @@ async def stream(ws, seconds: float, rtts: list[float], warmup: float, start: fl
     n = 0
     next_at = time.monotonic()
     end = start + warmup + seconds
-    while time.monotonic() < end:
+    while (now := time.monotonic()) < end:
+        measuring = now > start + warmup
         await ws.send(FRAME)
         n += 1
-        if n % 10 == 0:
+        if n % probe_every == 0:
             probe = f"probe_{id(ws)}_{n}"
             sent[probe] = time.monotonic()
             await ws.send(json.dumps({"type": "conversation.item.retrieve", "item_id": "nope", "event_id": probe}))
+            counts[0] += measuring
+        counts[0] += measuring
         next_at += 0.02
         await asyncio.sleep(max(0.0, next_at - time.monotonic()))
     await asyncio.sleep(0.5)
@@ -85,17 +95,29 @@ async def main() -> None:
     parser.add_argument("--key", required=True)
     parser.add_argument("--sessions", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--probe-every", type=int, default=10)
     parser.add_argument("--idle", action="store_true")
     args = parser.parse_args()
     if args.idle:
         await idle(args.url, args.key, args.sessions)
         return
     rtts: list[float] = []
+    counts = [0]  # client frames sent in the measured window
     sockets = await open_all(args.url, args.key, args.sessions)
     start = time.monotonic() + 0.5
+
+    async def phases() -> None:
+        await asyncio.sleep(start + WARMUP - time.monotonic())
+        print(json.dumps({"phase": "measure"}), flush=True)
+        await asyncio.sleep(start + WARMUP + args.seconds - time.monotonic())
+        print(json.dumps({"phase": "end"}), flush=True)
+
     # Each session starts at a random point of its 20 ms cycle, as independent guests would.
-    await asyncio.gather(*(stream(ws, args.seconds, rtts, 2.0, start + random.uniform(0, 0.02)) for ws in sockets))
-    print(json.dumps({"rtts": rtts}))
+    await asyncio.gather(
+        phases(),
+        *(stream(ws, args.seconds, rtts, start + random.uniform(0, 0.02), args.probe_every, counts) for ws in sockets),
+    )
+    print(json.dumps({"rtts": rtts, "frames": counts[0]}))
 
 
 if __name__ == "__main__":

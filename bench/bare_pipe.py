@@ -1,4 +1,7 @@
-"""The baseline of bench/relay_overhead.py: a bare websockets pipe, no Django, no checks."""
+"""The baseline of bench/relay_overhead.py: a bare websockets pipe, no Django, no checks.
+
+bare_pipe.py PORT UPSTREAM_URL API_KEY [uvloop]
+"""
 
 import asyncio
 import sys
@@ -25,4 +28,9 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    if sys.argv[4:] == ["uvloop"]:
+        import uvloop
+
+        uvloop.run(main())
+    else:
+        asyncio.run(main())

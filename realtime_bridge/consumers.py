@@ -21,6 +21,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from approvals import events
 from config.consumers import LeanDispatchMixin
 from realtime_bridge import handlers, outbound, protocol
+from realtime_bridge.client import UpstreamClosed
 from realtime_bridge.gate import Refused, RelayGate, client_close_code
 from realtime_bridge.session import UpstreamSession
 
@@ -61,18 +62,20 @@ class RelayConsumer(LeanDispatchMixin, AsyncWebsocketConsumer):
         core = self.core
         if core is None or self.closing:
             return
-        if text_data is None:
-            # OpenAI answers a binary frame with a non-fatal invalid_event error (section 1.1).
-            await core.upstream.send(bytes_data or b"")
-            return
-        if protocol.is_plain_audio_append(text_data):
-            await core.upstream.send(text_data)
-            return
-        to_upstream, errors = await self.gate.from_client(text_data)
-        for error in errors:
-            await self.send(text_data=error)
-        if to_upstream is not None:
-            await core.upstream.send(to_upstream)
+        try:
+            if text_data is None:
+                # OpenAI answers a binary frame with a non-fatal invalid_event error (section 1.1).
+                await core.upstream.send(bytes_data or b"")
+            elif protocol.is_plain_audio_append(text_data):
+                await core.upstream.send(text_data)
+            else:
+                to_upstream, errors = await self.gate.from_client(text_data)
+                for error in errors:
+                    await self.send(text_data=error)
+                if to_upstream is not None:
+                    await core.upstream.send(to_upstream)
+        except UpstreamClosed:
+            pass  # upstream went away under a send: _read_upstream sees it and closes the guest with its code
 
     # --- Upstream → client -----------------------------------------------------------------
 

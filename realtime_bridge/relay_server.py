@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from http import HTTPStatus
 from typing import Any
@@ -28,6 +29,7 @@ from websockets.http11 import Request, Response
 
 from approvals import events
 from realtime_bridge import handlers, outbound, protocol
+from realtime_bridge.client import UpstreamClosed
 from realtime_bridge.gate import MAX_CLIENT_MESSAGE_CHARS, Refused, RelayGate, client_close_code
 from realtime_bridge.routing import RelayOriginValidator
 
@@ -95,7 +97,8 @@ async def relay(ws: ServerConnection) -> None:
         code, note = client_close_code(closed.code)
         await ws.close(code, ": ".join(part for part in (note, closed.reason) if part))
 
-    tasks = [asyncio.create_task(decisions()), asyncio.create_task(upstream_to_client())]
+    reader = asyncio.create_task(upstream_to_client())
+    tasks = [asyncio.create_task(decisions()), reader]
     close_code: int | None = None
     try:
         async for message in ws:
@@ -111,6 +114,11 @@ async def relay(ws: ServerConnection) -> None:
                     await core.upstream.send(to_upstream)
     except ConnectionClosed:
         pass
+    except UpstreamClosed:
+        # Upstream went away under a send; the reader sees the same close and closes the guest
+        # with upstream's code, as for an idle guest.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.shield(reader), 5)
     except Exception:
         log.exception("run_relay: session %s failed", core.session_id)
         await ws.close(1011, "server_error")
@@ -126,8 +134,9 @@ async def relay(ws: ServerConnection) -> None:
         )
 
 
-async def serve_relay(host: str, port: int, *, ready: asyncio.Event | None = None) -> None:
-    """Serve until SIGTERM/SIGINT (or cancellation), then close every session cleanly."""
+async def serve_relay(host: str, port: int, *, ready: asyncio.Event | None = None, reuse_port: bool = False) -> None:
+    """Serve until SIGTERM/SIGINT (or cancellation), then close every session cleanly.
+    `reuse_port`: share the port with other processes (run_relay --workers)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -144,8 +153,16 @@ async def serve_relay(host: str, port: int, *, ready: asyncio.Event | None = Non
         max_size=MAX_CLIENT_MESSAGE_CHARS * 2,
         compression=None,  # realtime audio: no permessage-deflate, as the SDK connects
         ping_interval=20,
+        reuse_port=reuse_port,
     ) as server:
-        log.info("run_relay: serving %s on ws://%s:%s", PATH, host, port)
+        log.info(
+            "run_relay: serving %s on ws://%s:%s (process %s, %s loop)",
+            PATH,
+            host,
+            port,
+            os.getpid(),
+            type(loop).__module__.partition(".")[0],
+        )
         if ready is not None:
             ready.set()
         try:

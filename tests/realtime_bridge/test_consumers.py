@@ -1,10 +1,12 @@
 import asyncio
 import json
+import logging
 
 import pytest
 
 from approvals import services
 from approvals.models import ApprovalRequest, McpServer, RealtimeSession
+from realtime_bridge.session import UpstreamSession
 from tests.realtime_bridge.conftest import UPSTREAM_KEY, RelayClient, db, open_relay
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -329,6 +331,38 @@ async def test_an_upstream_close_code_daphne_cannot_send_reaches_the_client_in_t
             break
     assert (output["code"], output["reason"]) == (4012, "upstream closed with 1012: service restart")
     await relay.comm.disconnect(code=4012)
+
+
+async def test_audio_that_finds_upstream_closed_is_not_a_server_error(upstream, client_token, monkeypatch, caplog):
+    """The guest's frame can reach a closed upstream before the reader has seen the close:
+    that send must end nothing; the reader then closes the guest with upstream's code."""
+    reader_may_go = asyncio.Event()
+    read = UpstreamSession.read
+
+    async def late_read(self, **callbacks):  # type: ignore[no-untyped-def]
+        await reader_may_go.wait()
+        return await read(self, **callbacks)
+
+    monkeypatch.setattr(UpstreamSession, "read", late_read)
+    comm, connected, _ = await open_relay(client_token[1])
+    assert connected
+    for _ in range(100):
+        if upstream.connections:
+            break
+        await asyncio.sleep(0.05)
+    await upstream.connections[-1].close(code=1012, reason="service restart")
+    await asyncio.sleep(0.2)  # the relay's side of the socket has taken the close by now
+    await comm.send_to(text_data='{"type":"input_audio_buffer.append","audio":"' + "QUJD" * 300 + '"}')
+    await asyncio.sleep(0.2)  # the consumer has handled that frame by now
+    reader_may_go.set()
+    relay = RelayClient(comm)
+    for _ in range(20):
+        output = await relay.comm.receive_output(timeout=5)
+        if output["type"] == "websocket.close":
+            break
+    assert (output["code"], output["reason"]) == (4012, "upstream closed with 1012: service restart")
+    await comm.disconnect(code=4012)
+    assert not [r for r in caplog.records if r.name.startswith("realtime_bridge") and r.levelno >= logging.ERROR]
 
 
 def test_a_tool_seen_changed_in_a_listing_makes_the_relay_send_the_recompiled_tools(db):

@@ -1,11 +1,13 @@
 """run_relay: the relay on a plain websockets server, against the scripted upstream."""
 
 import asyncio
+import contextlib
 import json
+import logging
 
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from approvals import services
 from approvals.models import ApprovalRequest, McpServer, RealtimeSession
@@ -125,3 +127,30 @@ async def test_when_the_client_leaves_pending_requests_are_cancelled(relay_url, 
         await asyncio.sleep(0.05)
     assert req.status == "cancelled"
     assert upstream.closed
+
+
+async def test_upstream_closing_under_a_streaming_guest_closes_it_with_upstreams_code(
+    relay_url, upstream, client_token, caplog
+):
+    """Upstream may go away between two audio frames: the send that finds it closed must not
+    turn into a server error; the guest gets upstream's own close code, as when it is idle."""
+    headers = {"Authorization": f"Bearer {client_token[1]}"}
+    frame = '{"type":"input_audio_buffer.append","audio":"' + "QUJD" * 300 + '"}'
+    async with connect(relay_url + "?model=gpt-realtime", additional_headers=headers) as ws:
+        await recv_until(ws, "session.created")
+        await ws.send(frame)
+        await upstream.wait_for(lambda e: e.get("type") == "input_audio_buffer.append")
+
+        async def stream() -> None:
+            with contextlib.suppress(ConnectionClosed):
+                while True:
+                    await ws.send(frame)
+                    await asyncio.sleep(0)
+
+        streaming = asyncio.create_task(stream())
+        await asyncio.sleep(0.05)
+        await upstream.connections[-1].close(code=1012, reason="service restart")
+        await asyncio.wait_for(ws.wait_closed(), 5)
+        await streaming
+    assert (ws.close_code, ws.close_reason) == (1012, "service restart")
+    assert not [r for r in caplog.records if r.name.startswith("realtime_bridge") and r.levelno >= logging.ERROR]
