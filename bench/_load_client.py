@@ -52,7 +52,10 @@ async def stream(ws, seconds: float, rtts: list[float], start: float, probe_ever
 
     task = asyncio.create_task(reader())
     await asyncio.sleep(max(0.0, start - time.monotonic()))
-    n = 0
+    # Each session probes at its own frame of the cycle: with one shared count, every session
+    # would send its probe in the same 20 ms (200 non-audio events at once, every 200 ms at 200
+    # sessions), a burst no independent guests make, and the probes would mostly time it.
+    n = random.randrange(probe_every)
     next_at = time.monotonic()
     end = start + warmup + seconds
     while (now := time.monotonic()) < end:

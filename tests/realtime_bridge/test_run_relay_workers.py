@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
 
 import psutil
 import pytest
 from django.conf import settings
+from django.core.management import CommandError, call_command
 from websockets.asyncio.client import ClientConnection, connect
 
 from tests.plugins.processes import PYTHON, ServerProcess, free_port
@@ -88,3 +90,17 @@ async def test_workers_share_the_port_are_restarted_and_stop_together(upstream, 
         assert "uvloop loop" in relay.output()
     finally:
         relay.stop()
+
+
+def test_workers_on_a_port_in_use_fail_at_once_with_a_clear_message():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(CommandError, match=f"Cannot serve on 127.0.0.1:{port}: Address already in use"):
+            call_command("run_relay", "--port", str(port), "--workers", "2")
+
+
+def test_workers_must_be_at_least_one():
+    with pytest.raises(CommandError, match="at least 1"):
+        call_command("run_relay", "--workers", "0")

@@ -14,6 +14,7 @@ import gc
 import logging
 import os
 import signal
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -44,6 +45,18 @@ def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
 def serve(host: str, port: int, factory: Callable[[], asyncio.AbstractEventLoop] | None, reuse_port: bool) -> None:
     with asyncio.Runner(loop_factory=factory) as runner:
         runner.run(serve_relay(host, port, reuse_port=reuse_port))
+
+
+def check_port(host: str, port: int) -> None:
+    """Fail now, with one clear message, if the workers could not bind: a supervisor would
+    otherwise restart them for ever."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio's server sets it
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise CommandError(f"Cannot serve on {host}:{port}: {exc.strerror}.") from None
 
 
 class Supervisor:
@@ -133,9 +146,12 @@ class Command(BaseCommand):
         if workers < 1:
             raise CommandError("--workers must be at least 1.")
         factory = loop_factory(loop)
-        # Everything loaded so far (Django, the SDK, pydantic's models: some 300,000 objects)
-        # lives as long as the process. Frozen, it leaves the collector's full passes (50-90 ms
-        # each with this heap, a stop of every stream), and forked workers share it unwritten.
+        if workers > 1:
+            check_port(host, port)
+        # Everything loaded so far (Django, the SDK, pydantic's models) lives as long as the
+        # process. Frozen, it leaves the collector's full passes (50-90 ms each with this heap,
+        # a stop of every stream), and the collector no longer writes to the pages that forked
+        # workers share with the supervisor.
         gc.collect()
         gc.freeze()
         if workers == 1:
