@@ -279,6 +279,23 @@ def _call_output(item: dict[str, Any]) -> str | None:
     return output if output is None or isinstance(output, str) else json.dumps(output)
 
 
+def _insert_once(
+    session: RealtimeSession, upstream_id: str, write: Callable[[], ApprovalRequest]
+) -> tuple[ApprovalRequest, bool]:
+    """Run `write` (a request row's insert, its audit rows, its after-commit work) in a
+    savepoint: if a concurrent insert of the same (session, upstream_id) wins the unique
+    constraint, only this insert rolls back, never the caller's transaction, and the row that
+    won comes back with False. Anything else surfaces (e.g. the session row is gone)."""
+    try:
+        with transaction.atomic():
+            return write(), True
+    except IntegrityError:
+        existing = ApprovalRequest.objects.filter(session=session, upstream_id=upstream_id).first()
+        if existing is None:
+            raise
+        return existing, False
+
+
 def open_request(
     *,
     session: RealtimeSession,
@@ -323,68 +340,63 @@ def open_request(
             reason=routing.reason
             or (f"Allowed by rule {routing.rule}" if approve else f"Denied by rule {routing.rule}: not permitted"),
         )
-    try:
-        # A savepoint: if a concurrent insert wins the unique constraint, only this insert
-        # rolls back, never the caller's transaction.
-        with transaction.atomic():
-            req = ApprovalRequest.objects.create(
-                session=session,
-                upstream_id=upstream_id,
-                mcp_server=server,
-                server_label=server_label,
-                tool_name=tool_name,
-                arguments=arguments,
-                raw_item=raw_item,
-                created_at=now,
-                **fields,
-            )
-            rows: list[dict[str, Any]] = [
-                {
-                    "kind": AuditEvent.Kind.REQUESTED,
-                    "actor_label": session.label,
-                    "payload": {
-                        "item": raw_item,
-                        "timeout_seconds": first.seconds() if routing.outcome == policy.ASK else 0,
-                    },
+
+    def write() -> ApprovalRequest:
+        req = ApprovalRequest.objects.create(
+            session=session,
+            upstream_id=upstream_id,
+            mcp_server=server,
+            server_label=server_label,
+            tool_name=tool_name,
+            arguments=arguments,
+            raw_item=raw_item,
+            created_at=now,
+            **fields,
+        )
+        rows: list[dict[str, Any]] = [
+            {
+                "kind": AuditEvent.Kind.REQUESTED,
+                "actor_label": session.label,
+                "payload": {
+                    "item": raw_item,
+                    "timeout_seconds": first.seconds() if routing.outcome == policy.ASK else 0,
                 },
+            },
+            {
+                "kind": AuditEvent.Kind.POLICY_ROUTED,
+                "actor_label": by_policy,
+                "payload": {
+                    "outcome": routing.outcome,
+                    "rule": routing.rule or None,
+                    "version": routing.version,
+                    "summary": routing.summary(),
+                    "note": routing.note,
+                    "plan": fields["plan"],
+                },
+            },
+        ]
+        if routing.outcome != policy.ASK:
+            rows.append(
                 {
-                    "kind": AuditEvent.Kind.POLICY_ROUTED,
+                    "kind": AuditEvent.Kind.DECIDED,
                     "actor_label": by_policy,
                     "payload": {
-                        "outcome": routing.outcome,
-                        "rule": routing.rule or None,
-                        "version": routing.version,
-                        "summary": routing.summary(),
-                        "note": routing.note,
-                        "plan": fields["plan"],
+                        "approve": routing.outcome == policy.ALLOW,
+                        "reason": req.reason,
+                        "rule": routing.rule,
                     },
-                },
-            ]
-            if routing.outcome != policy.ASK:
-                rows.append(
-                    {
-                        "kind": AuditEvent.Kind.DECIDED,
-                        "actor_label": by_policy,
-                        "payload": {
-                            "approve": routing.outcome == policy.ALLOW,
-                            "reason": req.reason,
-                            "rule": routing.rule,
-                        },
-                    }
-                )
-            audit.record_many([{**row, "request": req, "session": session, "created_at": now} for row in rows])
-            # Registered inside the savepoint so that they are dropped with it on a lost race.
-            if routing.outcome == policy.ASK:
-                _on_commit(partial(_notify_new, req.pk, req))
-                _on_commit(partial(_schedule_expiry, req.pk, req.deadline))
-            else:
-                _announce_answer(req, approve=routing.outcome == policy.ALLOW, reason=req.reason)
-    except IntegrityError:
-        existing = ApprovalRequest.objects.filter(session=session, upstream_id=upstream_id).first()
-        if existing is None:
-            raise  # Not the replay case (e.g. the session row is gone): let it surface.
-        return existing, False
-    return req, True
+                }
+            )
+        audit.record_many([{**row, "request": req, "session": session, "created_at": now} for row in rows])
+        # Registered inside the savepoint so that they are dropped with it on a lost race.
+        if routing.outcome == policy.ASK:
+            _on_commit(partial(_notify_new, req.pk, req))
+            _on_commit(partial(_schedule_expiry, req.pk, req.deadline))
+        else:
+            _announce_answer(req, approve=routing.outcome == policy.ALLOW, reason=req.reason)
+        return req
+
+    return _insert_once(session, upstream_id, write)
 
 
 def _check_reason(reason: str) -> str:
@@ -722,48 +734,44 @@ def record_unasked_call(*, session: RealtimeSession, item: dict[str, Any]) -> tu
     expected = routing.outcome == policy.ALLOW
     note = "" if expected else f"ran without asking, but the policy says {routing.summary()}"
     output = _call_output(item)
-    try:
-        with transaction.atomic():
-            req = ApprovalRequest.objects.create(
-                session=session,
-                upstream_id=item_id,
-                mcp_server=server,
-                server_label=server_label,
-                tool_name=tool_name,
-                arguments=arguments,
-                raw_item=item,
-                created_at=now,
-                deadline=now,
-                status=Status.APPROVED,
-                decided_at=now,
-                decided_by_label="policy (no approval asked)",
-                reason=f"Allowed without asking by rule {routing.rule}"
-                if expected and routing.rule
-                else "OpenAI ran it without asking (require_approval never)",
-                decision_sent_at=now,  # nothing to send: OpenAI never asked
-                rule_label=routing.rule,
-                policy_version=routing.version,
-                policy_outcome=policy.ALLOW,
-                mcp_call_item_id=item_id,
-                call_arguments=arguments,
-                call_output=output,
-                call_error=item.get("error"),
-                call_recorded_at=now,
-            )
-            audit.record(
-                kind=AuditEvent.Kind.REQUESTED,
-                request=req,
-                session=session,
-                actor_label=session.label,
-                payload={"item": item, "asked": False},
-                created_at=now,
-            )
-            audit.record(
-                kind=AuditEvent.Kind.POLICY_ROUTED,
-                request=req,
-                session=session,
-                actor_label="policy",
-                payload={
+
+    def write() -> ApprovalRequest:
+        req = ApprovalRequest.objects.create(
+            session=session,
+            upstream_id=item_id,
+            mcp_server=server,
+            server_label=server_label,
+            tool_name=tool_name,
+            arguments=arguments,
+            raw_item=item,
+            created_at=now,
+            deadline=now,
+            status=Status.APPROVED,
+            decided_at=now,
+            decided_by_label="policy (no approval asked)",
+            reason=f"Allowed without asking by rule {routing.rule}"
+            if expected and routing.rule
+            else "OpenAI ran it without asking (require_approval never)",
+            decision_sent_at=now,  # nothing to send: OpenAI never asked
+            rule_label=routing.rule,
+            policy_version=routing.version,
+            policy_outcome=policy.ALLOW,
+            mcp_call_item_id=item_id,
+            call_arguments=arguments,
+            call_output=output,
+            call_error=item.get("error"),
+            call_recorded_at=now,
+        )
+        rows: list[dict[str, Any]] = [
+            {
+                "kind": AuditEvent.Kind.REQUESTED,
+                "actor_label": session.label,
+                "payload": {"item": item, "asked": False},
+            },
+            {
+                "kind": AuditEvent.Kind.POLICY_ROUTED,
+                "actor_label": "policy",
+                "payload": {
                     "outcome": policy.ALLOW,
                     "rule": routing.rule or None,
                     "version": routing.version,
@@ -771,22 +779,16 @@ def record_unasked_call(*, session: RealtimeSession, item: dict[str, Any]) -> tu
                     "note": note,
                     "policy_would": routing.outcome,
                 },
-                created_at=now,
-            )
-            audit.record(
-                kind=AuditEvent.Kind.MCP_CALL,
-                request=req,
-                session=session,
-                actor_label=server_label,
-                payload={"item": item},
-                created_at=now,
-            )
-            _on_commit(partial(events.request_changed, req.pk))
-    except IntegrityError:
-        existing = ApprovalRequest.objects.filter(session=session, upstream_id=item_id).first()
-        if existing is None:
-            raise
-        return existing, False
+            },
+            {"kind": AuditEvent.Kind.MCP_CALL, "actor_label": server_label, "payload": {"item": item}},
+        ]
+        audit.record_many([{**row, "request": req, "session": session, "created_at": now} for row in rows])
+        _on_commit(partial(events.request_changed, req.pk))
+        return req
+
+    req, created = _insert_once(session, item_id, write)
+    if not created:
+        return req, False
     if note:
         logger.warning("session %s: %s ran on %s without approval: %s", session.pk, tool_name, server_label, note)
     return req, True

@@ -38,8 +38,9 @@ def asgi_server(kind: str, port: int, env: dict[str, str]) -> ServerProcess:
     `manage.py run_relay`, the relay on a plain websockets server (on uvloop, its default;
     `run_relay-asyncio`: on asyncio's own loop; `run_relay-N`: N worker processes)."""
     if kind.startswith("run_relay"):
-        loop = "asyncio" if kind == "run_relay-asyncio" else "auto"
-        workers = kind.removeprefix("run_relay-") if kind.removeprefix("run_relay-").isdigit() else "1"
+        variant = kind.removeprefix("run_relay").removeprefix("-")
+        loop = "asyncio" if variant == "asyncio" else "auto"
+        workers = variant if variant.isdigit() else "1"
         argv = [PYTHON, "manage.py", "run_relay", "--port", str(port), "--loop", loop, "--workers", workers]
     elif kind == "daphne":
         argv = [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"]

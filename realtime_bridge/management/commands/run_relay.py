@@ -24,7 +24,7 @@ from django.db import connections
 
 from realtime_bridge.relay_server import serve_relay
 
-log = logging.getLogger("realtime_bridge.relay_server")
+log = logging.getLogger(__name__)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
