@@ -189,7 +189,13 @@ def test_staff_approve_unlock_door_from_the_dashboard_and_the_door_opens(
     assert hotel_registered.state()["rooms"]["1204"]["door_locked"] is False
     ((_, call),) = guest.items("mcp_call")
     assert call.approval_request_id == req.upstream_id and call.output and not call.error
+    # The relay forwards the mcp_call to the guest before its database worker records it, and
+    # marks the answer sent after sending it: the guest can finish a moment before either commits.
+    deadline = time.monotonic() + 10
     req.refresh_from_db()
+    while (req.call_recorded_at is None or req.decision_sent_at is None) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        req.refresh_from_db()
     assert req.status == "approved" and req.decided_by == alice
     assert req.call_output == call.output and req.decision_sent_at is not None
     page.close()
