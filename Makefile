@@ -5,12 +5,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: run test install install-dev lint format migrations-check ci bench clean
+.PHONY: run test install install-dev lint typecheck layers format migrations-check ci bench clean
 
 run: install
 	$(PY) -m config.embedded run
 
-test: install-dev lint migrations-check
+test: install-dev lint typecheck layers migrations-check
 	$(PY) -m config.embedded test $(PYTEST_ARGS)
 
 ci: test
@@ -33,6 +33,14 @@ $(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(PY)
 lint: install-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# mypy with django-stubs, the Channels and Celery stubs, over the whole project (pyproject.toml).
+typecheck: install-dev
+	$(VENV)/bin/mypy
+
+# The layering contract (pyproject.toml [tool.importlinter]; docs/architecture.md).
+layers: install-dev
+	$(VENV)/bin/lint-imports
 
 format: install-dev
 	$(VENV)/bin/ruff check --fix .

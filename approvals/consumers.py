@@ -12,7 +12,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from approvals import events
 from approvals.models import ApprovalRequest, audience_allows
-from config.consumers import LeanDispatchMixin
+from approvals.dispatch import LeanDispatchMixin
 
 
 @database_sync_to_async

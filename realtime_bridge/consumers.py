@@ -19,7 +19,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from approvals import events
-from config.consumers import LeanDispatchMixin
+from approvals.dispatch import LeanDispatchMixin
 from realtime_bridge import handlers, outbound, protocol
 from realtime_bridge.client import UpstreamClosed
 from realtime_bridge.gate import Refused, RelayGate, client_close_code

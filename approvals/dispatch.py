@@ -1,4 +1,4 @@
-"""What every Countersign consumer shares."""
+"""What every Countersign consumer shares (the dashboard here, the relay in realtime_bridge)."""
 
 from __future__ import annotations
 
