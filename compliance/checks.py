@@ -1,20 +1,5 @@
-"""System checks: a malformed AUDIT_TRUSTED_PUBLIC_KEYS shows at deploy (`manage.py check`,
-`migrate`), not in the middle of an audit."""
+"""Moved to audit/checks.py (registered by the audit app); importable from here until the callers move."""
 
-from __future__ import annotations
+from audit.checks import check_trusted_public_keys
 
-from typing import Any
-
-from django.core import checks
-from django.core.exceptions import ImproperlyConfigured
-
-from compliance import signing
-
-
-@checks.register(checks.Tags.security)
-def check_trusted_public_keys(app_configs: Any, **kwargs: Any) -> list[checks.CheckMessage]:
-    try:
-        signing.earlier_public_keys()
-    except ImproperlyConfigured as exc:
-        return [checks.Error(str(exc), id="compliance.E001")]
-    return []
+__all__ = ["check_trusted_public_keys"]

@@ -1,5 +1,5 @@
-"""What the compliance review keeps beside the audit chain: signed checkpoints, legal holds and
-export jobs. Changed only through compliance/services.py."""
+"""What the compliance review keeps beside the audit chain: legal holds and export jobs, and the
+kinds of audit events it writes. Changed only through compliance/services.py."""
 
 from __future__ import annotations
 
@@ -9,8 +9,26 @@ from django.db.models import Q
 from django.utils import timezone
 
 from approvals.models import ApprovalRequest
+from audit import kinds
+from audit.models import Checkpoint  # moved to audit.models: importable here until the callers move
+
+__all__ = ["COMPLIANCE_GROUP", "AuditKind", "Checkpoint", "Export", "LegalHold", "ReviewAccess"]
 
 COMPLIANCE_GROUP = "compliance"
+
+
+class AuditKind(models.TextChoices):
+    """The audit events of the review and of signing in (the values are hashed into the chain)."""
+
+    LOGIN = "login", "Logged in"
+    LOGIN_FAILED = "login_failed", "Failed login"
+    LEGAL_HOLD_PLACED = "legal_hold_placed", "Legal hold placed"
+    LEGAL_HOLD_RELEASED = "legal_hold_released", "Legal hold released"
+    EXPORTED = "exported", "Audit exported"
+    PURGED = "purged", "Retention purge"
+
+
+kinds.register(AuditKind)
 
 
 class ReviewAccess(models.Model):
@@ -26,34 +44,6 @@ class ReviewAccess(models.Model):
 
     def __str__(self) -> str:
         return "review access"
-
-
-class Checkpoint(models.Model):
-    """The chain's head at one moment, signed with the audit key (compliance/chain.py)."""
-
-    seq = models.PositiveBigIntegerField(unique=True)
-    row_hash = models.CharField(max_length=64)
-    sealed_at = models.DateTimeField()
-    public_key = models.CharField(max_length=64, help_text="Raw Ed25519 public key, hex.")
-    signature = models.CharField(max_length=128, help_text="Ed25519 signature, hex.")
-
-    class Meta:
-        ordering = ["seq"]
-        get_latest_by = "seq"
-
-    def __str__(self) -> str:
-        return f"checkpoint at #{self.seq}"
-
-    def to_dict(self) -> dict[str, object]:
-        from compliance import chain
-
-        return {
-            "seq": self.seq,
-            "row_sha256": self.row_hash,
-            "sealed_at": chain.format_time(self.sealed_at),
-            "public_key": self.public_key,
-            "signature": self.signature,
-        }
 
 
 class LegalHoldQuerySet(models.QuerySet["LegalHold"]):

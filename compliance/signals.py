@@ -1,5 +1,5 @@
 """Logins and failed logins are admin events of the audit trail. Django's own auth signals are the
-interface here (the login view is Django's); each handler is one audit.record call."""
+interface here (the login view is Django's); each handler is one audit.writer.record call."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from django.db import transaction
 from django.dispatch import receiver
 from django.http import HttpRequest
 
-from approvals import audit
-from approvals.models import AuditEvent
+from audit import writer
+from compliance.models import AuditKind
 
 
 def _client(request: HttpRequest | None) -> dict[str, str]:
@@ -23,7 +23,7 @@ def _client(request: HttpRequest | None) -> dict[str, str]:
 @receiver(user_logged_in, dispatch_uid="compliance_audit_login")
 def audit_login(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:
     with transaction.atomic():
-        audit.record(kind=AuditEvent.Kind.LOGIN, actor=user, actor_label=user.get_username(), payload=_client(request))
+        writer.record(kind=AuditKind.LOGIN, actor=user, actor_label=user.get_username(), payload=_client(request))
 
 
 @receiver(user_login_failed, dispatch_uid="compliance_audit_login_failed")
@@ -31,6 +31,6 @@ def audit_login_failed(sender: Any, credentials: dict[str, Any], request: HttpRe
     # Django has already masked the password in `credentials`; only the name typed is kept.
     username = str(credentials.get("username", ""))[:150]
     with transaction.atomic():
-        audit.record(
-            kind=AuditEvent.Kind.LOGIN_FAILED, actor_label=username, payload={"username": username, **_client(request)}
+        writer.record(
+            kind=AuditKind.LOGIN_FAILED, actor_label=username, payload={"username": username, **_client(request)}
         )

@@ -2,7 +2,7 @@
 
     python -m compliance.verify_bundle export-12.zip [--public-key HEX_OR_FINGERPRINT ...]
 
-Needs only this file, compliance/chain.py and the `cryptography` package. Prints OK and the
+Needs only this file, audit/chain.py and the `cryptography` package. Prints OK and the
 fingerprints of the keys it relied on and exits 0, or prints the first thing that does not match
 and exits 1. Format: docs/compliance.md.
 """
@@ -17,7 +17,7 @@ import zipfile
 from collections.abc import Sequence
 from typing import Any
 
-from compliance import chain
+from audit import chain
 
 # 1: every checkpoint signed by the manifest's key. 2: each checkpoint by a key the manifest
 # lists in "checkpoint_keys" (the audit key was rotated within the bundle's range).
@@ -126,13 +126,13 @@ def verify(path: str, *, public_keys: Sequence[str] = (), sha256: str | None = N
         if seq != expected:
             raise BundleError(f"the chain jumps from #{expected - 1} to #{seq}")
         current = chain.row_hash(prev, link["content_sha256"])
-        row = rows.get(seq)
-        if row is not None and (row["content_sha256"], row["prev_sha256"], row["row_sha256"]) != (
+        held = rows.get(seq)
+        if held is not None and (held["content_sha256"], held["prev_sha256"], held["row_sha256"]) != (
             link["content_sha256"],
             prev,
             current,
         ):
-            raise BundleError(f"row #{seq} ({row['kind']}) is not the row the chain holds at #{seq}")
+            raise BundleError(f"row #{seq} ({held['kind']}) is not the row the chain holds at #{seq}")
         checkpoint = checkpoints.get(seq)
         if checkpoint is not None:
             if checkpoint["row_sha256"] != current:

@@ -202,6 +202,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "audit",
     "approvals",
     "realtime_bridge",
     "compliance",

@@ -6,4 +6,6 @@ class RealtimeBridgeConfig(AppConfig):
     verbose_name = "Realtime bridge"
 
     def ready(self) -> None:
-        from realtime_bridge import signals  # noqa: F401  a decision resumes its Responses run
+        from realtime_bridge import cards, kinds, signals  # noqa: F401  kinds: the call audit kinds' labels
+
+        cards.register()  # a card shows its session's call or run

@@ -1,5 +1,5 @@
 """Link the audit rows written before the chain existed into it, oldest first, with the same
-format as approvals.audit.record (compliance/chain.py, version 1)."""
+format as audit.writer.record (audit/chain.py, version 1)."""
 
 import json
 
@@ -7,7 +7,7 @@ from django.db import migrations
 
 
 def backfill(apps, schema_editor):
-    from compliance import chain
+    from audit import chain
 
     AuditEvent = apps.get_model("approvals", "AuditEvent")
     AuditChainHead = apps.get_model("approvals", "AuditChainHead")

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from approvals.models import AuditEvent
-from compliance.verify import verify_chain
+from audit.models import AuditEvent
+from audit.verify import verify_chain
 
 pytestmark = pytest.mark.django_db
 

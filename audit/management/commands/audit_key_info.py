@@ -10,8 +10,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 from django.db.models import Count, Max, Min
 
-from compliance import chain, signing
-from compliance.models import Checkpoint
+from audit import chain, signing
+from audit.models import Checkpoint
 
 
 class Command(BaseCommand):

@@ -8,8 +8,8 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
-from compliance import signing
-from compliance.verify import verify_chain
+from audit import signing
+from audit.verify import verify_chain
 
 
 class Command(BaseCommand):

@@ -9,8 +9,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 
-from compliance import chain, checks, signing
-from compliance import services as compliance_services
+from audit import chain, checks, sealing, signing
 from tests.compliance.conftest import KEY_A, KEY_B, public_base64, public_raw
 
 
@@ -81,7 +80,7 @@ def test_audit_key_info_prints_the_public_key_to_trust_before_a_rotation(make_re
     assert "Keys that signed stored checkpoints: none yet" in out
 
     make_request()
-    seq = compliance_services.ensure_sealed().seq
+    seq = sealing.ensure_sealed().seq
     rotate(trust_a=False)
     out = audit_key_info()
     assert f"Current key: {chain.key_fingerprint(public_raw(KEY_B))}" in out

@@ -6,14 +6,14 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from compliance import chain, services
+from audit import chain, sealing
 
 
 class Command(BaseCommand):
     help = "Seal the audit chain: sign its current head and store the checkpoint."
 
     def handle(self, *args: Any, **options: Any) -> None:
-        checkpoint = services.ensure_sealed()
+        checkpoint = sealing.ensure_sealed()
         if checkpoint is None:
             self.stdout.write("Nothing to seal: the head is already sealed (or the chain is empty).")
         else:

@@ -3,18 +3,17 @@ from __future__ import annotations
 import itertools
 import subprocess
 import textwrap
+from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 from django.db.utils import DatabaseError
 
-from approvals import audit, services
-from approvals.models import AuditChainHead, AuditEvent
-from compliance import chain
-from compliance import services as compliance_services
-from compliance.models import Checkpoint
-from compliance.verify import verify_chain
+from approvals import services
+from audit import chain, sealing, writer
+from audit.models import AuditChainHead, AuditEvent, Checkpoint
+from audit.verify import verify_chain
 from tests.compliance.conftest import KEY_A, KEY_B, public_base64, public_raw
 from tests.plugins.processes import PYTHON
 from tests.plugins.stack import django_env
@@ -32,7 +31,7 @@ def run_verify_audit() -> str:
     return out.getvalue()
 
 
-def a_day_of_work(make_request, alice, effects):  # type: ignore[no-untyped-def]
+def a_day_of_work(make_request, alice, effects):
     first, second, third = make_request(), make_request(), make_request()
     services.decide(first, approve=True, by=alice)
     services.mark_decision_sent(first)
@@ -59,16 +58,16 @@ def test_every_event_of_the_services_extends_one_chain(make_request, alice, effe
 
 def test_verify_audit_says_intact_with_the_rows_and_checkpoints(make_request, alice, effects):
     a_day_of_work(make_request, alice, effects)
-    compliance_services.ensure_sealed()
+    sealing.ensure_sealed()
     out = run_verify_audit()
     assert "Intact:" in out and f"{AuditEvent.objects.count()} audit rows, 1 signed checkpoints" in out
 
 
 def test_sealing_signs_the_head_once(make_request, effects):
     make_request()
-    checkpoint = compliance_services.ensure_sealed()
+    checkpoint = sealing.ensure_sealed()
     assert checkpoint is not None and checkpoint.seq == AuditChainHead.objects.get().seq
-    assert compliance_services.ensure_sealed() is None
+    assert sealing.ensure_sealed() is None
     message = chain.checkpoint_message(
         seq=checkpoint.seq, row_sha256=checkpoint.row_hash, sealed_at=chain.format_time(checkpoint.sealed_at)
     )
@@ -77,13 +76,13 @@ def test_sealing_signs_the_head_once(make_request, effects):
 
 def test_the_payload_is_stored_exactly_as_it_was_hashed(db):
     with transaction.atomic():
-        event = audit.record(kind="login", actor_label="x", payload={"n": 1e20, "t": (1, 2.5), "s": "é"})
+        event = writer.record(kind="login", actor_label="x", payload={"n": 1e20, "t": (1, 2.5), "s": "é"})
     event.refresh_from_db()
     assert event.payload == {"n": 10**20, "t": [1, 2.5], "s": "é"}
     assert chain.payload_hash(event.payload) == event.payload_hash
 
 
-def _forced(sql: str, params: list[object]) -> None:
+def _forced(sql: str, params: list[Any]) -> None:
     # Forcing a change: on PostgreSQL the trigger must go first (rolled back with the test).
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
@@ -111,7 +110,7 @@ def test_verify_audit_names_the_row_that_was_deleted(make_request, alice, effect
 
 def test_a_rewritten_chain_fails_against_its_signed_checkpoint(make_request, alice, effects):
     first, _, _ = a_day_of_work(make_request, alice, effects)
-    compliance_services.ensure_sealed()
+    sealing.ensure_sealed()
     # The forger changes a decision and recomputes every hash after it, head included: only the
     # signed checkpoint, which they cannot re-sign, still knows the truth.
     rows = list(AuditEvent.objects.order_by("seq"))
@@ -147,10 +146,10 @@ def test_a_rewritten_chain_fails_against_its_signed_checkpoint(make_request, ali
 
 def sealed_on_both_sides_of_a_rotation(make_request, rotate, *, trust_a: bool) -> tuple[Checkpoint, Checkpoint]:
     make_request()
-    by_a = compliance_services.ensure_sealed()
+    by_a = sealing.ensure_sealed()
     rotate(trust_a=trust_a)
     make_request()
-    by_b = compliance_services.ensure_sealed()
+    by_b = sealing.ensure_sealed()
     assert by_a is not None and by_b is not None
     return by_a, by_b
 
@@ -188,7 +187,7 @@ def test_verify_audit_needs_only_the_public_keys(make_request, effects, rotate, 
         run_verify_audit()
 
 
-def _forced_checkpoint(sql: str, params: list[object]) -> None:
+def _forced_checkpoint(sql: str, params: list[Any]) -> None:
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute("DROP TRIGGER compliance_checkpoint_append_only ON compliance_checkpoint")
@@ -211,7 +210,7 @@ def test_verify_audit_names_a_checkpoint_whose_signature_does_not_match_its_key(
 
 def test_verify_audit_names_the_malformed_entry_of_the_trusted_keys(make_request, effects, settings):
     make_request()
-    compliance_services.ensure_sealed()
+    sealing.ensure_sealed()
     settings.AUDIT_TRUSTED_PUBLIC_KEYS = f"{public_base64(KEY_B)} not-a-key"
     with pytest.raises(CommandError, match="AUDIT_TRUSTED_PUBLIC_KEYS: entry 2 is not an Ed25519 public key"):
         run_verify_audit()
@@ -229,7 +228,7 @@ def test_the_trigger_refuses_update_and_delete_of_audit_rows(make_request, effec
         with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as c:
             c.execute(sql, [event.pk])
     with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
-        Checkpoint.objects.filter(pk=compliance_services.ensure_sealed().pk).update(seq=99)
+        Checkpoint.objects.filter(pk=sealing.ensure_sealed().pk).update(seq=99)
     event.refresh_from_db()
     assert event.actor_label == "Room 1204" and event.payload["item"]["id"] == req.upstream_id
 

@@ -1,0 +1,67 @@
+"""The approval domain's data. Fields, choices, constraints and reads only: every change of an
+approval's state goes through approvals/services.py (house rule 1).
+
+registry: MCP servers, their tools, client tokens; sessions: sessions and their conversation;
+requests: approval requests; policy: the rules and their versions; kinds: the audit events
+approvals writes; cards: what the apps above add to a request's card; fields: encrypted fields."""
+
+from approvals.models.cards import register_session_detail
+from approvals.models.fields import (
+    EncryptedJSONField,
+    EncryptedTextField,
+    decrypt_text,
+    encrypt_text,
+    field_cipher,
+)
+from approvals.models.kinds import AuditKind
+from approvals.models.policy import DeadlineAction, EscalationStep, PolicyRule, PolicyVersion
+from approvals.models.registry import (
+    TOKEN_PREFIX,
+    ClientToken,
+    ClientTokenQuerySet,
+    McpServer,
+    McpTool,
+    McpToolQuerySet,
+    tool_definition_hash,
+)
+from approvals.models.requests import (
+    CARD_CONVERSATION_LINES,
+    ApprovalRequest,
+    ApprovalRequestQuerySet,
+    audience_allows,
+    plain_words,
+)
+from approvals.models.sessions import ConversationLine, RealtimeSession
+
+# Moved to audit.models: importable from here until the callers move.
+from audit.models import AuditChainHead, AuditEvent
+
+__all__ = [
+    "CARD_CONVERSATION_LINES",
+    "TOKEN_PREFIX",
+    "ApprovalRequest",
+    "ApprovalRequestQuerySet",
+    "AuditChainHead",
+    "AuditEvent",
+    "AuditKind",
+    "ClientToken",
+    "ClientTokenQuerySet",
+    "ConversationLine",
+    "DeadlineAction",
+    "EncryptedJSONField",
+    "EncryptedTextField",
+    "EscalationStep",
+    "McpServer",
+    "McpTool",
+    "McpToolQuerySet",
+    "PolicyRule",
+    "PolicyVersion",
+    "RealtimeSession",
+    "audience_allows",
+    "decrypt_text",
+    "encrypt_text",
+    "field_cipher",
+    "plain_words",
+    "register_session_detail",
+    "tool_definition_hash",
+]

@@ -1,0 +1,38 @@
+"""The audit events approvals writes: of requests, sessions, the registry and the policies. The
+values are hashed into the audit chain (audit/kinds.py): never change one."""
+
+from __future__ import annotations
+
+from django.db import models
+
+from audit import kinds
+
+
+class AuditKind(models.TextChoices):
+    REQUESTED = "requested", "Requested"
+    # The policy rule (and version) that decided or routed a request (approvals/policy.py).
+    POLICY_ROUTED = "policy_routed", "Routed by policy"
+    # One approver's approval counted toward a quorum that is not reached yet.
+    VOTED = "voted", "Approval counted toward the quorum"
+    # The deadline of an asking stage passed and the request moved to the next group.
+    ESCALATED = "escalated", "Escalated to the next group"
+    NOTIFIED = "notified", "Shown on the staff dashboards"
+    OPENED = "opened", "Opened by a staff member"
+    DECIDED = "decided", "Decided"
+    EXPIRED = "expired", "Expired"
+    CANCELLED = "cancelled", "Cancelled"
+    SENT = "sent", "Decision sent upstream"
+    MCP_CALL = "mcp_call", "Tool call result"
+    SESSION_OPENED = "session_opened", "Session opened"
+    SESSION_CLOSED = "session_closed", "Session closed"
+    TOKEN_ISSUED = "token_issued", "Client token issued"
+    TOKEN_REVOKED = "token_revoked", "Client token revoked"
+    SERVER_SAVED = "server_saved", "MCP server registered or changed"
+    SERVER_DELETED = "server_deleted", "MCP server deleted"
+    SERVER_PROBED = "server_probed", "MCP server probed"
+    TOOL_REVIEWED = "tool_reviewed", "Changed MCP tool reviewed"
+    TOOL_DRIFTED = "tool_drifted", "MCP tool definition changed"
+    POLICY_CHANGED = "policy_changed", "Approval policy changed"
+
+
+kinds.register(AuditKind)

@@ -1,0 +1,73 @@
+"""The sessions Countersign sits in, and the lines of their conversations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import models
+from django.utils import timezone
+
+from approvals.models.registry import ClientToken
+
+
+class RealtimeSession(models.Model):
+    """One agent session that Countersign sits in: a relayed WebSocket, a sideband on a
+    SIP/WebRTC call, or a Responses API run."""
+
+    class Kind(models.TextChoices):
+        RELAY = "relay", "Relayed WebSocket"
+        SIDEBAND = "sideband", "Sideband (SIP/WebRTC call)"
+        RESPONSES = "responses", "Responses API run"
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        CLOSED = "closed", "Closed"
+
+    kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.RELAY)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.OPEN)
+    client_token = models.ForeignKey(ClientToken, null=True, blank=True, on_delete=models.SET_NULL)
+    # Copied from the token when the session opens, so a card keeps its name if the token changes.
+    label = models.CharField(max_length=100)
+    metadata = models.JSONField(default=dict, blank=True)
+    model = models.CharField(max_length=100, blank=True)
+    upstream_session_id = models.CharField(max_length=100, blank=True)
+    call_id = models.CharField(max_length=100, blank=True)
+    opened_at = models.DateTimeField(default=timezone.now)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    close_code = models.IntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-opened_at"]
+
+    def __str__(self) -> str:
+        return f"{self.label} ({self.kind} #{self.pk})"
+
+
+class ConversationLine(models.Model):
+    """A line of the conversation the bridge saw (user or assistant, text or transcript)."""
+
+    class Role(models.TextChoices):
+        USER = "user", "Guest"
+        ASSISTANT = "assistant", "Assistant"
+        SYSTEM = "system", "System"
+
+    session = models.ForeignKey(RealtimeSession, on_delete=models.CASCADE, related_name="lines")
+    role = models.CharField(max_length=10, choices=Role.choices)
+    text = models.TextField()
+    item_id = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        indexes = [models.Index(fields=["session", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.role}: {self.text[:40]}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "role": self.role,
+            "role_label": self.get_role_display(),
+            "text": self.text,
+            "at": self.created_at.isoformat(),
+        }
