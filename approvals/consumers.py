@@ -11,8 +11,8 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from approvals import events
-from approvals.models import ApprovalRequest, audience_allows
 from approvals.dispatch import LeanDispatchMixin
+from approvals.models import ApprovalRequest, audience_allows
 
 
 @database_sync_to_async

@@ -127,10 +127,6 @@ def test_close_session_is_idempotent(session, make_request):
     assert AuditEvent.objects.filter(kind=Kind.CANCELLED).count() == 1
 
 
-def test_cancel_session_is_the_same_service_as_close_session():
-    assert services.cancel_session is services.close_session
-
-
 # open_request ------------------------------------------------------------------------------
 
 
