@@ -127,22 +127,17 @@ def _vote(req: ApprovalRequest, *, by: User, reason: str) -> ApprovalRequest | N
         ]
         approvers = [v["label"] for v in votes if v.get("stage") == locked.stage]
         payload: dict[str, Any] = {"approve": True, "reason": reason, "stage": locked.stage}
+        fields: dict[str, Any] = {"votes": votes}
         if len(approvers) < locked.quorum:
             # Counted, still pending: the row lock above makes this change ours.
-            to, fields = Status.PENDING, {"votes": votes}
+            to = Status.PENDING
             row = {
                 "kind": AuditEvent.Kind.VOTED,
                 "payload": {**payload, "count": len(approvers), "quorum": locked.quorum},
             }
         else:
             to = Status.APPROVED
-            fields = {
-                "votes": votes,
-                "decided_at": now,
-                "decided_by": by,
-                "decided_by_label": " and ".join(approvers)[:150],
-                "reason": reason,
-            }
+            fields.update(decided_at=now, decided_by=by, decided_by_label=" and ".join(approvers)[:150], reason=reason)
             row = {"kind": AuditEvent.Kind.DECIDED, "payload": {**payload, "approvers": approvers}}
         transition(locked, to=to, fields=fields, rows=[{**row, "actor": by, "actor_label": label}], now=now)
     req.refresh_from_db()
