@@ -11,8 +11,8 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from approvals import events
-from approvals.models import ApprovalRequest, audience_allows
 from approvals.dispatch import LeanDispatchMixin
+from approvals.models import ApprovalRequest, audience_allows
 
 
 @database_sync_to_async
@@ -27,7 +27,8 @@ def _group_names(user: Any) -> frozenset[str]:
 
 class DashboardConsumer(LeanDispatchMixin, AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
-        user = self.scope.get("user")
+        # A lazy User, or AnonymousUser (AuthMiddlewareStack); the stubs know only the proxy.
+        user: Any = self.scope.get("user")
         if user is None or not (user.is_active and user.is_staff):
             # Closing before accept refuses the handshake (HTTP 403).
             await self.close()
@@ -37,7 +38,8 @@ class DashboardConsumer(LeanDispatchMixin, AsyncJsonWebsocketConsumer):
         # Each person sees the requests their groups may decide (superusers: all). Group
         # membership is read once per connection; a change shows on the next reconnect.
         self.superuser = bool(user.is_superuser)
-        self.groups = await _group_names(user)
+        # Not `self.groups`: channels treats that as channel-layer groups to leave on disconnect.
+        self.person_groups = await _group_names(user)
         await self.channel_layer.group_add(events.DASHBOARD, self.channel_name)
         await self.accept()
         await self.send_json({"type": "snapshot", "requests": await _snapshot(user)})
@@ -46,7 +48,7 @@ class DashboardConsumer(LeanDispatchMixin, AsyncJsonWebsocketConsumer):
         await self.channel_layer.group_discard(events.DASHBOARD, self.channel_name)
 
     async def approvals_request_changed(self, event: dict[str, Any]) -> None:
-        if audience_allows(event.get("audience", ""), superuser=self.superuser, groups=self.groups):
+        if audience_allows(event.get("audience", ""), superuser=self.superuser, groups=self.person_groups):
             await self.send(text_data=event["frame"])  # already the browser's JSON (events.py)
         else:
             # Not theirs (any more): an escalation moves the card to the next group's queue.

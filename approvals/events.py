@@ -1,15 +1,21 @@
-"""Channel-layer groups and event shapes: the only module that knows them (house rule 10).
+"""Channel-layer groups and event shapes, and the after-commit hooks: the only module that knows
+them (house rule 10).
 
 Events are hints, sent at most once: a dashboard re-reads a snapshot when it (re)connects and
 the relay re-reads its outbox, so a lost event never loses a decision. That is why the
 helpers below log and swallow channel-layer errors instead of failing the caller: they run
 after commit, when the database already holds the truth.
+
+Hooks (`Hook`) are how a room above approvals/ hears of a change it reacts to, explicitly:
+the services send them after commit, and a receiver is connected by name in its app's
+AppConfig.ready(). Nothing listens to audit rows to make things happen.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -24,6 +30,44 @@ DASHBOARD = "approvals.dashboard"
 # Message types (the consumer handler is the type with "." replaced by "_").
 REQUEST_CHANGED = "approvals.request_changed"
 RELAY_DECISION = "relay.decision"
+# The group run_bridge listens on for calls to attach to (realtime_bridge/sideband.py). A hint
+# only: the bridge also re-reads the live calls from the database when it starts and every few
+# seconds.
+BRIDGE_CALLS = "bridge.calls"
+BRIDGE_ATTACH = "bridge.attach"
+
+
+class Hook:
+    """A named after-commit hook. Receivers are connected explicitly (in AppConfig.ready()) and
+    called with the keyword arguments of send(), in the order they were connected."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._receivers: list[Callable[..., object]] = []
+
+    def connect(self, receiver: Callable[..., object]) -> None:
+        """Call `receiver(**kwargs)` on every send(); connecting the same one twice is a no-op."""
+        if receiver not in self._receivers:
+            self._receivers.append(receiver)
+
+    def disconnect(self, receiver: Callable[..., object]) -> None:
+        if receiver in self._receivers:
+            self._receivers.remove(receiver)
+
+    def send(self, **kwargs: Any) -> None:
+        """Call every receiver. It runs after commit, when the change is already true: one
+        receiver's failure is logged and the others still run (the sweeps heal what it missed)."""
+        for receiver in list(self._receivers):
+            try:
+                receiver(**kwargs)
+            except Exception:
+                logger.exception("Hook %s: receiver %r failed", self.name, receiver)
+
+
+# A request was answered (approved, denied or expired: by a person, a quorum, the policy or the
+# deadline) and that answer is committed. kwargs: request_id, session_id, status (the request's
+# new status), kind (the audit kind of the answer, DECIDED or EXPIRED).
+decision_committed = Hook("decision_committed")
 
 
 def session_group(session_id: int) -> str:
@@ -90,7 +134,17 @@ def relay_decision(*, session_id: int, request_id: int, decision: dict[str, Any]
     return _group_send(session_group(session_id), relay_decision_message(request_id, decision))
 
 
-def session_requests_changed(session_id: int) -> None:
-    """Re-send the cards of a session's pending requests (e.g. a new conversation line)."""
-    for pk in ApprovalRequest.objects.filter(session_id=session_id).pending().values_list("pk", flat=True):
+def session_requests_changed(session_id: int, *, pending_only: bool = True) -> None:
+    """Re-send the cards of a session's requests (after commit): its pending ones, e.g. after a
+    new conversation line; or all of them (`pending_only=False`) when something every card of
+    the session shows changed, e.g. the state of its call or run."""
+    requests = ApprovalRequest.objects.filter(session_id=session_id)
+    if pending_only:
+        requests = requests.pending()
+    for pk in requests.values_list("pk", flat=True):
         request_changed(pk)
+
+
+def bridge_attach(call_id: int) -> bool:
+    """Tell run_bridge there is a call (realtime_bridge Call pk) to attach to (after commit)."""
+    return _group_send(BRIDGE_CALLS, {"type": BRIDGE_ATTACH, "call": call_id})

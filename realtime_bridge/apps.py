@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.apps import AppConfig
 
 
@@ -6,6 +8,14 @@ class RealtimeBridgeConfig(AppConfig):
     verbose_name = "Realtime bridge"
 
     def ready(self) -> None:
-        from realtime_bridge import cards, kinds, signals  # noqa: F401  kinds: the call audit kinds' labels
+        from approvals import events
+        from realtime_bridge import cards, kinds, runs  # noqa: F401  kinds: the call audit kinds' labels
 
         cards.register()  # a card shows its session's call or run
+
+        def resume_run(*, kind: str, session_id: int, **kwargs: Any) -> None:
+            # An answer in a Responses session: nobody holds a socket for it, so the relay
+            # nudge goes nowhere; queue the waiting run's next step instead.
+            runs.on_decision(kind=kind, session_id=session_id)
+
+        events.decision_committed.connect(resume_run)

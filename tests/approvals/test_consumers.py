@@ -20,13 +20,13 @@ ALLOWED_ORIGIN = b"http://localhost"
 
 
 @database_sync_to_async
-def session_cookie(user) -> str:  # type: ignore[no-untyped-def]
+def session_cookie(user) -> str:
     client = Client()
     client.force_login(user)
     return client.cookies[settings.SESSION_COOKIE_NAME].value
 
 
-async def dashboard_socket(user=None, *, origin: bytes | None = ALLOWED_ORIGIN) -> WebsocketCommunicator:  # type: ignore[no-untyped-def]
+async def dashboard_socket(user=None, *, origin: bytes | None = ALLOWED_ORIGIN) -> WebsocketCommunicator:
     headers = [(b"host", b"localhost")]
     if origin is not None:
         headers.append((b"origin", origin))
@@ -37,7 +37,7 @@ async def dashboard_socket(user=None, *, origin: bytes | None = ALLOWED_ORIGIN) 
 
 
 @database_sync_to_async
-def open_request(session, upstream_id: str) -> ApprovalRequest:  # type: ignore[no-untyped-def]
+def open_request(session, upstream_id: str) -> ApprovalRequest:
     req, _ = services.open_request(
         session=session,
         upstream_id=upstream_id,
@@ -61,7 +61,7 @@ def without_clock(data: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture(autouse=True)
-async def _close_worker_thread_connections():  # type: ignore[no-untyped-def]
+async def _close_worker_thread_connections():
     yield
     # database_sync_to_async runs the ORM in one shared worker thread, whose connection would
     # outlive the test (CONN_MAX_AGE) and keep PostgreSQL from dropping the test database.
@@ -69,7 +69,7 @@ async def _close_worker_thread_connections():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def room(db):  # type: ignore[no-untyped-def]
+def room(db):
     return services.open_session(kind="relay", label="Room 1204", metadata={"room": "1204"})
 
 

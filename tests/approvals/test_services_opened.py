@@ -7,7 +7,7 @@ from approvals.models import AuditEvent
 
 
 @pytest.fixture(autouse=True)
-def _no_broker(monkeypatch):  # type: ignore[no-untyped-def]
+def _no_broker(monkeypatch):
     monkeypatch.setattr(tasks.expire_request, "apply_async", lambda *a, **k: None)
 
 

@@ -5,7 +5,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from approvals import tasks
+from approvals import services, tasks
 from approvals.models import ApprovalRequest, AuditEvent
 from config.celery import app
 
@@ -74,3 +74,8 @@ def test_beat_sweeps_overdue_requests_every_two_seconds():
     assert entry["schedule"] == 2.0
     assert "approvals.tasks.sweep_overdue" in app.tasks
     assert tasks.expire_request.acks_late and tasks.sweep_overdue.acks_late
+
+
+def test_the_services_schedule_the_deadline_task_by_its_registered_name():
+    assert tasks.expire_request.name == services.EXPIRE_REQUEST_TASK
+    assert app.tasks[services.EXPIRE_REQUEST_TASK] == tasks.expire_request  # the task the tests patch

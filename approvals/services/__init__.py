@@ -1,0 +1,89 @@
+"""Every change of an approval's state, and of the records around it (house rule 1).
+
+Views, the dashboard consumer, Celery tasks, management commands, the admin and the relay
+(realtime_bridge) call these functions and never save these models themselves. One module per
+aggregate: sessions, requests (and decisions), the registry, policies. Every status change of
+a request goes through `_transition.transition`: one conditional UPDATE guarded by the states
+it may leave (so of two racing callers exactly one wins), its AuditEvents in the same
+transaction, and whatever leaves the process (dashboard events, the relay nudge, the deadline
+task, `events.decision_committed`) registered with `on_commit`.
+
+Callers import this package (`from approvals import services`), not its modules.
+"""
+
+from django.core.exceptions import PermissionDenied
+
+from approvals.models import tool_definition_hash
+from approvals.services._common import (
+    BY_COMMAND_LINE,
+    BY_DEADLINE,
+    BY_SESSION_END,
+    DEFAULT_CANCEL_REASON,
+    MAX_REASON_LENGTH,
+    TransitionError,
+    actor_label,
+    closed_message,
+    user_label,
+)
+from approvals.services._transition import EXPIRE_REQUEST_TASK, EXPIRY_SLACK_SECONDS
+from approvals.services.decisions import decide, expire_overdue, expire_request
+from approvals.services.policies import import_policies, publish_policy
+from approvals.services.registry import (
+    delete_mcp_server,
+    issue_token,
+    mark_tool_reviewed,
+    observe_listed_tools,
+    probe_mcp_server,
+    register_mcp_server,
+    revoke_token,
+    rules_naming,
+    save_mcp_server,
+    store_tools,
+)
+from approvals.services.requests import (
+    mark_decision_sent,
+    mark_opened,
+    open_request,
+    record_mcp_call,
+    record_unasked_call,
+)
+from approvals.services.sessions import add_conversation_line, close_session, open_session
+
+__all__ = [
+    "BY_COMMAND_LINE",
+    "BY_DEADLINE",
+    "BY_SESSION_END",
+    "DEFAULT_CANCEL_REASON",
+    "EXPIRE_REQUEST_TASK",
+    "EXPIRY_SLACK_SECONDS",
+    "MAX_REASON_LENGTH",
+    "PermissionDenied",
+    "TransitionError",
+    "actor_label",
+    "add_conversation_line",
+    "close_session",
+    "closed_message",
+    "decide",
+    "delete_mcp_server",
+    "expire_overdue",
+    "expire_request",
+    "import_policies",
+    "issue_token",
+    "mark_decision_sent",
+    "mark_opened",
+    "mark_tool_reviewed",
+    "observe_listed_tools",
+    "open_request",
+    "open_session",
+    "probe_mcp_server",
+    "publish_policy",
+    "record_mcp_call",
+    "record_unasked_call",
+    "register_mcp_server",
+    "revoke_token",
+    "rules_naming",
+    "save_mcp_server",
+    "store_tools",
+    "tool_definition_hash",
+    "user_label",
+]

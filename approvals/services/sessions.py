@@ -1,0 +1,132 @@
+"""Sessions: a session the relay sits in opens, says things, and closes (cancelling what is
+still pending in it, since nobody can answer it any more)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from approvals import audit, events
+from approvals.models import ApprovalRequest, AuditEvent, ClientToken, ConversationLine, RealtimeSession
+from approvals.services._common import BY_SESSION_END, DEFAULT_CANCEL_REASON, Status, on_commit
+from approvals.services._transition import transition
+
+
+def open_session(
+    *,
+    kind: str,
+    label: str,
+    metadata: dict[str, Any],
+    client_token: ClientToken | None = None,
+    model: str = "",
+    call_id: str = "",
+) -> RealtimeSession:
+    """Record a session the relay now sits in, named by `label`/`metadata` (copied from the
+    client token by the caller). Side effects: audit SESSION_OPENED, the token's last_used_at.
+    Raises ValueError on an unknown kind."""
+    if kind not in RealtimeSession.Kind.values:
+        raise ValueError(f"Unknown session kind {kind!r}")
+    now = timezone.now()
+    with transaction.atomic():
+        session = RealtimeSession.objects.create(
+            kind=kind,
+            label=label,
+            metadata=metadata or {},
+            client_token=client_token,
+            model=model,
+            call_id=call_id,
+            opened_at=now,
+        )
+        if client_token is not None:
+            # A one-column UPDATE rather than save(): an admin editing the token's label at
+            # the same moment keeps their edit.
+            ClientToken.objects.filter(pk=client_token.pk).update(last_used_at=now)
+        audit.record(
+            kind=AuditEvent.Kind.SESSION_OPENED,
+            session=session,
+            actor_label=label,
+            payload={
+                "kind": kind,
+                "label": label,
+                "metadata": session.metadata,
+                "model": model,
+                "call_id": call_id,
+                "client_token_id": client_token.pk if client_token is not None else None,
+            },
+            created_at=now,
+        )
+    return session
+
+
+def close_session(session: RealtimeSession, *, code: int | None, reason: str) -> list[ApprovalRequest]:
+    """Mark the session closed and cancel its pending requests (their upstream socket is gone,
+    so nobody can answer them). Idempotent. Side effects: audit SESSION_CLOSED once and
+    CANCELLED per request; dashboard events after commit. Returns the requests cancelled now."""
+    now = timezone.now()
+    request_reason = reason or DEFAULT_CANCEL_REASON
+    cancelled: list[ApprovalRequest] = []
+    with transaction.atomic():
+        # Lock the session's pending requests before anything writes to the audit chain: every
+        # transition takes its own row lock first and the chain-head lock last (approvals/audit.py).
+        # Without this, a close holding the head while waiting for a request row, and a decision
+        # holding that row while waiting for the head, would deadlock.
+        list(
+            ApprovalRequest.objects.filter(session_id=session.pk)
+            .pending()
+            .select_for_update()
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        # Conditional: only the first close is recorded (the relay may close on an error path
+        # and again in disconnect()).
+        closed = RealtimeSession.objects.filter(pk=session.pk, status=RealtimeSession.Status.OPEN).update(
+            status=RealtimeSession.Status.CLOSED, closed_at=now, close_code=code
+        )
+        if closed:
+            audit.record(
+                kind=AuditEvent.Kind.SESSION_CLOSED,
+                session_id=session.pk,
+                actor_label=session.label,
+                payload={"code": code, "reason": reason},
+                created_at=now,
+            )
+        # Also on a repeated close: a request that slipped in after the first one must not
+        # stay pending forever.
+        for req in ApprovalRequest.objects.filter(session_id=session.pk).pending():
+            if _cancel_request(req, now=now, reason=request_reason, code=code):
+                cancelled.append(req)
+    session.refresh_from_db(fields=["status", "closed_at", "close_code"])
+    return cancelled
+
+
+def _cancel_request(req: ApprovalRequest, *, now: datetime, reason: str, code: int | None) -> bool:
+    # Conditional on pending: a decision that won the race a moment ago stays what it is.
+    return transition(
+        req,
+        to=Status.CANCELLED,
+        fields={"decided_at": now, "decided_by_label": BY_SESSION_END, "reason": reason},
+        rows=[
+            {
+                "kind": AuditEvent.Kind.CANCELLED,
+                "actor_label": BY_SESSION_END,
+                "payload": {"reason": reason, "code": code},
+            }
+        ],
+        now=now,
+    )
+
+
+def add_conversation_line(*, session: RealtimeSession, role: str, text: str, item_id: str = "") -> ConversationLine:
+    """Keep a line of what the guest or the assistant said, for the cards and the case.
+    Side effect: after commit, the cards of the session's pending requests are re-sent so
+    their conversation stays live. Raises ValueError on an unknown role."""
+    if role not in ConversationLine.Role.values:
+        raise ValueError(f"Unknown conversation role {role!r}")
+    with transaction.atomic():
+        line = ConversationLine.objects.create(session=session, role=role, text=text, item_id=item_id)
+        on_commit(partial(events.session_requests_changed, session.pk))
+    return line
