@@ -233,11 +233,9 @@ class PolicyRuleAdmin(admin.ModelAdmin):
                         return response
                 else:
                     try:
-                        rules = policy.parse_document(policy.load_yaml(draft))
+                        report = policy.dry_run_yaml(draft, days=form.cleaned_data["days"])
                     except policy.PolicyError as exc:
                         errors = exc.errors
-                    else:
-                        report = policy.dry_run(policy.Policy(rules, None), days=form.cleaned_data["days"])
         else:
             form = DryRunForm(initial={"draft": policy.dump_yaml(policy.current_document()), "base_version": latest})
         # Unbound (the first visit), the box is ticked: what changes is what needs reading.

@@ -40,7 +40,7 @@ from approvals.policy.document import (
     load_yaml,
     parse_document,
 )
-from approvals.policy.dryrun import DryRunReport, DryRunRow, dry_run
+from approvals.policy.dryrun import DryRunReport, DryRunRow, dry_run, dry_run_yaml, report_lines
 from approvals.policy.engine import (
     Call,
     Policy,
@@ -90,11 +90,13 @@ __all__ = [
     "diff",
     "document",
     "dry_run",
+    "dry_run_yaml",
     "dump_yaml",
     "is_drifted",
     "load_yaml",
     "masked",
     "parse_document",
+    "report_lines",
     "rule_from_row",
     "rules_from_rows",
     "step_of",

@@ -12,7 +12,7 @@ from typing import Any
 from django.utils import timezone
 
 from approvals.models import ApprovalRequest
-from approvals.policy.document import ASK
+from approvals.policy.document import ASK, load_yaml, parse_document
 from approvals.policy.engine import Call, Policy
 
 
@@ -94,3 +94,28 @@ def dry_run(policy: Policy, *, days: int, now: datetime | None = None, limit: in
     total = qs.count()
     rows = [_replay(policy, req) for req in qs[:limit]]
     return DryRunReport(days=days, total=total, rows=rows, truncated=total > limit)
+
+
+def dry_run_yaml(text: str, *, days: int) -> DryRunReport:
+    """Check a YAML draft of the whole policy (raises PolicyError) and replay it (dry_run)."""
+    return dry_run(Policy(parse_document(load_yaml(text)), None), days=days)
+
+
+def report_lines(report: DryRunReport, name: str) -> list[str]:
+    """The report as text, one line per item: the requests decided differently, with what was
+    routed then, what happened, and what the draft would do."""
+    replayed = len(report.rows)
+    lines = [
+        f"Dry run of {name} on the requests of the last {report.days} day{'s' if report.days != 1 else ''}: "
+        f"{len(report.changed)} of {replayed} request{'s' if replayed != 1 else ''} would be decided differently."
+    ]
+    if report.truncated:
+        lines.append(f"(Only the latest {replayed} of {report.total} requests were replayed.)")
+    for row in report.changed:
+        req = row.request
+        when = timezone.localtime(req.created_at).strftime("%Y-%m-%d %H:%M:%S")
+        arguments = req.arguments if len(req.arguments) <= 200 else req.arguments[:199] + "…"
+        lines.append(f"{when}  {req.session.label}  {req.server_label}/{req.tool_name}  {arguments}")
+        lines.append(f"    then:  {row.recorded}; {row.happened}")
+        lines.append(f"    draft: {row.draft}")
+    return lines
