@@ -17,6 +17,7 @@ from django.utils import timezone
 from approvals.models import AuditEvent
 from compliance import chain, signing
 from compliance.models import Checkpoint, Export
+from compliance.sealing import ensure_sealed
 from compliance.search import SearchForm
 
 # 2: checkpoints may be signed by several keys (rotation), listed in the manifest's
@@ -39,10 +40,8 @@ def _line(value: Any) -> bytes:
 
 def write(export: Export) -> str:
     """Write export-<pk>.zip and return its file name; progress goes to export.done/total."""
-    from compliance import services
-
     # Seal first, so that every row of the bundle is covered by a checkpoint.
-    services.ensure_sealed()
+    ensure_sealed()
     checkpoint = Checkpoint.objects.order_by("-seq").first()
     last_seq = checkpoint.seq if checkpoint else 0
     query = QueryDict(mutable=True)

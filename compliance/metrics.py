@@ -160,7 +160,7 @@ def _chart(requests: Any) -> dict[str, Any]:
     width, height, gap = 14, 160, 4
     bars = []
     for i, day in enumerate(days):
-        y = height
+        y: float = height
         segments = []
         for status in [*CHART_STATUSES, Status.PENDING]:
             n = per_day[day][status]

@@ -1,14 +1,13 @@
-"""Every change the compliance review makes: checkpoints, legal holds, the retention purge and
-export jobs. Like approvals/services.py: one conditional UPDATE per transition, the audit row in
-the same transaction, Celery after commit."""
+"""The compliance review's changes to cases: legal holds and the retention purge. Like
+approvals/services.py: one conditional UPDATE per transition, the audit row in the same
+transaction. Export jobs are in compliance/exports.py; sealing the chain (ensure_sealed, kept
+importable from here) in compliance/sealing.py."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from datetime import datetime, timedelta
-from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -16,47 +15,22 @@ from django.db.models import Q
 from django.utils import timezone
 
 from approvals import audit
-from approvals.models import ApprovalRequest, AuditChainHead, AuditEvent, ConversationLine
+from approvals.models import ApprovalRequest, AuditEvent, ConversationLine
 from approvals.services import user_label
-from compliance import chain, signing
-from compliance.models import Checkpoint, Export, LegalHold
+from compliance import chain
+from compliance.models import LegalHold
+from compliance.sealing import ensure_sealed
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["HoldError", "ensure_sealed", "place_hold", "purge", "purge_expired", "release_hold"]
+
 
 class HoldError(Exception):
     pass
-
-
-# Sealing -------------------------------------------------------------------------------------
-
-
-def ensure_sealed(*, now: datetime | None = None) -> Checkpoint | None:
-    """Sign the chain's current head and store the checkpoint. A no-op (None) when the head is
-    already sealed or the chain is empty. Raises ImproperlyConfigured without AUDIT_SIGNING_KEY."""
-    now = now or timezone.now()
-    # No lock: the committed head always names a committed row (record() moves both together),
-    # so whatever head this reads is a real, complete prefix of the chain.
-    head = AuditChainHead.objects.filter(pk=1).first()
-    if head is None or head.seq == 0:
-        return None
-    if Checkpoint.objects.filter(seq__gte=head.seq).exists():
-        return None
-    message = chain.checkpoint_message(seq=head.seq, row_sha256=head.row_hash, sealed_at=chain.format_time(now))
-    try:
-        with transaction.atomic():
-            return Checkpoint.objects.create(
-                seq=head.seq,
-                row_hash=head.row_hash,
-                sealed_at=now,
-                public_key=signing.public_key_raw().hex(),
-                signature=signing.sign(message).hex(),
-            )
-    except IntegrityError:
-        return None  # a concurrent beat sealed the same head: one checkpoint is enough
 
 
 # Legal holds ---------------------------------------------------------------------------------
@@ -164,51 +138,3 @@ def purge_expired(*, now: datetime | None = None) -> dict[str, int] | None:
         return None
     now = now or timezone.now()
     return purge(before=now - timedelta(days=days), now=now)
-
-
-# Exports -------------------------------------------------------------------------------------
-
-
-def request_export(*, by: User, query: dict[str, Any]) -> Export:
-    """Queue an evidence bundle of a search. Side effects: audit EXPORTED; after commit, the task."""
-    from compliance import tasks
-
-    with transaction.atomic():
-        export = Export.objects.create(requested_by=by, query=query)
-        audit.record(
-            kind=AuditEvent.Kind.EXPORTED,
-            actor=by,
-            actor_label=user_label(by),
-            payload={"export_id": export.pk, "query": query},
-            created_at=export.created_at,
-        )
-        transaction.on_commit(partial(tasks.build_export.delay, export.pk), robust=True)
-    return export
-
-
-def build_export(pk: int) -> Export | None:
-    """Write the bundle of an export (compliance/bundle.py). Claimed with a conditional UPDATE, so
-    a redelivered task does nothing. Returns None when another run had it."""
-    from compliance import bundle
-
-    won = Export.objects.filter(pk=pk, status=Export.Status.PENDING).update(status=Export.Status.RUNNING)
-    if not won:
-        return None
-    export = Export.objects.get(pk=pk)
-    try:
-        name = bundle.write(export)
-    except Exception as exc:
-        logger.exception("export %s failed", pk)
-        Export.objects.filter(pk=pk).update(
-            status=Export.Status.FAILED, error=str(exc)[:500], finished_at=timezone.now()
-        )
-        raise
-    digest = hashlib.sha256()
-    with bundle.export_path(name).open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    Export.objects.filter(pk=pk).update(
-        status=Export.Status.DONE, file_name=name, sha256=digest.hexdigest(), finished_at=timezone.now()
-    )
-    export.refresh_from_db()
-    return export

@@ -5,18 +5,17 @@ from __future__ import annotations
 from celery import shared_task
 
 from compliance import services
+from compliance.exports import build_export_task as build_export
+from compliance.sealing import ensure_sealed
+
+__all__ = ["build_export", "purge_expired", "seal_chain"]
 
 
 @shared_task(acks_late=True, ignore_result=True)
 def seal_chain() -> None:
-    services.ensure_sealed()
+    ensure_sealed()
 
 
 @shared_task(acks_late=True, ignore_result=True)
 def purge_expired() -> None:
     services.purge_expired()
-
-
-@shared_task(acks_late=True, ignore_result=True)
-def build_export(pk: int) -> None:
-    services.build_export(pk)

@@ -14,15 +14,16 @@ from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
+from django.urls import get_resolver, get_urlconf, reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from approvals.models import ApprovalRequest, AuditEvent, ConversationLine
-from compliance import bundle, metrics, services
+from compliance import bundle, exports, metrics, services
 from compliance.models import Export, LegalHold
 from compliance.search import SORTS, SearchForm
 from compliance.verify import verify_rows
@@ -31,18 +32,25 @@ PAGE_SIZE = 50
 # Conversation lines shown before the request and after its decision on a case page.
 LINES_AROUND = 8
 
-View = Callable[..., HttpResponse]
+View = Callable[..., HttpResponseBase]
+
+
+def forbidden(request: HttpRequest, message: str) -> HttpResponse:
+    """The 403 page, as Django's handler renders it. Returned rather than raised: Django logs a
+    raised PermissionDenied with its whole traceback, a returned 403 as one line."""
+    handler: Callable[..., HttpResponse] = get_resolver(get_urlconf()).resolve_error_handler(403)
+    return handler(request, exception=PermissionDenied(message))
 
 
 def review_required(view: View) -> View:
     """Anonymous → the login page; logged in without compliance.view_review → 403."""
 
     @wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         if not request.user.is_authenticated:
             return redirect_to_login(request.get_full_path())
         if not request.user.has_perm("compliance.view_review"):
-            raise PermissionDenied("Only compliance reviewers can see the review pages.")
+            return forbidden(request, "Only compliance reviewers can see the review pages.")
         return view(request, *args, **kwargs)
 
     return wrapper
@@ -66,7 +74,7 @@ def search(request: HttpRequest) -> HttpResponse:
             "querystring": params.urlencode(),
             "query_json": json.dumps(query),
             "sorts": SORTS,
-            "exports": Export.objects.filter(requested_by=request.user)[:5],
+            "exports": Export.objects.filter(requested_by_id=request.user.pk)[:5],
         },
     )
 
@@ -124,7 +132,7 @@ def _csv_rows(requests: Any) -> Iterator[list[Any]]:
 
 @require_GET
 @review_required
-def search_csv(request: HttpRequest) -> HttpResponse:
+def search_csv(request: HttpRequest) -> HttpResponseBase:
     form = SearchForm(request.GET)
     writer = csv.writer(_Echo())
     response = StreamingHttpResponse(
@@ -182,7 +190,7 @@ def case(request: HttpRequest, pk: int) -> HttpResponse:
 @review_required
 def place_hold(request: HttpRequest, pk: int) -> HttpResponse:
     if not request.user.has_perm("compliance.manage_legal_hold"):
-        raise PermissionDenied("You may not place legal holds.")
+        return forbidden(request, "You may not place legal holds.")
     req = get_object_or_404(ApprovalRequest, pk=pk)
     try:
         services.place_hold(req, by=request.user, reason=request.POST.get("reason", ""))  # type: ignore[arg-type]
@@ -196,7 +204,7 @@ def place_hold(request: HttpRequest, pk: int) -> HttpResponse:
 @review_required
 def release_hold(request: HttpRequest, pk: int) -> HttpResponse:
     if not request.user.has_perm("compliance.manage_legal_hold"):
-        raise PermissionDenied("You may not release legal holds.")
+        return forbidden(request, "You may not release legal holds.")
     hold = get_object_or_404(LegalHold, pk=pk)
     if services.release_hold(hold, by=request.user):  # type: ignore[arg-type]
         messages.success(request, "The legal hold is released.")
@@ -223,14 +231,22 @@ def export_create(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         messages.error(request, "The search has errors; fix them before exporting.")
         return redirect("review_search")
-    export = services.request_export(by=request.user, query=form.query())  # type: ignore[arg-type]
+    export = exports.request_export(by=request.user, query=form.query())  # type: ignore[arg-type]
     return redirect("review_export", pk=export.pk)
+
+
+def visible_exports(request: HttpRequest) -> QuerySet[Export]:
+    """The exports this person may open: their own (an export is not shared), or any for a
+    superuser. Another reviewer's export is a 404, as if it did not exist."""
+    if request.user.is_superuser:
+        return Export.objects.all()
+    return Export.objects.filter(requested_by_id=request.user.pk)
 
 
 @require_GET
 @review_required
 def export_status(request: HttpRequest, pk: int) -> HttpResponse:
-    export = get_object_or_404(Export, pk=pk)
+    export = get_object_or_404(visible_exports(request), pk=pk)
     if request.GET.get("format") == "json":
         data = export.to_dict()
         if export.status == Export.Status.DONE:
@@ -241,8 +257,8 @@ def export_status(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_GET
 @review_required
-def export_download(request: HttpRequest, pk: int) -> HttpResponse:
-    export = get_object_or_404(Export, pk=pk, status=Export.Status.DONE)
+def export_download(request: HttpRequest, pk: int) -> HttpResponseBase:
+    export = get_object_or_404(visible_exports(request), pk=pk, status=Export.Status.DONE)
     path = bundle.export_path(export.file_name)
     if not path.exists():
         raise Http404("The bundle file is gone from AUDIT_EXPORT_DIR.")

@@ -12,7 +12,7 @@ HEADER_SECRET = "HEADER-SECRET-1a2b3c"
 
 
 @pytest.fixture
-def server(db) -> McpServer:  # type: ignore[no-untyped-def]
+def server(db) -> McpServer:
     server, _ = services.register_mcp_server(
         label="hotel",
         url="https://mcp.hotel.example/mcp",
@@ -23,7 +23,7 @@ def server(db) -> McpServer:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def admin_client(client, admin_user):  # type: ignore[no-untyped-def]
+def admin_client(client, admin_user):
     client.force_login(admin_user)
     return client
 

@@ -19,11 +19,11 @@ SERVERS = {"hotel", "spa"}
 GROUPS = {"managers", "front-desk", "general-managers", "owners"}
 
 
-def rules(*raw: dict, servers=SERVERS, groups=GROUPS) -> list[policy.Rule]:  # type: ignore[no-untyped-def]
+def rules(*raw: dict, servers=SERVERS, groups=GROUPS) -> list[policy.Rule]:
     return policy.parse_document({"format": 1, "rules": list(raw)}, servers=servers, groups=groups)
 
 
-def call(tool: str = "refund_minibar_charge", server: str = "hotel", args: object = None, **kw) -> Call:  # type: ignore[no-untyped-def]
+def call(tool: str = "refund_minibar_charge", server: str = "hotel", args: object = None, **kw) -> Call:
     arguments = kw.pop("arguments", json.dumps(args if args is not None else {"amount": 20}))
     return Call(server_label=server, tool_name=tool, arguments=arguments, **kw)
 
@@ -275,7 +275,7 @@ def test_static_outcome_is_allow_or_deny_only_when_every_call_is(raw, tool, expe
 
 
 @pytest.fixture
-def hotel(db):  # type: ignore[no-untyped-def]
+def hotel(db):
     server, _ = services.register_mcp_server(
         label="hotel", url="http://127.0.0.1:9/mcp", authorization="tok-secret", headers={"X-API-Key": "k-secret"}
     )

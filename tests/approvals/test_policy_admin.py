@@ -47,12 +47,12 @@ DRY_RUN_URL = reverse("admin:approvals_policyrule_dry_run")
 
 
 @pytest.fixture
-def groups(db) -> dict[str, Group]:  # type: ignore[no-untyped-def]
+def groups(db) -> dict[str, Group]:
     return {name: Group.objects.create(name=name) for name in ("front-desk", "managers")}
 
 
 @pytest.fixture
-def server(db) -> McpServer:  # type: ignore[no-untyped-def]
+def server(db) -> McpServer:
     server, _ = services.register_mcp_server(
         label="hotel",
         url="https://mcp.hotel.example/mcp",
@@ -63,7 +63,7 @@ def server(db) -> McpServer:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def root_client(client, admin_user, groups, server):  # type: ignore[no-untyped-def]
+def root_client(client, admin_user, groups, server):
     client.force_login(admin_user)
     return client
 
@@ -108,7 +108,7 @@ def policy_audit() -> list[dict[str, Any]]:
     return [e.payload for e in AuditEvent.objects.filter(kind=AuditEvent.Kind.POLICY_CHANGED).order_by("seq")]
 
 
-def html(response) -> str:  # type: ignore[no-untyped-def]
+def html(response) -> str:
     return response.content.decode()
 
 

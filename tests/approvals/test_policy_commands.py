@@ -40,7 +40,7 @@ rules:
 
 
 @pytest.fixture
-def hotel(db):  # type: ignore[no-untyped-def]
+def hotel(db):
     for name in ("front-desk", "managers"):
         Group.objects.create(name=name)
     server, _ = services.register_mcp_server(label="hotel", url="https://mcp.hotel.example/mcp")
@@ -48,7 +48,7 @@ def hotel(db):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def published(hotel):  # type: ignore[no-untyped-def]
+def published(hotel):
     return services.import_policies(POLICY, by=None, source="test")
 
 

@@ -55,10 +55,10 @@ rules:
 
 
 @pytest.fixture
-def people(db, django_user_model, password):  # type: ignore[no-untyped-def]
+def people(db, django_user_model, password):
     groups = {name: Group.objects.create(name=name) for name in ("managers", "general-managers", "front-desk")}
 
-    def staff(username: str, *group_names: str, **extra):  # type: ignore[no-untyped-def]
+    def staff(username: str, *group_names: str, **extra):
         user = django_user_model.objects.create_user(
             username, password=password, is_staff=True, first_name=username.title(), **extra
         )
@@ -75,18 +75,18 @@ def people(db, django_user_model, password):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def policies(people):  # type: ignore[no-untyped-def]
+def policies(people):
     services.register_mcp_server(label="hotel", url="https://mcp.hotel.example/mcp")
     return services.import_policies(POLICY, by=people["root"], source="test")
 
 
-def refund(make_request, amount, **kw):  # type: ignore[no-untyped-def]
+def refund(make_request, amount, **kw):
     return make_request(
         name="refund_minibar_charge", arguments=json.dumps({"booking_id": "B1", "amount": amount}), **kw
     )
 
 
-def kinds(req: ApprovalRequest) -> list[str]:
+def kinds(req: ApprovalRequest | None) -> list[str]:
     return list(AuditEvent.objects.filter(request=req).order_by("seq").values_list("kind", flat=True))
 
 
@@ -197,6 +197,7 @@ def test_the_deadline_escalates_then_denies(
     services.decide(req, approve=True, by=people["mia"])  # one of two: not enough
     with django_capture_on_commit_callbacks(execute=True):
         escalated = services.expire_request(req.pk, now=req.deadline)
+    assert escalated is not None
     assert (escalated.status, escalated.stage, escalated.audience_groups, escalated.quorum) == (
         Status.PENDING,
         1,
@@ -247,9 +248,9 @@ async def test_dashboards_get_only_their_requests_and_lose_escalated_ones(people
     layer = get_channel_layer()
     from asgiref.sync import sync_to_async
 
-    async def connect(user):  # type: ignore[no-untyped-def]
+    async def connect(user):
         communicator = WebsocketCommunicator(DashboardConsumer.as_asgi(), "/ws/dashboard/")
-        communicator.scope["user"] = user
+        communicator.scope["user"] = user  # type: ignore[typeddict-unknown-key]
         connected, _ = await communicator.connect()
         assert connected
         return communicator
@@ -271,7 +272,7 @@ async def test_dashboards_get_only_their_requests_and_lose_escalated_ones(people
 
 
 @pytest.fixture
-def people_async(transactional_db, django_user_model, monkeypatch):  # type: ignore[no-untyped-def]
+def people_async(transactional_db, django_user_model, monkeypatch):
     monkeypatch.setattr("approvals.tasks.expire_request.apply_async", lambda *a, **k: None)
     managers, gms = Group.objects.create(name="managers"), Group.objects.create(name="general-managers")
     Group.objects.create(name="front-desk")
@@ -421,7 +422,7 @@ def test_three_managers_approving_at_once_make_one_decision_with_two_distinct_ap
     barrier = threading.Barrier(3)
     outcomes: dict[str, str] = {}
 
-    def click(user):  # type: ignore[no-untyped-def]
+    def click(user):
         try:
             barrier.wait()
             result = services.decide(ApprovalRequest.objects.get(pk=req.pk), approve=True, by=user)

@@ -31,14 +31,14 @@ def public_base64(private_key: str) -> str:
 
 
 @pytest.fixture(autouse=True)
-def _audit_settings(settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def _audit_settings(settings, tmp_path) -> None:
     settings.AUDIT_SIGNING_KEY = TEST_KEY
     settings.AUDIT_TRUSTED_PUBLIC_KEYS = ""
     settings.AUDIT_EXPORT_DIR = tmp_path / "exports"
 
 
 @pytest.fixture
-def rotate(settings):  # type: ignore[no-untyped-def]
+def rotate(settings):
     """Switch the audit key from A to B, as an operator would: with A's public key kept trusted
     (the documented procedure), or not (the mistake verify_audit must name)."""
 
@@ -50,7 +50,7 @@ def rotate(settings):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def compliance_group(db):  # type: ignore[no-untyped-def]
+def compliance_group(db):
     # The data migration made it; a transactional test's flush removes it, so make sure.
     from django.contrib.auth.models import Group, Permission
 
@@ -64,7 +64,7 @@ def compliance_group(db):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def rita(django_user_model, password, compliance_group):  # type: ignore[no-untyped-def]
+def rita(django_user_model, password, compliance_group):
     """Rita: compliance reviewer. Not staff: she reads the record, she never decides."""
     user = django_user_model.objects.create_user("rita", "rita@example.org", password, first_name="Rita")
     user.groups.add(compliance_group)

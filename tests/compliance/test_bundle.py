@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from approvals import services
-from compliance import bundle, chain
+from compliance import bundle, chain, exports
 from compliance import services as compliance_services
 from compliance.models import Export
 from compliance.verify_bundle import BundleError, verify
@@ -24,18 +24,18 @@ pytestmark = pytest.mark.django_db
 BASE = Path(__file__).resolve().parents[2]
 
 
-def _export(rita, capture, monkeypatch) -> Path:  # type: ignore[no-untyped-def]
+def _export(rita, capture, monkeypatch) -> Path:
     queued: list[int] = []
     monkeypatch.setattr("compliance.tasks.build_export.delay", queued.append)
     with capture(execute=True):
-        export = compliance_services.request_export(by=rita, query={"tool": "refund_minibar_charge"})
+        export: Export | None = exports.request_export(by=rita, query={"tool": "refund_minibar_charge"})
     assert queued == [export.pk]
-    export = compliance_services.build_export(export.pk)
+    export = exports.build_export(export.pk)
     assert export.status == Export.Status.DONE and export.done == export.total > 0
     return bundle.export_path(export.file_name)
 
 
-def _refund_called(refund) -> None:  # type: ignore[no-untyped-def]
+def _refund_called(refund) -> None:
     services.record_mcp_call(
         session=refund.session,
         item={
@@ -90,7 +90,7 @@ def test_the_bundle_holds_only_the_searched_case_with_its_whole_life(exported):
     assert manifest["search"] == {"tool": "refund_minibar_charge"} and manifest["requested_by"] == "rita"
 
 
-def _rewrite(path: Path, member: str, change) -> None:  # type: ignore[no-untyped-def]
+def _rewrite(path: Path, member: str, change) -> None:
     with zipfile.ZipFile(path) as z:
         files = {name: z.read(name) for name in z.namelist()}
     files[member] = change(files[member])
@@ -190,7 +190,7 @@ def test_a_rotated_bundle_checked_against_the_trusted_keys_needs_both(rotated):
         verify(str(rotated), public_keys=[FINGERPRINT_B])
 
 
-def _forge(path: Path, change_checkpoints, *, list_keys=None) -> None:  # type: ignore[no-untyped-def]
+def _forge(path: Path, change_checkpoints, *, list_keys=None) -> None:
     """A forger holding the current key: changes checkpoints.jsonl, fixes its digest in the
     manifest and signs the manifest again."""
     with zipfile.ZipFile(path) as z:
@@ -276,9 +276,9 @@ def test_a_bundle_is_not_built_over_a_checkpoint_of_a_key_not_trusted(
     seq = compliance_services.ensure_sealed().seq
     rotate(trust_a=False)
     monkeypatch.setattr("compliance.tasks.build_export.delay", lambda pk: None)
-    export = compliance_services.request_export(by=rita, query={"tool": "refund_minibar_charge"})
+    export = exports.request_export(by=rita, query={"tool": "refund_minibar_charge"})
     with pytest.raises(bundle.UntrustedKeyError):
-        compliance_services.build_export(export.pk)
+        exports.build_export(export.pk)
     export.refresh_from_db()
     assert export.status == Export.Status.FAILED
     assert export.error.startswith(f"checkpoint #{seq} is signed by a key that is not trusted: {FINGERPRINT_A}")

@@ -8,8 +8,9 @@ from approvals.models import ApprovalRequest
 from compliance import metrics
 
 
-def _decided(make_request, user, seconds: float, tool: str) -> None:  # type: ignore[no-untyped-def]
+def _decided(make_request, user, seconds: float, tool: str) -> None:
     req = services.decide(make_request(name=tool), approve=True, by=user)
+    assert req.decided_at is not None
     # Test set-up, not a transition: a decision that took `seconds`.
     ApprovalRequest.objects.filter(pk=req.pk).update(created_at=req.decided_at - timedelta(seconds=seconds))
 
@@ -19,8 +20,8 @@ def test_time_to_decision_percentiles_are_nearest_rank_per_tool_person_and_group
     bob.groups.add(managers)
     for seconds in (1, 3, 5, 7, 9, 11, 13, 15, 17, 19):
         _decided(make_request, alice, seconds, "unlock_door")
-    for seconds in (0.5, 40):
-        _decided(make_request, bob, seconds, "issue_refund")
+    for slow_or_fast in (0.5, 40):
+        _decided(make_request, bob, slow_or_fast, "issue_refund")
     services.expire_request(make_request(name="unlock_door").pk, now=timezone.now() + timedelta(days=1))
 
     now = timezone.now()

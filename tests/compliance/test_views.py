@@ -2,28 +2,32 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 
 import pytest
 from django.urls import reverse
 
 from approvals import services
 from approvals.models import AuditEvent
-from compliance import services as compliance_services
+from compliance import exports
 from compliance.models import Export, LegalHold
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def case(make_request, alice, effects):  # type: ignore[no-untyped-def]
+def case(make_request, alice, effects):
     req = make_request()
     services.decide(req, approve=True, by=alice, reason="Known guest")
     return req
 
 
-def pages(case) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
+def pages(case, owner=None) -> list[tuple[str, str]]:
+    """Every review page; the export on them is `owner`'s (default: the case's decider)."""
     hold = LegalHold.objects.create(request=case, reason="r", placed_by=case.decided_by)
-    export = Export.objects.create(requested_by=case.decided_by, status=Export.Status.DONE, file_name="nope.zip")
+    export = Export.objects.create(
+        requested_by=owner or case.decided_by, status=Export.Status.DONE, file_name="nope.zip"
+    )
     return [
         ("get", reverse("review_search")),
         ("get", reverse("review_csv")),
@@ -53,8 +57,9 @@ def test_staff_and_outsiders_without_the_permission_get_403_on_every_review_page
 @pytest.mark.parametrize("persona", ["rita", "admin_user"])
 def test_reviewers_and_superusers_can_open_every_review_page(client, case, persona, request, monkeypatch):
     monkeypatch.setattr("compliance.tasks.build_export.delay", lambda pk: None)
-    client.force_login(request.getfixturevalue(persona))
-    for method, url in pages(case):
+    user = request.getfixturevalue(persona)
+    client.force_login(user)
+    for method, url in pages(case, owner=user):
         response = getattr(client, method)(url, {"reason": "Complaint"} if "hold" in url else {})
         # The download of a bundle whose file is missing is a 404; the POSTs redirect.
         expected = {"get": 404 if "download" in url else 200, "post": 302}[method]
@@ -168,7 +173,7 @@ def test_an_export_is_queued_then_shows_its_progress_and_download(client, rita, 
     assert AuditEvent.objects.filter(kind="exported", actor=rita).exists()
     status = client.get(reverse("review_export", args=[export.pk]), {"format": "json"}).json()
     assert status["status"] == "pending" and "download" not in status
-    compliance_services.build_export(export.pk)
+    exports.build_export(export.pk)
     status = client.get(reverse("review_export", args=[export.pk]), {"format": "json"}).json()
     assert status["status"] == "done" and status["percent"] == 100
     download = client.get(status["download"])
@@ -182,3 +187,32 @@ def test_placing_and_releasing_a_legal_hold_from_the_case_page(client, rita, cas
     assert hold.placed_by == rita and hold.reason == "Complaint 4711"
     client.post(reverse("review_release_hold", args=[hold.pk]))
     assert not LegalHold.objects.active().exists()
+
+
+def test_an_export_is_visible_to_its_reviewer_and_superusers_only(client, rita, admin_user, django_user_model):
+    other = django_user_model.objects.create_user("ruth", password="x")
+    other.groups.add(*rita.groups.all())
+    export = Export.objects.create(requested_by=rita, status=Export.Status.DONE, file_name="nope.zip")
+    urls = [reverse("review_export", args=[export.pk]), reverse("review_export_download", args=[export.pk])]
+
+    client.force_login(other)
+    assert [client.get(url).status_code for url in urls] == [404, 404]
+    assert client.get(urls[0], {"format": "json"}).status_code == 404
+
+    client.force_login(rita)
+    assert client.get(urls[0]).status_code == 200
+    client.force_login(admin_user)
+    assert client.get(urls[0]).status_code == 200
+
+
+def test_a_403_logs_one_line_without_a_traceback(client, alice, case, caplog):
+    client.force_login(alice)
+    with caplog.at_level(logging.WARNING, logger="django.request"):
+        assert client.get(reverse("review_case", args=[case.pk])).status_code == 403
+        assert client.post(reverse("review_place_hold", args=[case.pk])).status_code == 403
+    records = [r for r in caplog.records if r.name == "django.request"]
+    assert [r.getMessage() for r in records] == [
+        f"Forbidden: {reverse('review_case', args=[case.pk])}",
+        f"Forbidden: {reverse('review_place_hold', args=[case.pk])}",
+    ]
+    assert all(r.exc_info is None for r in records)

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
-from django.utils import timezone
 
 from approvals import policy, services
 
@@ -43,8 +42,9 @@ class Command(BaseCommand):
             raise CommandError("--dry-run DAYS: a number of days from 1 to 365")
         try:
             if days is not None:
-                rules = policy.parse_document(policy.load_yaml(text))
-                self._report(name, policy.dry_run(policy.Policy(rules, None), days=days))
+                for line in policy.report_lines(policy.dry_run_yaml(text, days=days), name):
+                    self.stdout.write(line)
+                self.stdout.write("Nothing was imported (dry run).")
                 return
             version = services.import_policies(text, by=None, source=f"import {name}")
         except policy.PolicyError as exc:
@@ -69,20 +69,3 @@ class Command(BaseCommand):
             raise CommandError(f"cannot read {name}: {exc.strerror or exc}") from None
         except UnicodeDecodeError:
             raise CommandError(f"cannot read {name}: not UTF-8 text") from None
-
-    def _report(self, name: str, report: policy.DryRunReport) -> None:
-        replayed = len(report.rows)
-        self.stdout.write(
-            f"Dry run of {name} on the requests of the last {report.days} day{'s' if report.days != 1 else ''}: "
-            f"{len(report.changed)} of {replayed} request{'s' if replayed != 1 else ''} would be decided differently."
-        )
-        if report.truncated:
-            self.stdout.write(f"(Only the latest {replayed} of {report.total} requests were replayed.)")
-        for row in report.changed:
-            req = row.request
-            when = timezone.localtime(req.created_at).strftime("%Y-%m-%d %H:%M:%S")
-            arguments = req.arguments if len(req.arguments) <= 200 else req.arguments[:199] + "…"
-            self.stdout.write(f"{when}  {req.session.label}  {req.server_label}/{req.tool_name}  {arguments}")
-            self.stdout.write(f"    then:  {row.recorded}; {row.happened}")
-            self.stdout.write(f"    draft: {row.draft}")
-        self.stdout.write("Nothing was imported (dry run).")

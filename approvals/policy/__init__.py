@@ -1,0 +1,105 @@
+"""The approval policy (docs/policies.md): which tool call needs whose approval.
+
+- conditions: CEL conditions, compiled and checked.
+- document: the rules and the policy document (YAML), and the one validator of it. Pure.
+- engine: routing a call, and compiling the rules into what OpenAI receives. Reads only.
+- dryrun: replaying a draft on the recorded requests. Reads only.
+- rows: the rules <-> the PolicyRule rows; write_rows writes (for services.publish_policy).
+
+The names below are the public ones; importers use `from approvals import policy`.
+"""
+
+from approvals.policy.conditions import (
+    CEL_FUNCTIONS,
+    CEL_VARIABLES,
+    MAX_CONDITION_CHARS,
+    ConditionError,
+    compile_condition,
+)
+from approvals.policy.document import (
+    ALLOW,
+    ASK,
+    DEAD_END,
+    DEFAULT_STEPS,
+    DENY,
+    DOCUMENT_FORMAT,
+    MAX_DEADLINE_SECONDS,
+    MAX_RULES,
+    MAX_STEPS,
+    UNREACHED,
+    PolicyError,
+    Rule,
+    RuleEntry,
+    Step,
+    StepEntry,
+    chain_problems,
+    describe_steps,
+    diff,
+    document,
+    dump_yaml,
+    load_yaml,
+    parse_document,
+)
+from approvals.policy.dryrun import DryRunReport, DryRunRow, dry_run, dry_run_yaml, report_lines
+from approvals.policy.engine import (
+    Call,
+    Policy,
+    Routing,
+    call_context,
+    compile_entry,
+    current,
+    current_document,
+    is_drifted,
+    masked,
+    upstream_tools,
+)
+from approvals.policy.rows import rule_from_row, rules_from_rows, step_of, write_rows
+
+__all__ = [
+    "ALLOW",
+    "ASK",
+    "CEL_FUNCTIONS",
+    "CEL_VARIABLES",
+    "DEAD_END",
+    "DEFAULT_STEPS",
+    "DENY",
+    "DOCUMENT_FORMAT",
+    "MAX_CONDITION_CHARS",
+    "MAX_DEADLINE_SECONDS",
+    "MAX_RULES",
+    "MAX_STEPS",
+    "UNREACHED",
+    "Call",
+    "ConditionError",
+    "DryRunReport",
+    "DryRunRow",
+    "Policy",
+    "PolicyError",
+    "Routing",
+    "Rule",
+    "RuleEntry",
+    "Step",
+    "StepEntry",
+    "call_context",
+    "chain_problems",
+    "compile_condition",
+    "compile_entry",
+    "current",
+    "current_document",
+    "describe_steps",
+    "diff",
+    "document",
+    "dry_run",
+    "dry_run_yaml",
+    "dump_yaml",
+    "is_drifted",
+    "load_yaml",
+    "masked",
+    "parse_document",
+    "report_lines",
+    "rule_from_row",
+    "rules_from_rows",
+    "step_of",
+    "upstream_tools",
+    "write_rows",
+]

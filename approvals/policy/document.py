@@ -1,0 +1,480 @@
+"""The policy document: its rules and steps, and the one validator of it (docs/policies.md).
+
+A policy is an ordered list of rules; the first that matches a call decides what happens to it:
+allow or deny at once, or ask: which groups may decide, how many distinct approvers, the
+deadline, and what the deadline does (deny, approve, or escalate to the next step).
+
+Two forms of it exist in memory and they convert one into the other: `Rule` objects (what the
+engine routes with and what the rows in the database become, approvals/policy/rows.py) and the
+document (a dict: the YAML of export_policies/import_policies, and the snapshot each
+PolicyVersion keeps). `parse_document` is the only way from the document to rules, and checks
+it: the YAML import, the admin's forms (which build the draft document of the whole policy) and
+publish_policy all go through it. The entries of the document are validated as pydantic models
+(`RuleEntry`, `StepEntry`); `chain_problems` is the escalation-chain rule, phrased here for the
+document and by the admin for its form.
+
+Pure: reads the registry (server labels, group names) only when asked to check names.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import yaml
+from django.conf import settings
+from django.contrib.auth.models import Group
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    ValidationInfo,
+)
+from pydantic_core import PydanticCustomError
+
+from approvals.models import DeadlineAction, McpServer, PolicyRule
+from approvals.policy.conditions import ConditionError, compile_condition
+
+DOCUMENT_FORMAT = 1
+ALLOW, DENY, ASK = PolicyRule.Outcome.ALLOW.value, PolicyRule.Outcome.DENY.value, PolicyRule.Outcome.ASK.value
+MAX_RULES = 500
+MAX_STEPS = 20
+MAX_DEADLINE_SECONDS = 7 * 24 * 3600
+LABEL = re.compile(r"[-a-zA-Z0-9_]{1,100}")
+
+
+class PolicyError(ValueError):
+    """A policy document that cannot be used; `errors` lists every problem, each with where it is
+    (`rules[2] (refund-large).when: …`). Nothing is changed when this is raised."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("; ".join(errors))
+        self.errors = errors
+
+
+# The rules --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Step:
+    """One asking step: who may decide, how many distinct approvers, the deadline (None: the
+    default) and what it does when it passes."""
+
+    groups: tuple[str, ...] = ()
+    quorum: int = 1
+    deadline_seconds: int | None = None
+    on_deadline: str = DeadlineAction.DENY.value
+
+    def seconds(self) -> int:
+        return self.deadline_seconds or settings.APPROVAL_TIMEOUT_SECONDS
+
+    def to_plan(self) -> dict[str, Any]:
+        return {
+            "groups": list(self.groups),
+            "quorum": self.quorum,
+            "deadline_seconds": self.seconds(),
+            "on_deadline": self.on_deadline,
+        }
+
+    def describe(self) -> str:
+        who = " or ".join(self.groups) or "any staff member"
+        if self.quorum > 1:
+            who = f"{self.quorum} distinct approvers from {who}"
+        return f"{who} within {self.seconds()} s"
+
+    def to_document(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"approvers": list(self.groups) or "any staff", "quorum": self.quorum}
+        if self.deadline_seconds is not None:
+            out["deadline_seconds"] = self.deadline_seconds
+        out["on_deadline"] = self.on_deadline
+        return out
+
+
+DEFAULT_STEPS = (Step(),)
+
+
+def describe_steps(steps: tuple[Step, ...]) -> str:
+    """'ask managers within 120 s, then escalate to …, then deny': an ask outcome in words."""
+    text = "ask " + ", then escalate to ".join(step.describe() for step in steps)
+    return f"{text}, then {steps[-1].on_deadline}"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One rule, as the engine routes with it. `server` "" is any server; `steps` matter for
+    outcome ask only."""
+
+    label: str
+    outcome: str
+    server: str = ""
+    tool: str = "*"
+    when: str = ""
+    reason: str = ""
+    description: str = ""
+    enabled: bool = True
+    steps: tuple[Step, ...] = DEFAULT_STEPS
+
+    def describe(self) -> str:
+        if self.outcome != ASK:
+            return "allow at once" if self.outcome == ALLOW else "deny at once"
+        return describe_steps(self.steps)
+
+    def to_document(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"label": self.label}
+        if self.description:
+            out["description"] = self.description
+        if not self.enabled:
+            out["enabled"] = False
+        out["server"] = self.server or "*"
+        out["tool"] = self.tool
+        if self.when:
+            out["when"] = self.when
+        out["outcome"] = self.outcome
+        if self.reason:
+            out["reason"] = self.reason
+        if self.outcome == ASK:
+            out.update(self.steps[0].to_document())
+            if len(self.steps) > 1:
+                out["escalations"] = [step.to_document() for step in self.steps[1:]]
+        return out
+
+
+def document(rules: Iterable[Rule]) -> dict[str, Any]:
+    """The document of these rules (what parse_document reads back)."""
+    return {"format": DOCUMENT_FORMAT, "rules": [rule.to_document() for rule in rules]}
+
+
+# The escalation chain ---------------------------------------------------------------------------
+
+DEAD_END, UNREACHED = "dead_end", "unreached"
+
+
+def chain_problems(actions: Sequence[str]) -> list[tuple[int, str]]:
+    """What is wrong with a chain of steps given what each deadline does, in order: (index,
+    DEAD_END) for a step that escalates with no step after it, (index, UNREACHED) for a step
+    that ends the chain while steps follow it."""
+    problems = []
+    for index, action in enumerate(actions):
+        last = index == len(actions) - 1
+        if action == DeadlineAction.ESCALATE and last:
+            problems.append((index, DEAD_END))
+        elif action != DeadlineAction.ESCALATE and not last:
+            problems.append((index, UNREACHED))
+    return problems
+
+
+# The entries of the document, as pydantic validates them ----------------------------------------
+
+STEP_KEYS = frozenset({"approvers", "quorum", "deadline_seconds", "on_deadline"})
+ASK_ONLY_KEYS = STEP_KEYS | {"escalations"}
+# What a field must be, said once for every way it can be wrong (a type, a bound, a missing key).
+FIELD_HELP = {
+    "label": "required; letters, digits, - and _ (at most 100)",
+    "outcome": "one of allow, deny, ask",
+    "server": "a registered server's label, or '*'",
+    "tool": "a tool name or pattern such as refund_* (at most 200 characters)",
+    "when": "a CEL expression as text",
+    "reason": "text of at most 500 characters",
+    "enabled": "true or false",
+    "approvers": "a group name, a list of group names, or 'any staff'",
+    "quorum": "a whole number from 1 to 20",
+    "deadline_seconds": f"a whole number of seconds from 1 to {MAX_DEADLINE_SECONDS}",
+    "on_deadline": f"one of {', '.join(DeadlineAction.values)}",
+    "escalations": f"a list of at most {MAX_STEPS} steps",
+}
+_OWN = "policy"  # the type of the errors raised below, whose message is already what to show
+
+
+def _own(message: str, **ctx: Any) -> PydanticCustomError:
+    # The message goes in through the context: a condition's text may hold braces.
+    return PydanticCustomError(_OWN, "{text}", {"text": message, **ctx})
+
+
+def _names(info: ValidationInfo, key: str) -> set[str] | None:
+    context = info.context or {}
+    names: set[str] | None = context.get(key)
+    return names
+
+
+def _approvers(value: Any) -> Any:
+    if value in (None, "any staff", "*", []):
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list) and all(isinstance(a, str) and a for a in value):
+        return tuple(dict.fromkeys(value))
+    raise _own(FIELD_HELP["approvers"])
+
+
+def _known_groups(value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+    groups = _names(info, "groups")
+    missing = [name for name in value if groups is not None and name not in groups]
+    if missing:
+        raise PydanticCustomError("unknown_groups", "unknown groups", {"names": missing})
+    return value
+
+
+def _deadline_action(value: str) -> str:
+    if value not in DeadlineAction.values:
+        raise _own(FIELD_HELP["on_deadline"])
+    return value
+
+
+def _server(value: Any) -> Any:
+    if value in (None, "*", ""):
+        return ""
+    return value
+
+
+def _known_server(value: str, info: ValidationInfo) -> str:
+    servers = _names(info, "servers")
+    if value and servers is not None and value not in servers:
+        raise _own(f"no MCP server is registered as {value!r}")
+    return value
+
+
+def _outcome(value: str) -> str:
+    if value not in (ALLOW, DENY, ASK):
+        raise _own(FIELD_HELP["outcome"])
+    return value
+
+
+def _condition(value: str) -> str:
+    if value.strip():
+        try:
+            compile_condition(value)
+        except ConditionError as exc:
+            raise _own(str(exc)) from None
+    return value.strip()
+
+
+def _or_empty(value: Any) -> Any:
+    return value or ""
+
+
+Approvers = Annotated[tuple[str, ...], BeforeValidator(_approvers), AfterValidator(_known_groups)]
+Quorum = Annotated[StrictInt, Field(ge=1, le=20)]
+Deadline = Annotated[StrictInt, Field(ge=1, le=MAX_DEADLINE_SECONDS)] | None
+OnDeadline = Annotated[StrictStr, AfterValidator(_deadline_action)]
+
+
+class StepEntry(BaseModel):
+    """One step under a rule's `escalations` (the first step's keys sit in the rule itself)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    approvers: Approvers = ()
+    quorum: Quorum = 1
+    deadline_seconds: Deadline = None
+    on_deadline: OnDeadline = DeadlineAction.DENY.value
+
+    def to_step(self) -> Step:
+        return Step(self.approvers, self.quorum, self.deadline_seconds, self.on_deadline)
+
+
+class RuleEntry(BaseModel):
+    """One entry of the document's `rules`. Validated with the context {"servers": set | None,
+    "groups": set | None}: names not in a given set are refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    label: Annotated[StrictStr, Field(pattern=rf"^{LABEL.pattern}$")]
+    outcome: Annotated[StrictStr, AfterValidator(_outcome)]
+    server: Annotated[StrictStr, BeforeValidator(_server), AfterValidator(_known_server)] = ""
+    tool: Annotated[StrictStr, Field(min_length=1, max_length=200)] = "*"
+    when: Annotated[StrictStr, BeforeValidator(_or_empty), AfterValidator(_condition)] = ""
+    reason: Annotated[StrictStr, BeforeValidator(_or_empty), Field(max_length=500)] = ""
+    description: Annotated[str, BeforeValidator(lambda v: str(v or ""))] = ""
+    enabled: StrictBool = True
+    approvers: Approvers = ()
+    quorum: Quorum = 1
+    deadline_seconds: Deadline = None
+    on_deadline: OnDeadline = DeadlineAction.DENY.value
+    escalations: Annotated[list[StepEntry], BeforeValidator(lambda v: v or []), Field(max_length=MAX_STEPS)] = Field(
+        default_factory=list
+    )
+
+    def to_rule(self) -> Rule:
+        first = Step(self.approvers, self.quorum, self.deadline_seconds, self.on_deadline)
+        return Rule(
+            label=self.label,
+            outcome=self.outcome,
+            server=self.server,
+            tool=self.tool,
+            when=self.when,
+            reason=self.reason,
+            description=self.description,
+            enabled=self.enabled,
+            steps=(first, *(s.to_step() for s in self.escalations)) if self.outcome == ASK else DEFAULT_STEPS,
+        )
+
+
+def _path(where: str, loc: tuple[int | str, ...]) -> str:
+    path = where
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part in FIELD_HELP or part in RuleEntry.model_fields:
+            path += f".{part}"
+        else:
+            break  # a tag pydantic adds inside a field (a union's member): the field is named
+    return path
+
+
+def _messages(exc: ValidationError, where: str) -> list[str]:
+    """The errors pydantic found in one rule, as the document's messages."""
+    out: list[str] = []
+    unknown: dict[str, list[str]] = {}
+    for error in exc.errors(include_url=False):
+        loc = tuple(error["loc"])
+        if error["type"] == "extra_forbidden":
+            unknown.setdefault(_path(where, loc[:-1]), []).append(str(loc[-1]))
+            continue
+        path = _path(where, loc)
+        if error["type"] == "unknown_groups":
+            out += [f"{path}: there is no group named {name!r}" for name in error["ctx"]["names"]]
+        elif error["type"] == _OWN:
+            out.append(f"{path}: {error['ctx']['text']}")
+        elif isinstance(loc[-1], int) and loc[:1] == ("escalations",):
+            out.append(f"{path}: expected a mapping with approvers, quorum, deadline_seconds, on_deadline")
+        else:
+            field = next((p for p in reversed(loc) if isinstance(p, str) and p in FIELD_HELP), "")
+            out.append(f"{path}: {FIELD_HELP.get(field, error['msg'])}")
+    out[:0] = [f"{path}: unknown key(s) {', '.join(sorted(keys))}" for path, keys in unknown.items()]
+    return list(dict.fromkeys(out))
+
+
+def _chain_messages(raw: Mapping[str, Any], where: str) -> list[str]:
+    escalations = raw.get("escalations") or []
+    if not isinstance(escalations, list) or len(escalations) > MAX_STEPS:
+        escalations = []
+    steps = [raw, *(s if isinstance(s, Mapping) else {} for s in escalations)]
+    out = []
+    for index, problem in chain_problems([s.get("on_deadline", DeadlineAction.DENY.value) for s in steps]):
+        at = where if index == 0 else f"{where}.escalations[{index - 1}]"
+        if problem == DEAD_END:
+            out.append(f"{at}.on_deadline: escalate needs a next step under escalations")
+        else:
+            out.append(f"{at}.on_deadline: the steps after it are never reached (set it to escalate)")
+    return out
+
+
+def _parse_rule(raw: Any, index: int, seen: set[str], context: dict[str, Any]) -> tuple[Rule | None, list[str]]:
+    where = f"rules[{index}]"
+    if not isinstance(raw, Mapping):
+        return None, [f"{where}: expected a mapping"]
+    errors: list[str] = []
+    label = raw.get("label")
+    if isinstance(label, str) and LABEL.fullmatch(label):
+        where = f"{where} ({label})"
+        if label in seen:
+            errors.append(f"{where}.label: used by an earlier rule too")
+        seen.add(label)
+    rule = None
+    try:
+        rule = RuleEntry.model_validate(raw, context=context).to_rule()
+    except ValidationError as exc:
+        errors += _messages(exc, where)
+    outcome = raw.get("outcome")
+    if outcome in (ALLOW, DENY):
+        if set(raw) & ASK_ONLY_KEYS:
+            errors.append(f"{where}: approvers, quorum, deadline and escalations apply to outcome ask only")
+    else:
+        errors += _chain_messages(raw, where)
+    return rule, errors
+
+
+def parse_document(
+    data: Any, *, servers: set[str] | None = None, groups: set[str] | None = None, check_names: bool = True
+) -> list[Rule]:
+    """The rules of a policy document (dict, as YAML loads it), their conditions checked to
+    compile. Raises PolicyError listing every problem. With check_names the servers and groups
+    named must exist now (read from the database unless given)."""
+    if check_names:
+        servers = set(McpServer.objects.values_list("label", flat=True)) if servers is None else servers
+        groups = set(Group.objects.values_list("name", flat=True)) if groups is None else groups
+    errors: list[str] = []
+    if not isinstance(data, Mapping):
+        raise PolicyError(["the document must be a mapping with 'format' and 'rules'"])
+    unknown = set(data) - {"format", "rules"}
+    if unknown:
+        errors.append(f"unknown top-level key(s) {', '.join(sorted(map(str, unknown)))} (expected format, rules)")
+    if data.get("format", DOCUMENT_FORMAT) != DOCUMENT_FORMAT:
+        errors.append(f"format: this Countersign reads format {DOCUMENT_FORMAT}, not {data.get('format')!r}")
+    raw_rules = data.get("rules") or []
+    if not isinstance(raw_rules, list):
+        raise PolicyError([*errors, "rules: expected a list of rules"])
+    if len(raw_rules) > MAX_RULES:
+        raise PolicyError([*errors, f"rules: at most {MAX_RULES} rules"])
+    rules: list[Rule] = []
+    seen: set[str] = set()
+    context = {"servers": servers, "groups": groups}
+    for index, raw in enumerate(raw_rules):
+        rule, problems = _parse_rule(raw, index, seen, context)
+        errors += problems
+        if rule is not None:
+            rules.append(rule)
+    if errors:
+        raise PolicyError(errors)
+    return rules
+
+
+# Text -------------------------------------------------------------------------------------------
+
+
+def diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """What changed between two documents, in words, one line per change."""
+    before = {r["label"]: (i, r) for i, r in enumerate(old.get("rules") or [])}
+    after = {r["label"]: (i, r) for i, r in enumerate(new.get("rules") or [])}
+    changes = []
+    for label, (_i, rule) in after.items():
+        if label not in before:
+            changes.append(f"added rule {label}: {json.dumps(rule, sort_keys=True)}")
+    for label in before:
+        if label not in after:
+            changes.append(f"removed rule {label}")
+    order_before = [label for label in before if label in after]
+    order_after = [label for label in after if label in before]
+    for label, (_i, rule) in after.items():
+        if label not in before:
+            continue
+        old_rule = before[label][1]
+        for key in sorted(set(old_rule) | set(rule)):
+            if old_rule.get(key) != rule.get(key):
+                changes.append(f"rule {label}: {key} {json.dumps(old_rule.get(key))} → {json.dumps(rule.get(key))}")
+    if order_before != order_after:
+        changes.append("order: " + ", ".join(order_after))
+    return changes
+
+
+def load_yaml(text: str) -> Any:
+    """Parse a YAML policy file; a syntax error becomes a PolicyError naming line and column."""
+    if len(text) > 2_000_000:
+        raise PolicyError(["the file is larger than 2 MB"])
+    try:
+        return yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise PolicyError([f"not valid YAML: {where}{problem}"]) from None
+
+
+YAML_HEADER = """\
+# Countersign approval policy (docs/policies.md). Rules are tried in order; the first whose
+# server, tool and condition (`when`, in CEL) match decides: allow, deny, or ask. A call no
+# rule matches asks any staff member and is denied at the deadline (APPROVAL_TIMEOUT_SECONDS).
+"""
+
+
+def dump_yaml(doc: dict[str, Any]) -> str:
+    return YAML_HEADER + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=100)

@@ -1,0 +1,83 @@
+"""The policy as rows in the database (PolicyRule, EscalationStep), and back: the one conversion
+each way between the rows the admin edits and the rules of approvals/policy/document.py.
+
+`write_rows` WRITES (it replaces every rule row); it is called by services.publish_policy inside
+its transaction, and by nothing else."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from django.contrib.auth.models import Group
+
+from approvals.models import EscalationStep, PolicyRule
+from approvals.policy.document import ASK, DEFAULT_STEPS, Rule, Step
+
+
+def step_of(groups: Iterable[Any], quorum: int, deadline_seconds: int | None, on_deadline: str) -> Step:
+    """A step from a row's (or a form's) fields; `groups` are Group objects."""
+    return Step(
+        groups=tuple(sorted(g.name for g in groups)),
+        quorum=quorum,
+        deadline_seconds=deadline_seconds,
+        on_deadline=on_deadline,
+    )
+
+
+def rule_from_row(row: PolicyRule) -> Rule:
+    """A rule row (with its groups and escalation steps) as a Rule."""
+    steps = [step_of(row.groups.all(), row.quorum, row.deadline_seconds, row.on_deadline)]
+    steps += [step_of(s.groups.all(), s.quorum, s.deadline_seconds, s.on_deadline) for s in row.escalations.all()]
+    return Rule(
+        label=row.label,
+        outcome=row.outcome,
+        server=row.server_label,
+        tool=row.tool_pattern,
+        when=row.condition.strip(),
+        reason=row.reason,
+        description=row.description,
+        enabled=row.enabled,
+        steps=tuple(steps) if row.outcome == ASK else DEFAULT_STEPS,
+    )
+
+
+def rules_from_rows() -> list[Rule]:
+    """The rules as the admin's rows hold them now, in order (not checked: see parse_document)."""
+    rows = PolicyRule.objects.prefetch_related("groups", "escalations__groups").order_by("position", "pk")
+    return [rule_from_row(row) for row in rows]
+
+
+def write_rows(rules: list[Rule]) -> None:
+    """Replace every rule row with `rules` (inside the caller's transaction). The groups the
+    rules name must exist (parse_document checked them)."""
+    PolicyRule.objects.all().delete()
+    groups = {g.name: g for g in Group.objects.all()}
+    for position, rule in enumerate(rules):
+        first = rule.steps[0]
+        row = PolicyRule.objects.create(
+            position=(position + 1) * 10,
+            label=rule.label,
+            description=rule.description,
+            enabled=rule.enabled,
+            server_label=rule.server,
+            tool_pattern=rule.tool,
+            condition=rule.when,
+            outcome=rule.outcome,
+            reason=rule.reason,
+            quorum=first.quorum,
+            deadline_seconds=first.deadline_seconds,
+            on_deadline=first.on_deadline,
+        )
+        row.groups.set([groups[name] for name in first.groups])
+        if rule.outcome != ASK:
+            continue
+        for index, step in enumerate(rule.steps[1:]):
+            esc = EscalationStep.objects.create(
+                rule=row,
+                position=index + 1,
+                quorum=step.quorum,
+                deadline_seconds=step.deadline_seconds,
+                on_deadline=step.on_deadline,
+            )
+            esc.groups.set([groups[name] for name in step.groups])
