@@ -1,6 +1,7 @@
 """A real MCP client for the simulator: list a server's tools, decide approval, call a tool.
 
-Used by the Realtime sessions (simulator/realtime.py) and by the Responses API side (simulator/http_api.py).
+Used by the Realtime sessions (simulator/listing.py, simulator/turns.py) and by the Responses API side
+(simulator/responses_api.py).
 Every function takes the `mcp` tool object exactly as the client configured it
 (REALTIME_PROTOCOL.md section 3.1) and speaks MCP over the network with the official `mcp` SDK:
 Streamable HTTP, or the older HTTP+SSE transport when the URL's path ends in `/sse`.

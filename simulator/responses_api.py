@@ -32,7 +32,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from simulator import mcp_client, script
-from simulator.http_api import ApiError, authenticate, json_body
+from simulator.http_common import ApiError, authenticate, json_body
 from simulator.state import SimulatorState
 
 
