@@ -316,7 +316,7 @@ async def finish(
     resp.finished = True
     resp.status = status
     session.response_finished(resp)
-    details = None
+    details: dict[str, Any] | None = None
     if status != "completed":
         details = {"type": status, "reason": reason} if error is None else {"type": status, "error": error}
     tokens_in = 20 + 5 * len(session.items)
