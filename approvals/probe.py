@@ -15,12 +15,9 @@ characters), which is why a server can pass its own tests and still fail at sess
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import ssl
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,18 +25,14 @@ from urllib.parse import urlsplit
 import httpx2
 import jsonschema
 import mcp_types
-from mcp.client import Client
-from mcp.client.sse import sse_client
-from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
+import mcp_link
+from mcp_link import SSE, STREAMABLE_HTTP, TRANSPORT_NAMES, LinkError
+
 logger = logging.getLogger(__name__)
 
-STREAMABLE_HTTP = "streamable_http"
-SSE = "sse"
-TRANSPORT_NAMES = {STREAMABLE_HTTP: "Streamable HTTP", SSE: "HTTP+SSE"}
-CONNECT_TIMEOUT = 5.0
 PROBE_TIMEOUT = 20.0
 # OpenAI function-tool names; MCP allows more (SEP-986: dots, slashes, up to 128 characters).
 TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -72,27 +65,6 @@ class ProbeResult:
         return "\n".join(lines)
 
 
-class _HttpStatus(Exception):
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(f"HTTP {status} {reason}")
-        self.status = status
-        self.reason = reason
-
-
-def request_headers(*, authorization: str, headers: dict[str, str]) -> dict[str, str]:
-    """What OpenAI sends on every request: the custom headers, plus the bearer token."""
-    sent = {str(k): str(v) for k, v in (headers or {}).items()}
-    if authorization:
-        sent["Authorization"] = f"Bearer {authorization}"
-    return sent
-
-
-def detect_transport(url: str, configured: str) -> str:
-    if configured in (STREAMABLE_HTTP, SSE):
-        return configured
-    return SSE if urlsplit(url).path.rstrip("/").endswith("/sse") else STREAMABLE_HTTP
-
-
 def tool_definition(tool: mcp_types.Tool) -> dict[str, Any]:
     """The parts of a tool that decide what a call does, as stored and hashed for drift."""
     annotations = (
@@ -106,109 +78,51 @@ def tool_definition(tool: mcp_types.Tool) -> dict[str, Any]:
     }
 
 
-@asynccontextmanager
-async def _connect(
-    url: str, transport: str, headers: dict[str, str], statuses: list[_HttpStatus]
-) -> AsyncIterator[Client]:
-    async def remember_status(response: httpx2.Response) -> None:
-        # The MCP transports turn an HTTP error into a generic error; keep the status for the cause.
-        if response.status_code >= 400:
-            statuses.append(_HttpStatus(response.status_code, response.reason_phrase))
+async def _list(url: str, transport: str, headers: dict[str, str]) -> mcp_link.Listing:
+    return await mcp_link.list_tools(url, transport=transport, headers=headers, time_limit=PROBE_TIMEOUT)
 
-    def http_client(
-        headers: dict[str, str] | None = None, timeout: httpx2.Timeout | None = None, auth: httpx2.Auth | None = None
-    ) -> httpx2.AsyncClient:
-        return httpx2.AsyncClient(
-            headers=headers,
-            timeout=timeout or httpx2.Timeout(CONNECT_TIMEOUT, read=PROBE_TIMEOUT),
-            auth=auth,
-            event_hooks={"response": [remember_status]},
+
+def _is_tls(failure: LinkError) -> bool:
+    return any(
+        isinstance(e, ssl.SSLError) or "SSL" in str(e) or "CERTIFICATE" in str(e).upper() for e in failure.chain()
+    )
+
+
+def _is_network(failure: LinkError) -> bool:
+    """Nothing usable answered at all: no point trying the other transport."""
+    if failure.credentials_rejected:
+        return True
+    return _is_tls(failure) or any(
+        isinstance(e, httpx2.ConnectError | ConnectionError | TimeoutError | httpx2.TimeoutException)
+        for e in failure.chain()
+    )
+
+
+def _cause(failure: LinkError, url: str) -> str:
+    """Why the probe failed, in plain words, with what to check."""
+    where = urlsplit(url).netloc
+    exc, status, chain = failure.innermost, failure.status, failure.chain()
+    if status is not None and failure.credentials_rejected:
+        return (
+            f"the server rejected the credentials (HTTP {status.status} {status.reason}): "
+            "check the authorization and the custom headers (e.g. X-API-Key)"
         )
-
-    if transport == SSE:
-        stream = sse_client(url, headers=headers, timeout=CONNECT_TIMEOUT, httpx_client_factory=http_client)
-    else:
-        stream = streamable_http_client(url, http_client=http_client(headers))
-    async with Client(stream, cache=None) as client:
-        yield client
-
-
-async def _list(url: str, transport: str, headers: dict[str, str]) -> tuple[list[mcp_types.Tool], str, str]:
-    statuses: list[_HttpStatus] = []
-    try:
-        async with asyncio.timeout(PROBE_TIMEOUT), _connect(url, transport, headers, statuses) as client:
-            tools: list[mcp_types.Tool] = []
-            cursor: str | None = None
-            for _ in range(100):  # a server that pages forever must not hang the probe
-                page = await client.list_tools(cursor=cursor)
-                tools.extend(page.tools)
-                cursor = page.next_cursor
-                if not cursor:
-                    break
-            name = client.server_info.name if client.server_info else ""
-            return tools, client.protocol_version, name
-    except (Exception, BaseExceptionGroup) as exc:
-        raise _Failure(exc, statuses) from exc
-
-
-class _Failure(Exception):
-    def __init__(self, exc: BaseException, statuses: list[_HttpStatus]) -> None:
-        super().__init__(repr(exc))
-        self.exc = _innermost(exc)
-        self.status = statuses[0] if statuses else None
-
-    def _chain(self) -> list[BaseException]:
-        chain, exc = [], self.exc
-        while exc is not None and len(chain) < 10:
-            chain.append(exc)
-            exc = exc.__cause__ or exc.__context__
-        return chain
-
-    @property
-    def is_tls(self) -> bool:
-        return any(
-            isinstance(e, ssl.SSLError) or "SSL" in str(e) or "CERTIFICATE" in str(e).upper() for e in self._chain()
+    if _is_tls(failure):
+        return f"the TLS handshake with {where} failed ({exc}): check the certificate, or http:// vs https://"
+    if any(isinstance(e, TimeoutError | httpx2.TimeoutException) for e in chain):
+        return f"{where} did not answer within {PROBE_TIMEOUT:.0f} seconds"
+    if any(isinstance(e, httpx2.ConnectError | ConnectionError) for e in chain):
+        return f"the server is unreachable: nothing accepts connections at {where} ({exc})"
+    if isinstance(exc, RuntimeError) and "protocol version" in str(exc):
+        return (
+            f"the server negotiated an MCP protocol version this client does not support ({exc}); "
+            f"supported: {', '.join(HANDSHAKE_PROTOCOL_VERSIONS)}"
         )
-
-    @property
-    def is_network(self) -> bool:
-        """Nothing usable answered at all: no point trying the other transport."""
-        if self.status is not None and self.status.status in (401, 403):
-            return True
-        return self.is_tls or any(
-            isinstance(e, httpx2.ConnectError | ConnectionError | TimeoutError | httpx2.TimeoutException)
-            for e in self._chain()
-        )
-
-    def cause(self, url: str) -> str:
-        where = urlsplit(url).netloc
-        if self.status is not None and self.status.status in (401, 403):
-            return (
-                f"the server rejected the credentials (HTTP {self.status.status} {self.status.reason}): "
-                "check the authorization and the custom headers (e.g. X-API-Key)"
-            )
-        if self.is_tls:
-            return f"the TLS handshake with {where} failed ({self.exc}): check the certificate, or http:// vs https://"
-        if any(isinstance(e, TimeoutError | httpx2.TimeoutException) for e in self._chain()):
-            return f"{where} did not answer within {PROBE_TIMEOUT:.0f} seconds"
-        if any(isinstance(e, httpx2.ConnectError | ConnectionError) for e in self._chain()):
-            return f"the server is unreachable: nothing accepts connections at {where} ({self.exc})"
-        if isinstance(self.exc, RuntimeError) and "protocol version" in str(self.exc):
-            return (
-                f"the server negotiated an MCP protocol version this client does not support ({self.exc}); "
-                f"supported: {', '.join(HANDSHAKE_PROTOCOL_VERSIONS)}"
-            )
-        if self.status is not None:
-            return f"the server answered HTTP {self.status.status} {self.status.reason}"
-        if isinstance(self.exc, MCPError):
-            return f"the server answered with an MCP error {self.exc.code}: {self.exc.message}"
-        return f"the server gave no usable MCP answer ({type(self.exc).__name__}: {self.exc})"
-
-
-def _innermost(exc: BaseException) -> BaseException:
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    return exc
+    if status is not None:
+        return f"the server answered HTTP {status.status} {status.reason}"
+    if isinstance(exc, MCPError):
+        return f"the server answered with an MCP error {exc.code}: {exc.message}"
+    return f"the server gave no usable MCP answer ({type(exc).__name__}: {exc})"
 
 
 def check_tool(definition: dict[str, Any]) -> list[str]:
@@ -235,19 +149,19 @@ def check_tool(definition: dict[str, Any]) -> list[str]:
 async def probe(*, url: str, transport: str, authorization: str, headers: dict[str, str]) -> ProbeResult:
     """Probe one server. Never raises for a server problem: the result's `problems` say what is wrong.
     Logs carry the URL and the causes only, never a header value."""
-    transport = detect_transport(url, transport)
+    transport = mcp_link.detect_transport(url, transport)
     result = ProbeResult(url=url, transport=transport)
-    sent = request_headers(authorization=authorization, headers=headers)
+    sent = mcp_link.request_headers(authorization=authorization, headers=headers)
     try:
-        tools, result.protocol_version, result.server_name = await _list(url, transport, sent)
-    except _Failure as failure:
-        cause = failure.cause(url)
+        listing = await _list(url, transport, sent)
+    except LinkError as failure:
+        cause = _cause(failure, url)
         logger.info("probe of %s over %s failed: %s", url, transport, cause)
-        if not failure.is_network:
+        if not _is_network(failure):
             other = SSE if transport == STREAMABLE_HTTP else STREAMABLE_HTTP
             try:
                 await _list(url, other, sent)
-            except _Failure:
+            except LinkError:
                 pass
             else:
                 cause = (
@@ -258,7 +172,8 @@ async def probe(*, url: str, transport: str, authorization: str, headers: dict[s
         result.problems.append(cause)
         return result
     result.reached = True
-    result.tools = [tool_definition(t) for t in tools]
+    result.protocol_version, result.server_name = listing.protocol_version, listing.server_name
+    result.tools = [tool_definition(t) for t in listing.tools]
     if not result.tools:
         result.problems.append("the server lists no tools: OpenAI would import nothing from it")
     names = [t["name"] for t in result.tools]

@@ -1,7 +1,7 @@
 """Demo guests for `make run`: scripted voice-concierge sessions that pass through the relay.
 
 Every so often a guest connects to Countersign's /v1/realtime with the official openai SDK and
-a client token of its room (made by `manage.py seed_demo`, kept in var/demo-guests.json), chats
+a client token of its room (made by `python -m demo.seed`, kept in var/demo-guests.json), chats
 a little, then asks for something that needs a human: the request appears on the dashboard.
 Whatever staff decide (or the deadline), the guest hears the model's answer and hangs up.
 

@@ -2,32 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
 from simulator import events, mcp_client
+from simulator.conversation import Conversation, McpServer
 from simulator.events import event
 
-if TYPE_CHECKING:
-    from simulator.realtime import RealtimeSession
 
-
-@dataclass
-class McpServer:
-    """One `server_label` of the session: its definition and the outcome of listing its tools (section 4)."""
-
-    label: str
-    definition: dict[str, Any]
-    list_item_id: str
-    status: str = "listing"  # listing | completed | failed
-    tools: list[dict[str, Any]] = field(default_factory=list)
-    failure: str | None = None
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-async def run_listing(session: RealtimeSession, server: McpServer) -> None:
+async def run_listing(session: Conversation, server: McpServer) -> None:
     """Section 4: item added (tools:[]), in_progress, then completed + item.done (knob list_order) or failed."""
     item = events.list_tools_item(server.list_item_id, server.label, [])
     previous = session.append_item(item)

@@ -1,104 +1,56 @@
 """A real MCP client for the simulator: list a server's tools, decide approval, call a tool.
 
-Used by the Realtime sessions (simulator/realtime.py) and by the Responses API side (simulator/http_api.py).
-Every function takes the `mcp` tool object exactly as the client configured it
-(REALTIME_PROTOCOL.md section 3.1) and speaks MCP over the network with the official `mcp` SDK:
-Streamable HTTP, or the older HTTP+SSE transport when the URL's path ends in `/sse`.
-
-Reference: https://modelcontextprotocol.io/specification/2025-06-18/basic/transports
+Used by the Realtime sessions (simulator/listing.py, simulator/turns.py) and by the Responses API side
+(simulator/responses_api.py). Every function takes the `mcp` tool object exactly as the client configured
+it (REALTIME_PROTOCOL.md section 3.1). The connection itself (transport, headers, timeouts, the failure
+found) is mcp_link's, which Countersign's own probe of MCP servers uses too.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx2
 import mcp_types
-from mcp.client import Client
-from mcp.client.sse import sse_client
-from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
+
+import mcp_link
 
 logger = logging.getLogger(__name__)
 
 # One listing or one tools/call may take this long before the simulator gives up on the server.
 LIST_TIMEOUT = 15.0
 CALL_TIMEOUT = 60.0
-CONNECT_TIMEOUT = 5.0
 
 
 class McpListError(Exception):
     """Tool listing failed; the message says why in plain words (shown in logs and error events)."""
 
 
-class _HttpStatus(Exception):
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(f"HTTP {status} {reason}")
-        self.status = status
-        self.reason = reason
-
-
 def request_headers(tool_cfg: dict[str, Any]) -> dict[str, str]:
     """Headers sent on every request to the server: `authorization` as a Bearer token, plus `headers`."""
-    headers = {str(k): str(v) for k, v in (tool_cfg.get("headers") or {}).items()}
-    if tool_cfg.get("authorization"):
-        headers["Authorization"] = f"Bearer {tool_cfg['authorization']}"
-    return headers
+    return mcp_link.request_headers(authorization=tool_cfg.get("authorization"), headers=tool_cfg.get("headers"))
 
 
-def uses_sse(url: str) -> bool:
-    return urlsplit(url).path.rstrip("/").endswith("/sse")
-
-
-@asynccontextmanager
-async def _connect(tool_cfg: dict[str, Any], statuses: list[_HttpStatus]) -> AsyncIterator[Client]:
+def _server_url(tool_cfg: dict[str, Any]) -> str:
     url = tool_cfg.get("server_url")
     if not url:
         # connector_id and tunnel_id name OpenAI-hosted infrastructure that does not exist offline.
         what = "connector_id" if tool_cfg.get("connector_id") else "tunnel_id" if tool_cfg.get("tunnel_id") else ""
         raise McpListError(f"the simulator cannot reach a {what or 'server without server_url'} offline")
-    headers = request_headers(tool_cfg)
-
-    async def remember_status(response: httpx2.Response) -> None:
-        # The MCP transports turn an HTTP error into a generic JSON-RPC error; keep the status for the cause.
-        if response.status_code >= 400:
-            statuses.append(_HttpStatus(response.status_code, response.reason_phrase))
-
-    def http_client(
-        headers: dict[str, str] | None = None, timeout: httpx2.Timeout | None = None, auth: httpx2.Auth | None = None
-    ) -> httpx2.AsyncClient:
-        return httpx2.AsyncClient(
-            headers=headers,
-            timeout=timeout or httpx2.Timeout(CONNECT_TIMEOUT, read=CALL_TIMEOUT),
-            auth=auth,
-            event_hooks={"response": [remember_status]},
-        )
-
-    if uses_sse(url):
-        transport = sse_client(url, headers=headers, timeout=CONNECT_TIMEOUT, httpx_client_factory=http_client)
-    else:
-        transport = streamable_http_client(url, http_client=http_client(headers))
-    async with Client(transport, cache=None) as client:
-        yield client
+    return str(url)
 
 
-def _cause(exc: BaseException, statuses: list[_HttpStatus]) -> str:
+def _cause(failure: mcp_link.LinkError) -> str:
     """Plain words for why talking to the server failed."""
-    if statuses:
-        s = statuses[0]
-        if s.status in (401, 403):
+    if failure.status is not None:
+        s = failure.status
+        if failure.credentials_rejected:
             return f"the server rejected the credentials (HTTP {s.status} {s.reason})"
         return f"the server answered HTTP {s.status} {s.reason}"
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    if isinstance(exc, McpListError):
-        return str(exc)
+    exc = failure.innermost
     if isinstance(exc, httpx2.ConnectError | ConnectionError):
         return f"the server is unreachable ({exc or type(exc).__name__})"
     if isinstance(exc, TimeoutError | httpx2.TimeoutException):
@@ -155,22 +107,19 @@ async def list_tools(tool_cfg: dict[str, Any]) -> list[dict[str, Any]]:
     Raises McpListError when the server is unreachable, rejects the credentials, or answers with
     nothing usable (no tools at all, or none left after `allowed_tools`).
     """
-    statuses: list[_HttpStatus] = []
+    url = _server_url(tool_cfg)
     try:
-        async with asyncio.timeout(LIST_TIMEOUT), _connect(tool_cfg, statuses) as client:
-            tools: list[mcp_types.Tool] = []
-            cursor: str | None = None
-            for _ in range(100):  # a server that pages forever must not hang the session
-                page = await client.list_tools(cursor=cursor)
-                tools.extend(page.tools)
-                cursor = page.next_cursor
-                if not cursor:
-                    break
-    except McpListError:
-        raise
-    except (Exception, BaseExceptionGroup) as exc:
-        logger.info("listing %s failed: %r", tool_cfg.get("server_url"), exc)
-        raise McpListError(_cause(exc, statuses)) from exc
+        listing = await mcp_link.list_tools(
+            url,
+            transport=mcp_link.detect_transport(url),
+            headers=request_headers(tool_cfg),
+            time_limit=LIST_TIMEOUT,
+            read_timeout=CALL_TIMEOUT,
+        )
+    except mcp_link.LinkError as failure:
+        logger.info("listing %s failed: %r", url, failure.exc)
+        raise McpListError(_cause(failure)) from failure.exc
+    tools = listing.tools
     if not tools:
         raise McpListError("the server lists no tools")
     listed = [_realtime_tool(t) for t in tools]
@@ -226,17 +175,26 @@ async def call_tool(tool_cfg: dict[str, Any], name: str, arguments: str) -> tupl
         return None, {"type": "protocol_error", "code": -32602, "message": f"Invalid arguments: {exc}"}
     if not isinstance(args, dict):
         return None, {"type": "protocol_error", "code": -32602, "message": "Invalid arguments: expected an object"}
-    statuses: list[_HttpStatus] = []
     try:
-        async with asyncio.timeout(CALL_TIMEOUT), _connect(tool_cfg, statuses) as client:
-            result = await client.call_tool(name, args)
-    except (Exception, BaseExceptionGroup) as exc:
-        logger.info("tools/call %s on %s failed: %r", name, tool_cfg.get("server_url"), exc)
-        if statuses:
-            return None, {"type": "http_error", "code": statuses[0].status, "message": str(statuses[0])}
-        if isinstance(exc, MCPError):
-            return None, {"type": "protocol_error", "code": exc.code, "message": exc.message}
-        return None, {"type": "http_error", "code": 502, "message": _cause(exc, statuses)}
+        url = _server_url(tool_cfg)
+    except McpListError as exc:
+        return None, {"type": "http_error", "code": 502, "message": str(exc)}
+    try:
+        result = await mcp_link.call_tool(
+            url,
+            transport=mcp_link.detect_transport(url),
+            headers=request_headers(tool_cfg),
+            name=name,
+            arguments=args,
+            time_limit=CALL_TIMEOUT,
+        )
+    except mcp_link.LinkError as failure:
+        logger.info("tools/call %s on %s failed: %r", name, url, failure.exc)
+        if failure.status is not None:
+            return None, {"type": "http_error", "code": failure.status.status, "message": str(failure.status)}
+        if isinstance(failure.exc, MCPError):
+            return None, {"type": "protocol_error", "code": failure.exc.code, "message": failure.exc.message}
+        return None, {"type": "http_error", "code": 502, "message": _cause(failure)}
     if result.is_error:
         return None, {"type": "tool_execution_error", "message": _output_text(result) or "The tool failed."}
     return _output_text(result), None

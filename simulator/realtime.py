@@ -1,7 +1,9 @@
 """A Realtime session: its config, conversation, MCP servers, responses and attached WebSockets.
 
 REALTIME_PROTOCOL.md is the specification; section numbers below refer to it. simulator/endpoint.py serves
-`GET /v1/realtime`; simulator/turns.py runs responses. A `?model=` session belongs
+`GET /v1/realtime`; simulator/conversation.py holds what the session's work writes to (items, sockets);
+simulator/items.py handles the `conversation.item.*` events; simulator/listing.py imports MCP tools and
+simulator/turns.py runs responses. A `?model=` session belongs
 to its socket and dies with it; a SIP or WebRTC call owns a RealtimeSession that any number of
 `?call_id=` sockets attach to (section 8.1), each receiving every server event. Errors caused by a
 client event go only to the socket that sent it.
@@ -14,35 +16,26 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import copy
 import json
-import logging
-import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
-import pydantic
-from openai.types.realtime import ConversationItem
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from simulator import events, listing, turns
+from simulator import events, items, listing, turns
+from simulator.conversation import Conversation, McpServer, Response
 from simulator.events import event
 from simulator.ids import new_id
 from simulator.session_config import InvalidRequest, check_response, merge_session
 from simulator.state import Call, SimulatorState
-from simulator.validation import checked
 
-logger = logging.getLogger(__name__)
-
-MAX_ITEM_ID = 32  # section 2: client-supplied item ids
-_CONVERSATION_ITEM = pydantic.TypeAdapter(ConversationItem)
-_CLIENT_ITEM_TYPES = ("message", "function_call", "function_call_output", "mcp_approval_response")
 # 100 ms of 24 kHz 16-bit mono, the smallest buffer the API commits [independent repos, section 2.1].
 _MIN_COMMIT_BYTES = 4800
 
 
-class RealtimeSession:
+class RealtimeSession(Conversation):
     """One Realtime session: its config, conversation, MCP servers, responses and attached sockets.
 
     `state`: the process's SimulatorState. `session_config`: the initial session (a client secret's or a
@@ -52,26 +45,14 @@ class RealtimeSession:
     def __init__(
         self, state: SimulatorState, *, session_config: dict[str, Any], model: str, call: Call | None = None
     ) -> None:
-        self.state = state
-        self.config = state.config
-        self.call = call
+        super().__init__(state, call=call)
         self.model = model
-        self.id = new_id("sess")
-        self.conversation_id = new_id("conv")
         self.definitions: dict[str, dict[str, Any]] = {}
         session, resolved = merge_session(events.default_session(model, self.id), session_config or {}, {}, stored=True)
         session["model"] = model
         self.session = session
         self._initial_tools = resolved or {}
-        self.items: list[dict[str, Any]] = []
-        self.servers: dict[str, listing.McpServer] = {}
-        self.pending_approvals: dict[str, turns.PendingApproval] = {}
-        self.active: turns.Response | None = None
-        self.ended = False
         self._started = False
-        self._sockets: list[WebSocket] = []
-        self._lock = asyncio.Lock()
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._audio_bytes = 0
         self._handlers: dict[str, Callable[[WebSocket, dict[str, Any]], Awaitable[None]]] = {
             "session.update": self._session_update,
@@ -80,10 +61,10 @@ class RealtimeSession:
             "session.input_audio_buffer.append": self._audio_append,
             "input_audio_buffer.commit": self._audio_commit,
             "input_audio_buffer.clear": self._audio_clear,
-            "conversation.item.create": self._item_create,
-            "conversation.item.truncate": self._item_truncate,
-            "conversation.item.delete": self._item_delete,
-            "conversation.item.retrieve": self._item_retrieve,
+            "conversation.item.create": partial(items.create, self),
+            "conversation.item.truncate": partial(items.truncate, self),
+            "conversation.item.delete": partial(items.delete, self),
+            "conversation.item.retrieve": partial(items.retrieve, self),
             "response.create": self._response_create,
             "response.cancel": self._response_cancel,
         }
@@ -99,11 +80,6 @@ class RealtimeSession:
             return
         self._started = True
         self._apply_tools(self._initial_tools)
-
-    @property
-    def socket_count(self) -> int:
-        """How many sockets are attached now (for a call: its sidebands)."""
-        return len(self._sockets)
 
     async def attach(self, websocket: WebSocket) -> None:
         """Serve one accepted WebSocket on this session until it closes: session.created, then client events."""
@@ -126,7 +102,7 @@ class RealtimeSession:
                     await self._handle_text(websocket, message["text"])
                 else:
                     # Section 1.1: a binary frame gets a non-fatal invalid_event [CAPTURE].
-                    await self._reply(
+                    await self.reply(
                         websocket, events.error("Invalid event: binary frames are not supported.", code="invalid_event")
                     )
         except (WebSocketDisconnect, RuntimeError):
@@ -158,83 +134,16 @@ class RealtimeSession:
         """Wait until every MCP server of the session finished listing (completed or failed)."""
         await asyncio.gather(*(server.done.wait() for server in list(self.servers.values())))
 
-    async def end(self, code: int = 1000, reason: str = "call ended") -> None:
-        """Close every attached socket and stop all work of this session."""
-        if self.ended:
-            return
-        self.ended = True
-        for task in list(self._tasks):
-            task.cancel()
-        async with self._lock:
-            sockets, self._sockets = self._sockets, []
-        for websocket in sockets:
-            with contextlib.suppress(Exception):
-                if websocket.application_state != WebSocketState.DISCONNECTED:
-                    await websocket.close(code=code, reason=reason)
-
-    # ---- helpers for simulator.turns ------------------------------------------------------------------
-
-    def frame(self, payload: dict[str, Any]) -> str:
-        """The text frame of one server event (strictly validated first under --validate-events)."""
-        if self.config.validate_events:
-            checked(payload)
-        return json.dumps(payload)
-
-    async def emit(self, *batch: dict[str, Any]) -> None:
-        """Send events, in order and without interleaving, to every attached socket."""
-        async with self._lock:
-            frames = [self.frame(e) for e in batch]
-            for websocket in list(self._sockets):
-                try:
-                    for frame in frames:
-                        await websocket.send_text(frame)
-                except Exception:
-                    logger.info("dropping a socket of %s that failed to send", self.id)
-                    self._sockets.remove(websocket)
-
-    def append_item(self, item: dict[str, Any]) -> str | None:
-        """Add an item at the end of the conversation; returns the previous item's id (section 2)."""
-        previous = self.items[-1]["id"] if self.items else None
-        self.items.append(item)
-        return previous
-
-    def previous_of(self, item_id: str) -> str | None:
-        for n, item in enumerate(self.items):
-            if item["id"] == item_id:
-                return self.items[n - 1]["id"] if n else None
-        return None
-
-    def find(self, item_id: str) -> dict[str, Any] | None:
-        return next((i for i in self.items if i["id"] == item_id), None)
-
-    def response_finished(self, resp: turns.Response) -> None:
-        if self.active is resp:
-            self.active = None
-
     # ---- internals ------------------------------------------------------------------------------------
-
-    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-    async def _reply(self, websocket: WebSocket, payload: dict[str, Any]) -> None:
-        async with self._lock:
-            if websocket in self._sockets:
-                with contextlib.suppress(Exception):
-                    await websocket.send_text(self.frame(payload))
 
     async def _handle_text(self, websocket: WebSocket, text: str) -> None:
         try:
             data = json.loads(text)
         except ValueError:
-            await self._reply(
-                websocket, events.error("Invalid event: failed to parse JSON value.", code="invalid_json")
-            )
+            await self.reply(websocket, events.error("Invalid event: failed to parse JSON value.", code="invalid_json"))
             return
         if not isinstance(data, dict):
-            await self._reply(websocket, events.error("Invalid event: expected a JSON object.", code="invalid_event"))
+            await self.reply(websocket, events.error("Invalid event: expected a JSON object.", code="invalid_event"))
             return
         client_event_id = data.get("event_id") if isinstance(data.get("event_id"), str) else None
         type_ = data.get("type")
@@ -253,7 +162,7 @@ class RealtimeSession:
             await handler(websocket, data)
         except InvalidRequest as exc:
             payload = events.error(exc.message, code=exc.code, param=exc.param, client_event_id=client_event_id)
-            await self._reply(websocket, payload)
+            await self.reply(websocket, payload)
 
     def _apply_tools(self, resolved: dict[str, dict[str, Any]]) -> None:
         """Remember definitions for label reuse; list every server that is new or whose definition changed."""
@@ -264,9 +173,9 @@ class RealtimeSession:
                 continue
             self.servers[label] = self._list(label, definition)
 
-    def _list(self, label: str, definition: dict[str, Any]) -> listing.McpServer:
-        server = listing.McpServer(label=label, definition=copy.deepcopy(definition), list_item_id=new_id("mcpl"))
-        self._spawn(listing.run_listing(self, server))
+    def _list(self, label: str, definition: dict[str, Any]) -> McpServer:
+        server = McpServer(label=label, definition=copy.deepcopy(definition), list_item_id=new_id("mcpl"))
+        self.spawn(listing.run_listing(self, server))
         return server
 
     def _mcp_labels(self) -> list[str]:
@@ -287,7 +196,7 @@ class RealtimeSession:
             context = [self.find(i["id"]) or i if i.get("type") == "item_reference" else i for i in body["input"]]
             context = [i for i in context if i.get("type") != "item_reference"]
         output = (self.session.get("audio") or {}).get("output") or {}
-        resp = turns.Response(
+        resp = Response(
             id=new_id("resp"),
             in_conversation=body.get("conversation", "auto") != "none",
             modalities=list(body.get("output_modalities") or self.session.get("output_modalities") or ["audio"]),
@@ -298,7 +207,7 @@ class RealtimeSession:
             voice=str(output.get("voice") or "marin"),
         )
         self.active = resp
-        resp.task = self._spawn(turns.run(self, resp))
+        resp.task = self.spawn(turns.run(self, resp))
 
     # ---- client events --------------------------------------------------------------------------------
 
@@ -368,136 +277,6 @@ class RealtimeSession:
     async def _output_audio_clear(self, websocket: WebSocket, data: dict[str, Any]) -> None:
         if self.active is not None:
             await self.emit(event("output_audio_buffer.cleared", response_id=self.active.id))
-
-    def _check_new_item(self, data: dict[str, Any]) -> dict[str, Any]:
-        item = data.get("item")
-        if not isinstance(item, dict):
-            raise InvalidRequest("Missing required parameter: 'item'.", code="missing_required_parameter", param="item")
-        item = copy.deepcopy(item)
-        item_id = item.get("id")
-        if item_id is not None:
-            if not isinstance(item_id, str):
-                raise InvalidRequest(
-                    "Invalid type for 'item.id': expected a string.", code="invalid_type", param="item.id"
-                )
-            if len(item_id) > MAX_ITEM_ID:
-                # Section 2 [observed]; the code is probably the Responses API's (section 2.1).
-                raise InvalidRequest(
-                    f"Invalid 'item.id': string too long. Expected a string with maximum length {MAX_ITEM_ID}, "
-                    f"but got a string with length {len(item_id)} instead.",
-                    code="string_above_max_length",
-                    param="item.id",
-                )
-            if self.find(item_id) is not None:
-                raise InvalidRequest(f"Item with id '{item_id}' already exists.", code="invalid_value", param="item.id")
-        if item.get("type") not in _CLIENT_ITEM_TYPES:
-            supported = ", ".join(f"'{t}'" for t in _CLIENT_ITEM_TYPES)
-            raise InvalidRequest(
-                f"Invalid value: '{item.get('type')}'. Supported values are: {supported}.",
-                code="invalid_value",
-                param="item.type",
-            )
-        item.setdefault("id", new_id("item"))
-        if item["type"] != "mcp_approval_response":
-            item.setdefault("object", "realtime.item")
-            item["status"] = "completed"
-        try:
-            _CONVERSATION_ITEM.validate_python(item)
-        except pydantic.ValidationError:
-            raise InvalidRequest(
-                f"Invalid 'item': not a valid '{item['type']}' item.", code="invalid_value", param="item"
-            ) from None
-        return item
-
-    async def _item_create(self, websocket: WebSocket, data: dict[str, Any]) -> None:
-        item = self._check_new_item(data)
-        previous_id = data.get("previous_item_id")
-        if previous_id not in (None, "root") and self.find(previous_id) is None:
-            # The SDK docstring says an unknown previous_item_id is an error; the code is not documented.
-            raise InvalidRequest(
-                f"Previous item with id '{previous_id}' not found.", code="invalid_value", param="previous_item_id"
-            )
-        pending = None
-        if item["type"] == "mcp_approval_response":
-            # Not part of OpenAI's API: a record of every answer that reached "OpenAI", for the
-            # console's tests and benchmarks (GET /sim/approvals).
-            self.state.approvals_received.append(
-                {
-                    "at": time.time(),
-                    "session_id": self.id,
-                    "approval_request_id": item.get("approval_request_id"),
-                    "approve": item.get("approve"),
-                    "reason": item.get("reason"),
-                }
-            )
-            pending = self.pending_approvals.get(item["approval_request_id"])
-            if pending is None:
-                # Section 11: the code is unverified; param as the spec suggests.
-                raise InvalidRequest(
-                    f"No pending approval request with id '{item['approval_request_id']}' "
-                    "(unknown, already answered, or its response was cancelled).",
-                    code="invalid_value",
-                    param="item.approval_request_id",
-                )
-            del self.pending_approvals[item["approval_request_id"]]
-        if previous_id is None:
-            previous = self.append_item(item)
-        else:
-            at = 0 if previous_id == "root" else self.items.index(self.find(previous_id)) + 1  # type: ignore[arg-type]
-            self.items.insert(at, item)
-            previous = None if previous_id == "root" else previous_id
-        await self.emit(
-            event("conversation.item.added", previous_item_id=previous, item=copy.deepcopy(item)),
-            event("conversation.item.done", previous_item_id=previous, item=copy.deepcopy(item)),
-        )
-        if pending is not None:
-            # Section 5.1: the approval response alone lets the tool run; no response.create is needed.
-            task = self._spawn(turns.after_approval(self, pending, item))
-            if not pending.response.finished:
-                pending.response.task = task  # held profile: cancelling the response stops the call
-
-    def _existing(self, data: dict[str, Any]) -> dict[str, Any]:
-        item_id = data.get("item_id")
-        if not isinstance(item_id, str):
-            raise InvalidRequest(
-                "Missing required parameter: 'item_id'.", code="missing_required_parameter", param="item_id"
-            )
-        item = self.find(item_id)
-        if item is None:
-            raise InvalidRequest(
-                f"Item with item_id '{item_id}' does not exist.", code="invalid_value", param="item_id"
-            )  # [INFERRED] code
-        return item
-
-    async def _item_retrieve(self, websocket: WebSocket, data: dict[str, Any]) -> None:
-        # Section 4: agents-js retrieves on mcp_list_tools.in_progress and response.mcp_call.in_progress.
-        item = self._existing(data)
-        await self.emit(event("conversation.item.retrieved", item=copy.deepcopy(item)))
-
-    async def _item_delete(self, websocket: WebSocket, data: dict[str, Any]) -> None:
-        item = self._existing(data)
-        self.items.remove(item)
-        await self.emit(event("conversation.item.deleted", item_id=item["id"]))
-
-    async def _item_truncate(self, websocket: WebSocket, data: dict[str, Any]) -> None:
-        item = self._existing(data)
-        if item.get("role") != "assistant":
-            raise InvalidRequest("Only assistant messages can be truncated.", code="invalid_value", param="item_id")
-        content_index, audio_end_ms = data.get("content_index", 0), data.get("audio_end_ms")
-        if not isinstance(audio_end_ms, int) or audio_end_ms < 0:
-            raise InvalidRequest(
-                "Invalid value for 'audio_end_ms': expected a non-negative integer.",
-                code="invalid_value",
-                param="audio_end_ms",
-            )
-        await self.emit(
-            event(
-                "conversation.item.truncated",
-                item_id=item["id"],
-                content_index=content_index,
-                audio_end_ms=audio_end_ms,
-            )
-        )
 
     async def _response_create(self, websocket: WebSocket, data: dict[str, Any]) -> None:
         if self.active is not None:

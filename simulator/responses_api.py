@@ -23,151 +23,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import time
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from simulator import mcp_client, script
-from simulator.http_api import ApiError, authenticate, json_body
+from simulator.http_common import ApiError, authenticate, json_body
+from simulator.responses_input import echo_tool, input_items, mcp_tools, message_text, new_item_id
 from simulator.state import SimulatorState
-
-
-def _id(prefix: str) -> str:
-    # Section 9: Responses ids are a prefix plus 48 hex digits (mcpl_682d4379df08…, mcpr_…, resp_…).
-    return f"{prefix}_{secrets.token_hex(24)}"
 
 
 def _tokens(text: str) -> int:
     return max(1, len(text) // 4)
-
-
-# -- input ---------------------------------------------------------------------------------------
-
-
-def _input_items(raw: Any) -> list[dict[str, Any]]:
-    """Normalise `input` (a string, or a list of items and easy messages) into a list of items."""
-    if raw is None:
-        return []
-    if isinstance(raw, str):
-        return [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": raw}]}]
-    if not isinstance(raw, list):
-        raise ApiError(
-            400, "Invalid type for 'input': expected a string or an array of items.", code="invalid_type", param="input"
-        )
-    items = []
-    for i, item in enumerate(raw):
-        if not isinstance(item, dict):
-            raise ApiError(
-                400, f"Invalid type for 'input[{i}]': expected an object.", code="invalid_type", param=f"input[{i}]"
-            )
-        kind = item.get("type") or ("message" if "role" in item else None)
-        if kind == "message":
-            content = item.get("content")
-            if isinstance(content, str):
-                content = [
-                    {"type": "input_text" if item.get("role") != "assistant" else "output_text", "text": content}
-                ]
-            items.append({**item, "type": "message", "content": content or []})
-        elif kind == "mcp_approval_response":
-            if not isinstance(item.get("approval_request_id"), str) or not isinstance(item.get("approve"), bool):
-                raise ApiError(
-                    400,
-                    f"Invalid 'input[{i}]': mcp_approval_response needs 'approval_request_id' and a boolean 'approve'.",
-                    code="invalid_value",
-                    param=f"input[{i}]",
-                )
-            items.append({**item, "id": item.get("id") or _id("mcpa")})
-        elif kind in ("mcp_list_tools", "mcp_approval_request", "mcp_call", "item_reference"):
-            if not isinstance(item.get("id"), str):
-                raise ApiError(
-                    400,
-                    f"Missing required parameter: 'input[{i}].id'.",
-                    code="missing_required_parameter",
-                    param=f"input[{i}].id",
-                )
-            items.append(item)
-        else:
-            raise ApiError(
-                400,
-                f"Invalid value for 'input[{i}].type': {kind!r} is not supported by the simulator.",
-                code="invalid_value",
-                param=f"input[{i}].type",
-            )
-    return items
-
-
-def _message_text(item: dict[str, Any]) -> str:
-    return " ".join(part.get("text", "") for part in item.get("content") or [] if isinstance(part, dict))
-
-
-def _mcp_tools(raw: Any) -> dict[str, dict[str, Any]]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, list):
-        raise ApiError(400, "Invalid type for 'tools': expected an array.", code="invalid_type", param="tools")
-    tools: dict[str, dict[str, Any]] = {}
-    for i, tool in enumerate(raw):
-        if not isinstance(tool, dict) or tool.get("type") != "mcp":
-            raise ApiError(
-                400,
-                f"Invalid value for 'tools[{i}].type': the simulator serves only 'mcp' tools.",
-                code="invalid_value",
-                param=f"tools[{i}].type",
-            )
-        label = tool.get("server_label")
-        if not isinstance(label, str) or not label:
-            raise ApiError(
-                400,
-                f"Missing required parameter: 'tools[{i}].server_label'.",
-                code="missing_required_parameter",
-                param=f"tools[{i}].server_label",
-            )
-        if label in tools:
-            raise ApiError(
-                400,
-                f"Duplicate server_label {label!r} in tools.",
-                code="invalid_value",
-                param=f"tools[{i}].server_label",
-            )
-        if tool.get("server_url") and tool.get("connector_id"):
-            raise ApiError(
-                400, "Provide only one of 'server_url' or 'connector_id'.", code="invalid_value", param=f"tools[{i}]"
-            )
-        if not tool.get("server_url") and not tool.get("connector_id"):
-            raise ApiError(
-                400,
-                f"Missing required parameter: 'tools[{i}].server_url'.",
-                code="missing_required_parameter",
-                param=f"tools[{i}].server_url",
-            )
-        headers = {k.lower() for k in tool.get("headers") or {}}
-        if tool.get("authorization") and "authorization" in headers:
-            raise ApiError(
-                400,
-                "Provide only one of 'authorization' or 'headers.Authorization'.",
-                code="invalid_value",
-                param=f"tools[{i}]",
-            )
-        tools[label] = tool
-    return tools
-
-
-def _echo_tool(tool: dict[str, Any]) -> dict[str, Any]:
-    """Section 9: header values are never stored and the path of server_url is dropped from echoed objects."""
-    echoed = {k: v for k, v in tool.items() if k != "authorization"}
-    if echoed.get("headers"):
-        echoed["headers"] = None
-    if echoed.get("server_url"):
-        parts = urlsplit(echoed["server_url"])
-        echoed["server_url"] = urlunsplit((parts.scheme, parts.netloc, "", "", ""))
-    echoed.setdefault("allowed_tools", None)
-    echoed.setdefault("require_approval", None)
-    echoed.setdefault("server_description", None)
-    return echoed
 
 
 # -- output items --------------------------------------------------------------------------------
@@ -175,7 +44,7 @@ def _echo_tool(tool: dict[str, Any]) -> dict[str, Any]:
 
 def _message(text: str) -> dict[str, Any]:
     return {
-        "id": _id("msg"),
+        "id": new_item_id("msg"),
         "type": "message",
         "role": "assistant",
         "status": "completed",
@@ -197,7 +66,7 @@ async def _run_call(
 ) -> list[dict[str, Any]]:
     output, error = await mcp_client.call_tool(tool_cfg, name, arguments)
     call = {
-        "id": _id("mcp"),
+        "id": new_item_id("mcp"),
         "type": "mcp_call",
         "server_label": tool_cfg["server_label"],
         "name": name,
@@ -281,8 +150,8 @@ async def create_response(request: Request) -> Response:
             code="invalid_value",
             param="stream",
         )
-    tools = _mcp_tools(body.get("tools"))
-    new_items = _input_items(body.get("input"))
+    tools = mcp_tools(body.get("tools"))
+    new_items = input_items(body.get("input"))
 
     previous_id = body.get("previous_response_id")
     context: list[dict[str, Any]] = []
@@ -328,7 +197,7 @@ async def create_response(request: Request) -> Response:
                 param="tools",
             ) from exc
         item = {
-            "id": _id("mcpl"),
+            "id": new_item_id("mcpl"),
             "type": "mcp_list_tools",
             "server_label": label,
             "tools": server_tools,
@@ -359,7 +228,7 @@ async def _turn(
         for answer in approvals:
             output += await _answer_approval(answer, context, tools)
         return output
-    user_texts = [_message_text(i) for i in new_items if i.get("type") == "message" and i.get("role", "user") == "user"]
+    user_texts = [message_text(i) for i in new_items if i.get("type") == "message" and i.get("role", "user") == "user"]
     if not user_texts:
         return [_message(script.reply_text(""))]
     text = user_texts[-1]
@@ -374,7 +243,7 @@ async def _turn(
     if mcp_client.requires_approval(tool_cfg, tool):
         return [
             {
-                "id": _id("mcpr"),
+                "id": new_item_id("mcpr"),
                 "type": "mcp_approval_request",
                 "server_label": label,
                 "name": name,
@@ -427,7 +296,7 @@ def _response_object(
     input_tokens = sum(_tokens(json.dumps(i)) for i in new_items)
     output_tokens = sum(_tokens(json.dumps(i)) for i in output)
     return {
-        "id": _id("resp"),
+        "id": new_item_id("resp"),
         "object": "response",
         "created_at": int(now),
         "completed_at": int(now),
@@ -448,7 +317,7 @@ def _response_object(
         "temperature": body.get("temperature", 1.0),
         "text": {"format": {"type": "text"}, "verbosity": "medium"},
         "tool_choice": body.get("tool_choice", "auto"),
-        "tools": [_echo_tool(t) for t in tools.values()],
+        "tools": [echo_tool(t) for t in tools.values()],
         "top_p": body.get("top_p", 1.0),
         "truncation": body.get("truncation", "disabled"),
         "usage": {

@@ -8,13 +8,28 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
-if TYPE_CHECKING:
-    from simulator.config import SimulatorConfig
-    from simulator.realtime import RealtimeSession
+from starlette.websockets import WebSocket
+
+from simulator.config import SimulatorConfig
 
 CallStatus = Literal["incoming", "accepted", "rejected", "referred", "ended"]
+
+
+class CallSession(Protocol):
+    """What the HTTP side and the sidebands use of a call's Realtime session (simulator/realtime.py)."""
+
+    ended: bool
+
+    @property
+    def socket_count(self) -> int: ...
+
+    async def attach(self, websocket: WebSocket) -> None: ...
+
+    async def inject_user_text(self, text: str) -> None: ...
+
+    async def end(self, code: int = 1000, reason: str = "call ended") -> None: ...
 
 
 @dataclass
@@ -27,7 +42,7 @@ class Call:
     status: CallStatus = "incoming"
     sip_headers: list[dict[str, str]] = field(default_factory=list)
     session_config: dict[str, Any] | None = None
-    session: RealtimeSession | None = None
+    session: CallSession | None = None
     refer_target: str | None = None
     reject_status: int | None = None
     created_at: float = 0.0

@@ -11,17 +11,13 @@ import asyncio
 import base64
 import copy
 import logging
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from simulator import events, mcp_client, script
+from simulator.config import SimulatorConfig
+from simulator.conversation import Conversation, McpServer, PendingApproval, Response
 from simulator.events import event
 from simulator.ids import new_id
-
-if TYPE_CHECKING:
-    from simulator.config import SimulatorConfig
-    from simulator.listing import McpServer
-    from simulator.realtime import RealtimeSession
 
 logger = logging.getLogger(__name__)
 
@@ -34,33 +30,7 @@ _FORCED_ERRORS: dict[str, dict[str, Any]] = {
 }
 
 
-@dataclass
-class Response:
-    id: str
-    in_conversation: bool
-    modalities: list[str]
-    metadata: dict[str, str] | None
-    tool_choice: Any
-    context: list[dict[str, Any]] | None
-    servers: dict[str, McpServer]
-    voice: str
-    output: list[dict[str, Any]] = field(default_factory=list)
-    status: str = "in_progress"
-    task: asyncio.Task[None] | None = None
-    tokens_out: int = 0
-    finished: bool = False
-
-
-@dataclass
-class PendingApproval:
-    request: dict[str, Any]
-    call: dict[str, Any]
-    output_index: int
-    response: Response
-    server: McpServer
-
-
-def snapshot(session: RealtimeSession, resp: Response, **extra: Any) -> dict[str, Any]:
+def snapshot(session: Conversation, resp: Response, **extra: Any) -> dict[str, Any]:
     return events.response_object(
         resp.id,
         status=resp.status,
@@ -73,7 +43,7 @@ def snapshot(session: RealtimeSession, resp: Response, **extra: Any) -> dict[str
     )
 
 
-async def run(session: RealtimeSession, resp: Response) -> None:
+async def run(session: Conversation, resp: Response) -> None:
     """The body of one response, from response.created on."""
     try:
         await session.emit(event("response.created", response=snapshot(session, resp)))
@@ -102,7 +72,7 @@ def _user_text(item: dict[str, Any]) -> str:
     return " ".join(t for t in texts if t)
 
 
-def _plan(session: RealtimeSession, resp: Response) -> tuple[Any, ...]:
+def _plan(session: Conversation, resp: Response) -> tuple[Any, ...]:
     """Read the conversation's last meaningful item and decide: ("call", server, name, args) or ("say", text)."""
     context = resp.context if resp.context is not None else session.items
     relevant = [i for i in context if i.get("type") != "mcp_list_tools"]
@@ -142,7 +112,7 @@ def _after_tool_text(items: list[dict[str, Any]]) -> str:
     return script.pending_text(call["name"])
 
 
-async def _add_output(session: RealtimeSession, resp: Response, item: dict[str, Any]) -> int:
+async def _add_output(session: Conversation, resp: Response, item: dict[str, Any]) -> int:
     """response.output_item.added, then conversation.item.added (section 5.2); returns the output_index."""
     index = len(resp.output)
     resp.output.append(item)
@@ -154,7 +124,7 @@ async def _add_output(session: RealtimeSession, resp: Response, item: dict[str, 
     return index
 
 
-def _item_done(session: RealtimeSession, resp: Response, item: dict[str, Any]) -> list[dict[str, Any]]:
+def _item_done(session: Conversation, resp: Response, item: dict[str, Any]) -> list[dict[str, Any]]:
     if not resp.in_conversation:
         return []
     return [event("conversation.item.done", previous_item_id=session.previous_of(item["id"]), item=copy.deepcopy(item))]
@@ -164,7 +134,7 @@ def _output_done(resp: Response, index: int, item: dict[str, Any]) -> dict[str, 
     return event("response.output_item.done", response_id=resp.id, output_index=index, item=copy.deepcopy(item))
 
 
-async def speak(session: RealtimeSession, resp: Response, text: str) -> None:
+async def speak(session: Conversation, resp: Response, text: str) -> None:
     """One assistant message, in the text-turn order of section 5.2 [CAPTURE]."""
     item = events.assistant_message(new_id("item"))
     index = await _add_output(session, resp, item)
@@ -210,7 +180,7 @@ async def speak(session: RealtimeSession, resp: Response, text: str) -> None:
     )
 
 
-async def _tool_call(session: RealtimeSession, resp: Response, server: McpServer, name: str, arguments: str) -> None:
+async def _tool_call(session: Conversation, resp: Response, server: McpServer, name: str, arguments: str) -> None:
     config = session.config
     call = events.mcp_call_item(new_id("mcp"), server.label, name)
     index = await _add_output(session, resp, call)
@@ -253,7 +223,7 @@ async def _tool_call(session: RealtimeSession, resp: Response, server: McpServer
     # Profile `held` (section 5.3): R1 stays in progress until the approval arrives.
 
 
-async def after_approval(session: RealtimeSession, pending: PendingApproval, answer: dict[str, Any]) -> None:
+async def after_approval(session: Conversation, pending: PendingApproval, answer: dict[str, Any]) -> None:
     """Sections 5.2 and 5.4: what follows an mcp_approval_response (its item was already echoed)."""
     config = session.config
     resp = pending.response
@@ -304,7 +274,7 @@ async def _call(config: SimulatorConfig, definition: dict[str, Any], name: str, 
 
 
 async def run_mcp_call(
-    session: RealtimeSession,
+    session: Conversation,
     resp: Response,
     call: dict[str, Any],
     index: int,
@@ -332,7 +302,7 @@ async def run_mcp_call(
 
 
 async def finish(
-    session: RealtimeSession,
+    session: Conversation,
     resp: Response,
     status: str,
     *,
@@ -346,7 +316,7 @@ async def finish(
     resp.finished = True
     resp.status = status
     session.response_finished(resp)
-    details = None
+    details: dict[str, Any] | None = None
     if status != "completed":
         details = {"type": status, "reason": reason} if error is None else {"type": status, "error": error}
     tokens_in = 20 + 5 * len(session.items)

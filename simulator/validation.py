@@ -51,7 +51,7 @@ def validate_server_event(data: Any) -> pydantic.BaseModel:
     try:
         model = _SERVER_EVENT.validate_python(data, strict=True)
     except pydantic.ValidationError as exc:
-        member = _MEMBERS.get(data.get("type")) if isinstance(data, dict) else None
+        member = _MEMBERS.get(str(data.get("type"))) if isinstance(data, dict) else None
         detail: Any = exc
         if member is not None:
             try:

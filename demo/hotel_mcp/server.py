@@ -9,6 +9,7 @@ case the console must get right.
 from __future__ import annotations
 
 import hmac
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
@@ -219,7 +220,7 @@ def create_app(api_key: str, *, hotel: Hotel | None = None, host: str = "127.0.0
     ]
 
     @asynccontextmanager
-    async def lifespan(app: Starlette):  # type: ignore[no-untyped-def]
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # The Streamable HTTP session manager runs a task group for the server's lifetime.
         async with mcp.session_manager.run():
             yield

@@ -28,6 +28,17 @@ def test_create_client_token_prints_the_token_last_and_stores_its_hash(db):
     assert AuditEvent.objects.get().kind == AuditEvent.Kind.TOKEN_ISSUED
 
 
+def test_create_client_token_reuses_a_token_that_is_still_valid(db):
+    first = run("create_client_token", "--label", "Room 1204").strip().splitlines()[-1]
+
+    again = run("create_client_token", "--label", "Room 1204", "--reuse", first)
+
+    assert again.strip().splitlines()[-1] == first and "still valid" in again
+    assert ClientToken.objects.count() == 1
+    renewed = run("create_client_token", "--label", "Room 1204", "--reuse", "cst_revoked_or_unknown")
+    assert renewed.strip().splitlines()[-1] != first and ClientToken.objects.count() == 2
+
+
 @pytest.mark.parametrize("args", [["--meta", "room"], ["--meta", "=1204"]])
 def test_create_client_token_refuses_bad_metadata(db, args):
     with pytest.raises(CommandError, match="NAME=VALUE"):
@@ -83,23 +94,3 @@ def test_register_mcp_server_refuses_an_invalid_url_without_echoing_secrets(db):
     assert "url" in str(excinfo.value)
     assert "AUTH-SECRET-123" not in str(excinfo.value)
     assert not McpServer.objects.exists()
-
-
-def test_seed_demo_gives_the_demo_staff_their_groups_and_a_policy_only_once(db, settings, tmp_path):
-    from django.contrib.auth import get_user_model
-
-    from approvals import policy, services
-    from approvals.models import PolicyVersion
-
-    settings.DEMO_MODE = True
-    settings.VAR_DIR = tmp_path
-    output = run("seed_demo")
-    assert "Demo policy installed (version 1)" in output
-    users = {u.username: set(u.groups.values_list("name", flat=True)) for u in get_user_model().objects.all()}
-    assert users == {"frontdesk": {"front-desk"}, "manager": {"managers"}, "admin": set()}
-    doc = policy.current_document()
-    assert [r["label"] for r in doc["rules"]][-1] == "doors"
-    # An admin's change survives the next `make run`.
-    services.import_policies("rules:\n  - {label: only, tool: '*', outcome: ask}\n", by=None, source="admin")
-    assert "Demo policy installed" not in run("seed_demo")
-    assert PolicyVersion.objects.count() == 2 and policy.current_document()["rules"][0]["label"] == "only"

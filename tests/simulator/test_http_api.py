@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from openai.types.realtime import ClientSecretCreateResponse
+from openai.types.realtime import ClientSecretCreateResponse, RealtimeServerEvent
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -513,7 +513,7 @@ def test_what_the_caller_says_reaches_a_sideband_and_hanging_up_closes_it(sim):
     with sim.client.realtime.connect(call_id=call_id) as sideband:
         assert sideband.recv().type == "session.created"
         assert sim.post(f"/sim/calls/{call_id}/say", {"text": "Is the pool open?"}).status_code == 200
-        seen = []
+        seen: list[RealtimeServerEvent] = []
         while not seen or seen[-1].type != "response.done":
             seen.append(sideband.recv())
         user = next(e.item for e in seen if e.type == "conversation.item.done" and e.item.type == "message")

@@ -3,6 +3,8 @@ tools need approval (require_approval, allowed_tools) as the scripted model call
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 TRANSPORTS = pytest.mark.parametrize("sse", [False, True], ids=["streamable_http", "sse"])
@@ -222,9 +224,8 @@ async def test_require_approval_decides_between_asking_and_calling(simulator, mc
             assert mcp_servers.desk.calls == []
         else:
             assert kinds == ["mcp_call", "message"]
-            assert mcp_servers.desk.calls == [
-                (tool, {"room": "5"} if tool == "get_status" else {"room": "5", "times": 1})
-            ]
+            arguments: dict[str, Any] = {"room": "5"} if tool == "get_status" else {"room": "5", "times": 1}
+            assert mcp_servers.desk.calls == [(tool, arguments)]
 
 
 async def test_response_level_tools_are_listed_and_used_for_that_response(simulator, mcp_servers):
@@ -242,7 +243,7 @@ async def test_response_level_tools_are_listed_and_used_for_that_response(simula
 
 async def test_list_order_item_first(simulator_factory, mcp_servers):
     # The same knob set as test_realtime_approval's, so both share one simulator process.
-    knobs = {"list_order": "item_first", "mcp_call_done_order": "item_first"}
+    knobs: dict[str, Any] = {"list_order": "item_first", "mcp_call_done_order": "item_first"}
     knobs |= {"approval_output_item_events": False, "mcp_call_output_item_done": True}
     async with simulator_factory(**knobs).connect() as rt:
         await rt.recv()

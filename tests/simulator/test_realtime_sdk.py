@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 from openai import AsyncOpenAI
+
+# The SDK's item type requires an `id`; a client may leave it out and the server assigns one (section 2).
+from openai.types.realtime import RealtimeMcpApprovalResponseParam as ApprovalResponse
 
 from tests.plugins.simulator import sdk_recv
 
@@ -54,7 +57,9 @@ async def test_the_official_sdk_runs_an_approved_tool_call_on_the_hotel(simulato
         assert hotel_mcp.state()["rooms"]["1204"]["door_locked"] is True
 
         await connection.conversation.item.create(
-            item={"type": "mcp_approval_response", "approval_request_id": request.id, "approve": True}
+            item=cast(
+                ApprovalResponse, {"type": "mcp_approval_response", "approval_request_id": request.id, "approve": True}
+            )
         )
         after = await _until(connection, "conversation.item.done", **{})
         while not (after[-1].type == "conversation.item.done" and after[-1].item.type == "mcp_call"):
@@ -77,12 +82,15 @@ async def test_the_official_sdk_denial_leaves_the_hotel_untouched(simulator, hot
     async with client.realtime.connect(model="gpt-realtime") as connection:
         request = await _request_unlock(connection, hotel_mcp)
         await connection.conversation.item.create(
-            item={
-                "type": "mcp_approval_response",
-                "approval_request_id": request.id,
-                "approve": False,
-                "reason": "not the registered guest",
-            }
+            item=cast(
+                ApprovalResponse,
+                {
+                    "type": "mcp_approval_response",
+                    "approval_request_id": request.id,
+                    "approve": False,
+                    "reason": "not the registered guest",
+                },
+            )
         )
         echoed = await _until(connection, "conversation.item.done")
         assert echoed[-1].item.type == "mcp_approval_response"

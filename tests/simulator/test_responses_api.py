@@ -34,6 +34,11 @@ def create(sim: Sim, **params: Any) -> Response:
     return raw.parse()
 
 
+def items(response: Response) -> list[Any]:
+    """The output items, each read as the kind the test has just checked it is (the SDK types a union)."""
+    return list(response.output)
+
+
 def unlock(room: str = "1204") -> str:
     return f'call hotel_ops unlock_door {{"room": "{room}", "reason": "locked out"}}'
 
@@ -49,7 +54,7 @@ def test_a_tool_call_needing_approval_lists_tools_and_asks(sim, hotel_mcp):
 
     assert response.status == "completed"
     assert [item.type for item in response.output] == ["mcp_list_tools", "mcp_approval_request"]
-    listing, request = response.output
+    listing, request = items(response)
     assert listing.id.startswith("mcpl_") and listing.server_label == "hotel_ops" and listing.error is None
     assert {t.name: t.annotations["read_only"] for t in listing.tools}["lookup_folio"] is True
     assert len(listing.tools) == 7
@@ -65,7 +70,7 @@ def test_approval_resumes_with_previous_response_id_and_runs_the_tool(sim, hotel
 
     assert second.previous_response_id == first.id
     assert [item.type for item in second.output] == ["mcp_call", "message"]
-    call, message = second.output
+    call, message = items(second)
     assert call.id.startswith("mcp_")
     assert call.approval_request_id == first.output[1].id
     assert call.status == "completed" and call.error is None
@@ -80,7 +85,8 @@ def test_a_denial_runs_nothing_and_says_so(sim, hotel_mcp):
     second = approve(sim, hotel_mcp, first, approve=False, reason="not the guest")
 
     assert [item.type for item in second.output] == ["message"]
-    assert "not approved" in second.output[0].content[0].text and "not the guest" in second.output[0].content[0].text
+    [message] = items(second)
+    assert "not approved" in message.content[0].text and "not the guest" in message.content[0].text
     assert hotel_mcp.state()["activity"] == []
 
 
@@ -88,7 +94,7 @@ def test_a_failing_tool_reports_the_responses_error_shape(sim, hotel_mcp):
     args = {"room": "1205", "amount": 400, "currency": "EUR", "reason": "spa"}
     first = create(sim, tools=[hotel_mcp.tool()], input=f"call hotel_ops issue_refund {json.dumps(args)}")
 
-    call = approve(sim, hotel_mcp, first).output[0]
+    call = items(approve(sim, hotel_mcp, first))[0]
 
     assert call.status == "failed" and call.output is None
     assert call.error.type == "mcp_tool_execution_error"
@@ -102,7 +108,7 @@ def test_a_tool_that_needs_no_approval_runs_at_once(sim, hotel_mcp):
     response = create(sim, tools=[tool], input='call hotel_ops get_room_status {"room": "1410"}')
 
     assert [item.type for item in response.output] == ["mcp_list_tools", "mcp_call", "message"]
-    call = response.output[1]
+    call = items(response)[1]
     assert call.approval_request_id is None
     assert json.loads(call.output)["guests"] == ["Marco Bellini"]
 
@@ -175,7 +181,8 @@ def test_a_server_that_cannot_be_listed_is_424(sim, hotel_mcp):
         sim.client.responses.create(model=MODEL, tools=[tool], input=unlock())
 
     assert raised.value.status_code == 424
-    assert raised.value.body["message"] == (
+    body: Any = raised.value.body  # the JSON error body, as the SDK parsed it
+    assert body["message"] == (
         "Error retrieving tool list from MCP server: 'hotel_ops'. Http status code: 424 (Failed Dependency)"
     )
     assert sim.state.responses == {}

@@ -1,12 +1,16 @@
 import time
+from typing import Any, cast
 
 import httpx
 from openai import AsyncOpenAI
 
+# The SDK's item type requires an `id`; a client may leave it out and the server assigns one (section 2).
+from openai.types.realtime import RealtimeMcpApprovalResponseParam as ApprovalResponse
+
 from tests.plugins.simulator import sdk_recv
 
 
-async def _approval_request(conn, hotel_mcp):  # type: ignore[no-untyped-def]
+async def _approval_request(conn: Any, hotel_mcp: Any) -> str:
     await conn.session.update(
         session={"type": "realtime", "output_modalities": ["text"], "tools": [hotel_mcp.tool("hotel")]}
     )
@@ -32,7 +36,10 @@ async def test_sim_approvals_lists_each_answer_that_reached_the_simulator_with_i
         approval_id = await _approval_request(conn, hotel_mcp)
         before = time.time()
         await conn.conversation.item.create(
-            item={"type": "mcp_approval_response", "approval_request_id": approval_id, "approve": False, "reason": "no"}
+            item=cast(
+                ApprovalResponse,
+                {"type": "mcp_approval_response", "approval_request_id": approval_id, "approve": False, "reason": "no"},
+            )
         )
         while (await sdk_recv(conn)).type != "conversation.item.done":
             pass

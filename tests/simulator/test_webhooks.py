@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import openai
 import pytest
-from openai.types.webhooks import RealtimeCallIncomingWebhookEvent
+from openai.types.webhooks import RealtimeCallIncomingWebhookEvent, UnwrapWebhookEvent
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -32,7 +32,7 @@ def sim(_simulator: Sim) -> Sim:
     return _simulator.reset()
 
 
-def unwrap(body: bytes, headers: dict[str, str], secret: str) -> object:
+def unwrap(body: bytes, headers: dict[str, str], secret: str) -> UnwrapWebhookEvent:
     return openai.OpenAI(api_key="unused", webhook_secret=secret).webhooks.unwrap(body, headers)
 
 

@@ -1,9 +1,11 @@
 """Issue a client token (what a room tablet or phone gateway presents to the relay).
 
     python manage.py create_client_token --label "Room 1204" --meta room=1204 --meta floor=12
+    python manage.py create_client_token --label "Room 1204" --reuse "$TOKEN"   # for set-up scripts
 
 The token is printed once, as the last line (so scripts can take it with `tail -n1`); only
-its hash is stored.
+its hash is stored. With --reuse, a token that is still valid is kept (and printed back as the
+last line) instead of issuing a new one, so that a set-up script can run again and again.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from approvals import services
+from approvals.models import ClientToken
 
 
 def parse_pairs(pairs: list[str], what: str) -> dict[str, str]:
@@ -33,12 +36,19 @@ class Command(BaseCommand):
         parser.add_argument(
             "--meta", action="append", default=[], metavar="KEY=VALUE", help="metadata shown on cards (repeatable)"
         )
+        parser.add_argument("--reuse", metavar="TOKEN", help="keep TOKEN if it is still valid instead of issuing one")
 
-    def handle(self, *args: Any, label: str, meta: list[str], **options: Any) -> None:
+    def handle(self, *args: Any, label: str, meta: list[str], reuse: str | None = None, **options: Any) -> None:
         label = label.strip()
         if not label:
             raise CommandError("--label must not be empty")
-        token, plaintext = services.issue_token(label=label, metadata=parse_pairs(meta, "--meta"))
+        metadata = parse_pairs(meta, "--meta")
+        kept = ClientToken.objects.for_plaintext(reuse) if reuse else None
+        if kept is not None:
+            self.stdout.write(f"Client token #{kept.pk} for {kept.label!r} is still valid; kept.")
+            self.stdout.write(str(reuse))
+            return
+        token, plaintext = services.issue_token(label=label, metadata=metadata)
         self.stdout.write(f"Issued client token #{token.pk} for {token.label!r} (prefix {token.prefix}).")
         self.stdout.write("Store it now: it is shown only this once.")
         self.stdout.write(plaintext)
