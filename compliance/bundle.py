@@ -14,10 +14,10 @@ from django.conf import settings
 from django.http import QueryDict
 from django.utils import timezone
 
-from approvals.models import AuditEvent
-from compliance import chain, signing
-from compliance.models import Checkpoint, Export
-from compliance.sealing import ensure_sealed
+from audit import chain, signing
+from audit.models import AuditEvent, Checkpoint
+from audit.sealing import ensure_sealed
+from compliance.models import Export
 from compliance.search import SearchForm
 
 # 2: checkpoints may be signed by several keys (rotation), listed in the manifest's

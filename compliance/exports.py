@@ -12,11 +12,10 @@ from celery import shared_task
 from django.db import transaction
 from django.utils import timezone
 
-from approvals import audit
-from approvals.models import AuditEvent
 from approvals.services import user_label
+from audit import writer
 from compliance import bundle
-from compliance.models import Export
+from compliance.models import AuditKind, Export
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -28,8 +27,8 @@ def request_export(*, by: User, query: dict[str, Any]) -> Export:
     """Queue an evidence bundle of a search. Side effects: audit EXPORTED; after commit, the task."""
     with transaction.atomic():
         export = Export.objects.create(requested_by=by, query=query)
-        audit.record(
-            kind=AuditEvent.Kind.EXPORTED,
+        writer.record(
+            kind=AuditKind.EXPORTED,
             actor=by,
             actor_label=user_label(by),
             payload={"export_id": export.pk, "query": query},

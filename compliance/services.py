@@ -1,7 +1,6 @@
 """The compliance review's changes to cases: legal holds and the retention purge. Like
-approvals/services.py: one conditional UPDATE per transition, the audit row in the same
-transaction. Export jobs are in compliance/exports.py; sealing the chain (ensure_sealed, kept
-importable from here) in compliance/sealing.py."""
+approvals/services/: one conditional UPDATE per transition, the audit row in the same
+transaction. Export jobs are in compliance/exports.py; sealing the chain is audit/sealing.py."""
 
 from __future__ import annotations
 
@@ -14,19 +13,16 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from approvals import audit
-from approvals.models import ApprovalRequest, AuditEvent, ConversationLine
+from approvals.models import ApprovalRequest, ConversationLine
 from approvals.services import user_label
-from compliance import chain
-from compliance.models import LegalHold
-from compliance.sealing import ensure_sealed
+from audit import chain, writer
+from audit.models import AuditEvent
+from compliance.models import AuditKind, LegalHold
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
 
 logger = logging.getLogger(__name__)
-
-__all__ = ["HoldError", "ensure_sealed", "place_hold", "purge", "purge_expired", "release_hold"]
 
 
 class HoldError(Exception):
@@ -49,8 +45,8 @@ def place_hold(req: ApprovalRequest, *, by: User, reason: str) -> LegalHold:
             # The partial unique constraint (one active hold per case) decides between two
             # reviewers placing a hold at once.
             hold = LegalHold.objects.create(request=req, reason=reason, placed_by=by)
-            audit.record(
-                kind=AuditEvent.Kind.LEGAL_HOLD_PLACED,
+            writer.record(
+                kind=AuditKind.LEGAL_HOLD_PLACED,
                 request=req,
                 session_id=req.session_id,
                 actor=by,
@@ -71,8 +67,8 @@ def release_hold(hold: LegalHold, *, by: User) -> bool:
         # Conditional on released_at IS NULL: a second release changes nothing and writes no row.
         won = LegalHold.objects.filter(pk=hold.pk, released_at__isnull=True).update(released_at=now, released_by=by)
         if won:
-            audit.record(
-                kind=AuditEvent.Kind.LEGAL_HOLD_RELEASED,
+            writer.record(
+                kind=AuditKind.LEGAL_HOLD_RELEASED,
                 request_id=hold.request_id,
                 actor=by,
                 actor_label=user_label(by),
@@ -106,7 +102,7 @@ def purge(*, before: datetime, now: datetime | None = None) -> dict[str, int]:
         # The purge's own records stay whole: they say what retention removed, and when.
         events = (
             AuditEvent.objects.filter(payload_purged_at__isnull=True)
-            .exclude(kind=AuditEvent.Kind.PURGED)
+            .exclude(kind=AuditKind.PURGED)
             .filter(
                 Q(request__purged_at=now)
                 | (
@@ -122,8 +118,8 @@ def purge(*, before: datetime, now: datetime | None = None) -> dict[str, int]:
         )
         counts = {"requests": n_requests, "audit_rows": n_events, "conversation_lines": n_lines}
         if any(counts.values()):
-            audit.record(
-                kind=AuditEvent.Kind.PURGED,
+            writer.record(
+                kind=AuditKind.PURGED,
                 actor_label="retention",
                 payload={"before": chain.format_time(before), **counts},
                 created_at=now,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from audit.sealing import ensure_sealed
 from compliance import services
 from compliance.exports import build_export_task as build_export
-from compliance.sealing import ensure_sealed
 
 __all__ = ["build_export", "purge_expired", "seal_chain"]
 

@@ -22,11 +22,12 @@ from django.urls import get_resolver, get_urlconf, reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from approvals.models import ApprovalRequest, AuditEvent, ConversationLine
+from approvals.models import ApprovalRequest, ConversationLine
+from audit.models import AuditEvent
+from audit.verify import verify_rows
 from compliance import bundle, exports, metrics, services
 from compliance.models import Export, LegalHold
 from compliance.search import SORTS, SearchForm
-from compliance.verify import verify_rows
 
 PAGE_SIZE = 50
 # Conversation lines shown before the request and after its decision on a case page.

@@ -8,7 +8,8 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from approvals.models import ApprovalRequest, AuditEvent, RealtimeSession
+from approvals.models import ApprovalRequest, RealtimeSession
+from audit.models import AuditEvent
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

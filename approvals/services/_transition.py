@@ -23,9 +23,10 @@ from celery import current_app
 from django.db import transaction
 from django.utils import timezone
 
-from approvals import audit, events
-from approvals.models import ApprovalRequest, AuditEvent
+from approvals import events
+from approvals.models import ApprovalRequest, AuditKind
 from approvals.services._common import Status, on_commit
+from audit import writer
 
 # The deadline task, named rather than imported: approvals.tasks calls these services, so they
 # must not import it back (approvals/apps.py imports the tasks module in every process, which
@@ -72,7 +73,7 @@ def transition(
                 return False
             for name, value in {**fields, "status": to}.items():
                 setattr(req, name, value)
-        audit.record_many(
+        writer.record_many(
             [{**row, "request_id": req.pk, "session_id": req.session_id, "created_at": now} for row in rows]
         )
         _after_commit(req, kind=str(rows[-1]["kind"]), inserted=inserted, new_deadline="deadline" in fields)
@@ -115,8 +116,8 @@ def notify_new(request_id: int, created: ApprovalRequest | None = None) -> None:
     the committed transaction wrote it (with its session and server): no need to read it back."""
     req = created if created is not None else ApprovalRequest.objects.for_one().filter(pk=request_id).first()
     if req is not None and events.send_request(req):
-        audit.record(
-            kind=AuditEvent.Kind.NOTIFIED,
+        writer.record(
+            kind=AuditKind.NOTIFIED,
             request_id=request_id,
             session_id=req.session_id,
             payload={"group": events.DASHBOARD, "audience": req.audience_groups or "any staff"},

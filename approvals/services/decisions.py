@@ -11,7 +11,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 
-from approvals.models import ApprovalRequest, AuditEvent
+from approvals.models import ApprovalRequest, AuditKind
 from approvals.services._common import (
     BY_DEADLINE,
     MAX_REASON_LENGTH,
@@ -85,7 +85,7 @@ def _decide_at_once(req: ApprovalRequest, *, approve: bool, by: User, reason: st
         fields={"decided_at": now, "decided_by": by, "decided_by_label": label, "reason": reason},
         rows=[
             {
-                "kind": AuditEvent.Kind.DECIDED,
+                "kind": AuditKind.DECIDED,
                 "actor": by,
                 "actor_label": label,
                 "payload": {"approve": approve, "reason": reason, "stage": req.stage},
@@ -132,13 +132,13 @@ def _vote(req: ApprovalRequest, *, by: User, reason: str) -> ApprovalRequest | N
             # Counted, still pending: the row lock above makes this change ours.
             to = Status.PENDING
             row = {
-                "kind": AuditEvent.Kind.VOTED,
+                "kind": AuditKind.VOTED,
                 "payload": {**payload, "count": len(approvers), "quorum": locked.quorum},
             }
         else:
             to = Status.APPROVED
             fields.update(decided_at=now, decided_by=by, decided_by_label=" and ".join(approvers)[:150], reason=reason)
-            row = {"kind": AuditEvent.Kind.DECIDED, "payload": {**payload, "approvers": approvers}}
+            row = {"kind": AuditKind.DECIDED, "payload": {**payload, "approvers": approvers}}
         transition(locked, to=to, fields=fields, rows=[{**row, "actor": by, "actor_label": label}], now=now)
     req.refresh_from_db()
     return req
@@ -196,7 +196,7 @@ def _escalate(req: ApprovalRequest, nxt: dict[str, Any], *, now: datetime, guard
         to=Status.PENDING,
         guard=guard,
         fields={"stage": req.stage + 1, "audience": audience(groups), "quorum": quorum, "deadline": deadline},
-        rows=[{"kind": AuditEvent.Kind.ESCALATED, "actor_label": BY_DEADLINE, "payload": payload}],
+        rows=[{"kind": AuditKind.ESCALATED, "actor_label": BY_DEADLINE, "payload": payload}],
         now=now,
     )
 
@@ -212,7 +212,7 @@ def _answer_at_deadline(req: ApprovalRequest, *, approve: bool, now: datetime, g
         fields={"decided_at": now, "decided_by_label": BY_DEADLINE, "reason": reason},
         rows=[
             {
-                "kind": AuditEvent.Kind.DECIDED if approve else AuditEvent.Kind.EXPIRED,
+                "kind": AuditKind.DECIDED if approve else AuditKind.EXPIRED,
                 "actor_label": BY_DEADLINE,
                 "payload": {"approve": approve, "reason": reason, "deadline": deadline},
             }

@@ -6,9 +6,10 @@ from typing import TYPE_CHECKING
 
 from django.db import transaction
 
-from approvals import audit, policy
-from approvals.models import AuditEvent, PolicyVersion
+from approvals import policy
+from approvals.models import AuditKind, PolicyVersion
 from approvals.services._common import actor_label
+from audit import writer
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -39,8 +40,8 @@ def publish_policy(*, by: User | None, source: str, rules: list[policy.Rule] | N
             changes=changes,
             document=new_doc,
         )
-        audit.record(
-            kind=AuditEvent.Kind.POLICY_CHANGED,
+        writer.record(
+            kind=AuditKind.POLICY_CHANGED,
             actor=by,
             actor_label=label,
             payload={"version": version.number, "source": version.source, "changes": changes},

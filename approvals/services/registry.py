@@ -12,9 +12,10 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from approvals import audit, probe
-from approvals.models import AuditEvent, ClientToken, McpServer, McpTool, PolicyRule, tool_definition_hash
+from approvals import probe
+from approvals.models import AuditKind, ClientToken, McpServer, McpTool, PolicyRule, tool_definition_hash
 from approvals.services._common import actor_label, user_label
+from audit import writer
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -32,8 +33,8 @@ def issue_token(*, label: str, metadata: dict[str, Any], by: User | None = None)
             prefix=plaintext[:12],
             created_by=by,
         )
-        audit.record(
-            kind=AuditEvent.Kind.TOKEN_ISSUED,
+        writer.record(
+            kind=AuditKind.TOKEN_ISSUED,
             actor=by,
             actor_label=actor_label(by),
             payload={"token_id": token.pk, "label": label, "prefix": token.prefix, "metadata": metadata},
@@ -49,8 +50,8 @@ def revoke_token(token: ClientToken, *, by: User | None) -> bool:
         # Conditional: revoking twice keeps the first time and writes one audit row.
         won = ClientToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=now)
         if won:
-            audit.record(
-                kind=AuditEvent.Kind.TOKEN_REVOKED,
+            writer.record(
+                kind=AuditKind.TOKEN_REVOKED,
                 actor=by,
                 actor_label=actor_label(by),
                 payload={"token_id": token.pk, "label": token.label, "prefix": token.prefix},
@@ -79,8 +80,8 @@ def save_mcp_server(server: McpServer, *, by: User | None, created: bool) -> Mcp
     """Save a registry entry edited elsewhere (the admin form). Side effect: audit SERVER_SAVED."""
     with transaction.atomic():
         server.save()
-        audit.record(
-            kind=AuditEvent.Kind.SERVER_SAVED,
+        writer.record(
+            kind=AuditKind.SERVER_SAVED,
             actor=by,
             actor_label=actor_label(by),
             payload={"created": created, **_server_audit_payload(server)},
@@ -104,8 +105,8 @@ def delete_mcp_server(server: McpServer, *, by: User | None) -> None:
     with transaction.atomic():
         payload = _server_audit_payload(server)
         server.delete()
-        audit.record(
-            kind=AuditEvent.Kind.SERVER_DELETED,
+        writer.record(
+            kind=AuditKind.SERVER_DELETED,
             actor=by,
             actor_label=actor_label(by),
             payload=payload,
@@ -164,8 +165,8 @@ def probe_mcp_server(server: McpServer, *, by: User | None) -> probe.ProbeResult
         if result.reached:
             drifted = store_tools(server, result.tools, now=now)
         McpServer.objects.filter(pk=server.pk).update(probed_at=now, probe_ok=result.ok, probe_report=result.report())
-        audit.record(
-            kind=AuditEvent.Kind.SERVER_PROBED,
+        writer.record(
+            kind=AuditKind.SERVER_PROBED,
             actor=by,
             actor_label=actor_label(by),
             payload={
@@ -241,8 +242,8 @@ def mark_tool_reviewed(tool: McpTool, *, by: User) -> bool:
             drifted_at=None, reviewed_at=now, reviewed_by_label=user_label(by)
         )
         if won:
-            audit.record(
-                kind=AuditEvent.Kind.TOOL_REVIEWED,
+            writer.record(
+                kind=AuditKind.TOOL_REVIEWED,
                 actor=by,
                 actor_label=user_label(by),
                 payload={
@@ -293,8 +294,8 @@ def observe_listed_tools(*, server_label: str, tools: list[dict[str, Any]]) -> l
             tool.save()
             if newly:
                 flagged.append(tool.name)
-                audit.record(
-                    kind=AuditEvent.Kind.TOOL_DRIFTED,
+                writer.record(
+                    kind=AuditKind.TOOL_DRIFTED,
                     actor_label="relay",
                     payload={
                         "server_id": tool.server_id,

@@ -17,14 +17,16 @@ from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from approvals import audit, events, policy
-from approvals.models import ApprovalRequest, AuditEvent, McpServer, RealtimeSession
+from approvals import events, policy
+from approvals.models import ApprovalRequest, AuditKind, McpServer, RealtimeSession
 from approvals.services._common import (
     Status,
     on_commit,
     user_label,
 )
 from approvals.services._transition import audience, transition
+from audit import writer
+from audit.models import AuditEvent
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -116,12 +118,12 @@ def _opening_rows(req: ApprovalRequest, routing: policy.Routing, raw_item: dict[
     asks = routing.outcome == policy.ASK
     rows: list[dict[str, Any]] = [
         {
-            "kind": AuditEvent.Kind.REQUESTED,
+            "kind": AuditKind.REQUESTED,
             "actor_label": req.session.label,
             "payload": {"item": raw_item, "timeout_seconds": routing.steps[0].seconds() if asks else 0},
         },
         {
-            "kind": AuditEvent.Kind.POLICY_ROUTED,
+            "kind": AuditKind.POLICY_ROUTED,
             "actor_label": by_policy,
             "payload": {
                 "outcome": routing.outcome,
@@ -136,7 +138,7 @@ def _opening_rows(req: ApprovalRequest, routing: policy.Routing, raw_item: dict[
     if not asks:
         rows.append(
             {
-                "kind": AuditEvent.Kind.DECIDED,
+                "kind": AuditKind.DECIDED,
                 "actor_label": by_policy,
                 "payload": {"approve": routing.outcome == policy.ALLOW, "reason": req.reason, "rule": routing.rule},
             }
@@ -195,17 +197,17 @@ def mark_opened(req: ApprovalRequest, *, by: User) -> bool:
     if not (by.is_active and by.is_staff):
         raise PermissionDenied("Only staff open approval requests.")
     with transaction.atomic():
-        # Under the chain lock (audit.record takes it): two tabs of one person opening the same
+        # Under the chain lock (writer.record takes it): two tabs of one person opening the same
         # card at once cannot both pass the check below.
         locked = ApprovalRequest.objects.select_for_update().filter(pk=req.pk, status=Status.PENDING).first()
         if (
             locked is None
             or not locked.may_decide(by)
-            or AuditEvent.objects.filter(request_id=req.pk, kind=AuditEvent.Kind.OPENED, actor=by).exists()
+            or AuditEvent.objects.filter(request_id=req.pk, kind=AuditKind.OPENED, actor=by).exists()
         ):
             return False
-        audit.record(
-            kind=AuditEvent.Kind.OPENED,
+        writer.record(
+            kind=AuditKind.OPENED,
             request_id=req.pk,
             session_id=req.session_id,
             actor=by,
@@ -228,8 +230,8 @@ def mark_decision_sent(req: ApprovalRequest) -> bool:
         ).update(decision_sent_at=now)
         if won:
             req.refresh_from_db(fields=["status", "reason", "decision_sent_at"])
-            audit.record(
-                kind=AuditEvent.Kind.SENT,
+            writer.record(
+                kind=AuditKind.SENT,
                 request_id=req.pk,
                 session_id=req.session_id,
                 actor_label="relay",
@@ -262,8 +264,8 @@ def record_mcp_call(*, session: RealtimeSession, item: dict[str, Any]) -> Approv
             call_recorded_at=now,
         )
         if won:
-            audit.record(
-                kind=AuditEvent.Kind.MCP_CALL,
+            writer.record(
+                kind=AuditKind.MCP_CALL,
                 request_id=req.pk,
                 session_id=session.pk,
                 actor_label=req.server_label,
@@ -327,7 +329,7 @@ def record_unasked_call(*, session: RealtimeSession, item: dict[str, Any]) -> tu
             call_recorded_at=now,
         )
         rows = _unasked_rows(item, routing, session_label=session.label, server_label=server_label, note=note)
-        audit.record_many([{**row, "request": req, "session": session, "created_at": now} for row in rows])
+        writer.record_many([{**row, "request": req, "session": session, "created_at": now} for row in rows])
         on_commit(partial(events.request_changed, req.pk))
         return req
 
@@ -341,9 +343,9 @@ def _unasked_rows(
     item: dict[str, Any], routing: policy.Routing, *, session_label: str, server_label: str, note: str
 ) -> list[dict[str, Any]]:
     return [
-        {"kind": AuditEvent.Kind.REQUESTED, "actor_label": session_label, "payload": {"item": item, "asked": False}},
+        {"kind": AuditKind.REQUESTED, "actor_label": session_label, "payload": {"item": item, "asked": False}},
         {
-            "kind": AuditEvent.Kind.POLICY_ROUTED,
+            "kind": AuditKind.POLICY_ROUTED,
             "actor_label": "policy",
             "payload": {
                 "outcome": policy.ALLOW,
@@ -354,5 +356,5 @@ def _unasked_rows(
                 "policy_would": routing.outcome,
             },
         },
-        {"kind": AuditEvent.Kind.MCP_CALL, "actor_label": server_label, "payload": {"item": item}},
+        {"kind": AuditKind.MCP_CALL, "actor_label": server_label, "payload": {"item": item}},
     ]

@@ -10,10 +10,11 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from approvals import audit, events
-from approvals.models import ApprovalRequest, AuditEvent, ClientToken, ConversationLine, RealtimeSession
+from approvals import events
+from approvals.models import ApprovalRequest, AuditKind, ClientToken, ConversationLine, RealtimeSession
 from approvals.services._common import BY_SESSION_END, DEFAULT_CANCEL_REASON, Status, on_commit
 from approvals.services._transition import transition
+from audit import writer
 
 
 def open_session(
@@ -45,8 +46,8 @@ def open_session(
             # A one-column UPDATE rather than save(): an admin editing the token's label at
             # the same moment keeps their edit.
             ClientToken.objects.filter(pk=client_token.pk).update(last_used_at=now)
-        audit.record(
-            kind=AuditEvent.Kind.SESSION_OPENED,
+        writer.record(
+            kind=AuditKind.SESSION_OPENED,
             session=session,
             actor_label=label,
             payload={
@@ -87,8 +88,8 @@ def close_session(session: RealtimeSession, *, code: int | None, reason: str) ->
             status=RealtimeSession.Status.CLOSED, closed_at=now, close_code=code
         )
         if closed:
-            audit.record(
-                kind=AuditEvent.Kind.SESSION_CLOSED,
+            writer.record(
+                kind=AuditKind.SESSION_CLOSED,
                 session_id=session.pk,
                 actor_label=session.label,
                 payload={"code": code, "reason": reason},
@@ -111,7 +112,7 @@ def _cancel_request(req: ApprovalRequest, *, now: datetime, reason: str, code: i
         fields={"decided_at": now, "decided_by_label": BY_SESSION_END, "reason": reason},
         rows=[
             {
-                "kind": AuditEvent.Kind.CANCELLED,
+                "kind": AuditKind.CANCELLED,
                 "actor_label": BY_SESSION_END,
                 "payload": {"reason": reason, "code": code},
             }

@@ -5,7 +5,8 @@ from django.urls import reverse
 
 from approvals import services
 from approvals.admin import MASK
-from approvals.models import AuditEvent, ClientToken, McpServer
+from approvals.models import AuditKind, ClientToken, McpServer
+from audit.models import AuditEvent
 
 AUTH_SECRET = "sk-AUTH-SECRET-9f8e7d"
 HEADER_SECRET = "HEADER-SECRET-1a2b3c"
@@ -147,7 +148,7 @@ def test_revoke_action_goes_through_the_service(admin_client, admin_user, db):
     assert "Revoked 1 token(s)." in html
     assert "1 token(s) were already revoked." in html
     assert ClientToken.objects.for_plaintext(plaintext) is None
-    revoked = AuditEvent.objects.filter(kind=AuditEvent.Kind.TOKEN_REVOKED).order_by("pk")
+    revoked = AuditEvent.objects.filter(kind=AuditKind.TOKEN_REVOKED).order_by("pk")
     assert [(e.payload["token_id"], e.actor) for e in revoked] == [(already.pk, None), (token.pk, admin_user)]
 
 
@@ -155,15 +156,17 @@ def test_approval_records_are_read_only_in_the_admin(admin_client, make_request,
     req = services.decide(make_request(), approve=True, by=alice)
     event = AuditEvent.objects.filter(request=req).first()
 
-    for name, pk in [("approvalrequest", req.pk), ("auditevent", event.pk), ("realtimesession", req.session_id)]:
-        change = reverse(f"admin:approvals_{name}_change", args=[pk])
+    records = [("approvals", "approvalrequest", req.pk), ("audit", "auditevent", event.pk)]
+    records.append(("approvals", "realtimesession", req.session_id))
+    for app, name, pk in records:
+        change = reverse(f"admin:{app}_{name}_change", args=[pk])
         page = admin_client.get(change)
         assert page.status_code == 200
         assert 'name="_save"' not in page.content.decode()  # no Save button: a view, not a form
         assert admin_client.post(change, {}).status_code == 403
-        assert admin_client.get(reverse(f"admin:approvals_{name}_add")).status_code == 403
-        assert admin_client.get(reverse(f"admin:approvals_{name}_delete", args=[pk])).status_code == 403
-        html = admin_client.get(reverse(f"admin:approvals_{name}_changelist")).content.decode()
+        assert admin_client.get(reverse(f"admin:{app}_{name}_add")).status_code == 403
+        assert admin_client.get(reverse(f"admin:{app}_{name}_delete", args=[pk])).status_code == 403
+        html = admin_client.get(reverse(f"admin:{app}_{name}_changelist")).content.decode()
         assert AUTH_SECRET not in html and HEADER_SECRET not in html
     req.refresh_from_db()
     assert req.status == "approved"

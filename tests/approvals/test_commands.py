@@ -6,7 +6,8 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from approvals.models import AuditEvent, ClientToken, McpServer
+from approvals.models import AuditKind, ClientToken, McpServer
+from audit.models import AuditEvent
 
 
 def run(*args: str) -> str:
@@ -25,7 +26,7 @@ def test_create_client_token_prints_the_token_last_and_stores_its_hash(db):
     assert (token.label, token.metadata) == ("Room 1204", {"room": "1204", "floor": "12"})
     assert token.token_hash != plaintext
     assert plaintext not in str(list(ClientToken.objects.values()))
-    assert AuditEvent.objects.get().kind == AuditEvent.Kind.TOKEN_ISSUED
+    assert AuditEvent.objects.get().kind == AuditKind.TOKEN_ISSUED
 
 
 def test_create_client_token_reuses_a_token_that_is_still_valid(db):

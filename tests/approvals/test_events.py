@@ -10,7 +10,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from approvals import events, services
-from approvals.models import ApprovalRequest, AuditEvent
+from approvals.models import ApprovalRequest, AuditKind
 
 
 def listen(group: str) -> str:
@@ -204,7 +204,7 @@ def test_a_decision_is_announced_by_the_hook_only_after_commit(
     for callback in callbacks:
         callback()
 
-    assert committed == [answered(req, AuditEvent.Kind.DECIDED)]
+    assert committed == [answered(req, AuditKind.DECIDED)]
 
 
 def test_an_expiry_is_announced_by_the_hook(make_request, effects, committed, django_capture_on_commit_callbacks):
@@ -213,7 +213,7 @@ def test_an_expiry_is_announced_by_the_hook(make_request, effects, committed, dj
     with django_capture_on_commit_callbacks(execute=True):
         services.expire_request(req.pk, now=req.deadline)
 
-    assert committed == [answered(req, AuditEvent.Kind.EXPIRED)]
+    assert committed == [answered(req, AuditKind.EXPIRED)]
 
 
 @pytest.mark.parametrize("tool", ["refund_minibar_charge", "unlock_door"])
@@ -224,7 +224,7 @@ def test_a_policy_decision_is_announced_by_the_hook(
         req = make_request(name=tool)
 
     assert req.status in (ApprovalRequest.Status.APPROVED, ApprovalRequest.Status.DENIED)
-    assert committed == [answered(req, AuditEvent.Kind.DECIDED)]
+    assert committed == [answered(req, AuditKind.DECIDED)]
 
 
 def test_a_quorum_is_announced_when_it_is_reached_not_per_vote(
@@ -238,7 +238,7 @@ def test_a_quorum_is_announced_when_it_is_reached_not_per_vote(
     with django_capture_on_commit_callbacks(execute=True):
         services.decide(req, approve=True, by=bob)
 
-    assert committed == [answered(req, AuditEvent.Kind.DECIDED)]
+    assert committed == [answered(req, AuditKind.DECIDED)]
 
 
 def test_a_deadline_that_approves_is_announced_and_one_that_escalates_is_not(
@@ -251,7 +251,7 @@ def test_a_deadline_that_approves_is_announced_and_one_that_escalates_is_not(
         escalated = services.expire_request(upstairs.pk, now=upstairs.deadline)
 
     assert escalated is not None and escalated.status == ApprovalRequest.Status.PENDING
-    assert committed == [answered(late, AuditEvent.Kind.DECIDED)]
+    assert committed == [answered(late, AuditKind.DECIDED)]
 
 
 def test_a_request_cancelled_with_its_session_is_not_announced(

@@ -16,7 +16,8 @@ from django.urls import reverse
 from django.utils.html import escape
 
 from approvals import policy, services
-from approvals.models import ApprovalRequest, AuditEvent, McpServer, McpTool, PolicyRule, PolicyVersion
+from approvals.models import ApprovalRequest, AuditKind, McpServer, McpTool, PolicyRule, PolicyVersion
+from audit.models import AuditEvent
 
 AUTH_SECRET = "sk-AUTH-SECRET-9f8e7d"
 HEADER_SECRET = "HEADER-SECRET-1a2b3c"
@@ -105,7 +106,7 @@ def versions() -> list[tuple[int, str, list[str]]]:
 
 
 def policy_audit() -> list[dict[str, Any]]:
-    return [e.payload for e in AuditEvent.objects.filter(kind=AuditEvent.Kind.POLICY_CHANGED).order_by("seq")]
+    return [e.payload for e in AuditEvent.objects.filter(kind=AuditKind.POLICY_CHANGED).order_by("seq")]
 
 
 def html(response) -> str:
@@ -139,7 +140,7 @@ def test_adding_a_rule_publishes_a_version_with_an_audit_row(root_client, groups
     )
     [payload] = policy_audit()
     assert payload == {"version": 1, "source": "admin: added rule refunds", "changes": changes}
-    assert AuditEvent.objects.get(kind=AuditEvent.Kind.POLICY_CHANGED).actor == admin_user
+    assert AuditEvent.objects.get(kind=AuditKind.POLICY_CHANGED).actor == admin_user
 
 
 def test_changing_a_rule_publishes_what_changed(root_client):

@@ -11,7 +11,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from approvals import policy, services
-from approvals.models import AuditEvent, PolicyRule, PolicyVersion
+from approvals.models import AuditKind, PolicyRule, PolicyVersion
+from audit.models import AuditEvent
 
 POLICY = """
 rules:
@@ -101,7 +102,7 @@ def test_import_publishes_a_version_and_says_what_changed(published, tmp_path: P
     assert out.splitlines() == ["Policy version 2: 1 change", "  rule refunds: deadline_seconds 60 → 90"]
     version = PolicyVersion.objects.get(number=2)
     assert (version.source, version.created_by_label) == (f"import {source}", "command line")
-    event = AuditEvent.objects.filter(kind=AuditEvent.Kind.POLICY_CHANGED).latest("seq")
+    event = AuditEvent.objects.filter(kind=AuditKind.POLICY_CHANGED).latest("seq")
     assert event.payload["version"] == 2
 
 

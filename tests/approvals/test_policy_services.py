@@ -14,11 +14,12 @@ from django.core.exceptions import PermissionDenied
 
 from approvals import policy, services
 from approvals.consumers import DashboardConsumer
-from approvals.models import ApprovalRequest, AuditEvent, McpTool, PolicyRule, PolicyVersion
+from approvals.models import ApprovalRequest, AuditKind, McpTool, PolicyRule, PolicyVersion
 from approvals.services import TransitionError
+from audit.models import AuditEvent
 
 Status = ApprovalRequest.Status
-Kind = AuditEvent.Kind
+Kind = AuditKind
 
 POLICY = """
 rules:

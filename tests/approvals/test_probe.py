@@ -16,8 +16,9 @@ from mcp.server.mcpserver import MCPServer
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from approvals import services
-from approvals.models import AuditEvent, McpServer, McpTool
+from approvals.models import AuditKind, McpServer, McpTool
 from approvals.probe import check_tool
+from audit.models import AuditEvent
 from tests.plugins.processes import ThreadServer as _ThreadServer
 from tests.plugins.processes import free_port
 
@@ -151,7 +152,7 @@ def test_it_lists_the_hotel_tools_with_the_api_key_and_stores_them_hashed(hotel_
     tools = list(server.tools.all())
     assert tools and all(len(t.definition_hash) == 64 and not t.needs_review for t in tools)
     assert server.probe_ok is True and server.probed_at is not None
-    event = AuditEvent.objects.filter(kind=AuditEvent.Kind.SERVER_PROBED).get()
+    event = AuditEvent.objects.filter(kind=AuditKind.SERVER_PROBED).get()
     assert event.payload["ok"] is True and sorted(event.payload["tools"]) == sorted(t.name for t in tools)
 
 
@@ -261,7 +262,7 @@ def test_a_changed_definition_is_flagged_side_by_side_until_reviewed(servers, ad
     assert taxi.previous_definition == before.definition and taxi.previous_hash == before.definition_hash
     assert "charge_to_card" in taxi.definition["input_schema"]["properties"]
     assert taxi.definition_hash != before.definition_hash
-    assert AuditEvent.objects.filter(kind=AuditEvent.Kind.SERVER_PROBED).last().payload["drifted"] == ["book_taxi"]
+    assert AuditEvent.objects.filter(kind=AuditKind.SERVER_PROBED).last().payload["drifted"] == ["book_taxi"]
 
     client.force_login(admin_user)
     page = client.get(reverse("admin:approvals_mcptool_change", args=[taxi.pk])).content.decode()
@@ -275,7 +276,7 @@ def test_a_changed_definition_is_flagged_side_by_side_until_reviewed(servers, ad
     taxi.refresh_from_db()
     assert not taxi.needs_review and not McpTool.objects.drifted().exists()
     assert taxi.reviewed_by_label and taxi.reviewed_at is not None
-    event = AuditEvent.objects.get(kind=AuditEvent.Kind.TOOL_REVIEWED)
+    event = AuditEvent.objects.get(kind=AuditKind.TOOL_REVIEWED)
     assert event.payload["tool"] == "book_taxi" and event.payload["definition_hash"] == taxi.definition_hash
 
     # A probe that finds the reviewed definition again flags nothing.

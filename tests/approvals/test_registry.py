@@ -19,7 +19,8 @@ from django.urls import reverse
 
 import config.settings
 from approvals import services
-from approvals.models import AuditEvent, McpServer
+from approvals.models import McpServer
+from audit.models import AuditEvent
 
 AUTH_SECRET = "sk-AUTH-PLAINTEXT-4c3b2a"
 HEADER_SECRET = "TENANT-PLAINTEXT-8d7e6f"
@@ -163,7 +164,7 @@ def test_the_plaintext_never_shows_in_admin_audit_logs_dashboards_or_exports(
     urls = [
         reverse("admin:approvals_mcpserver_changelist"),
         reverse("admin:approvals_mcpserver_change", args=[server.pk]),
-        reverse("admin:approvals_auditevent_changelist"),
+        reverse("admin:audit_auditevent_changelist"),
         reverse("admin:approvals_approvalrequest_change", args=[refund.pk]),
         reverse("dashboard"),
         reverse("history"),

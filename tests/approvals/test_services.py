@@ -9,19 +9,13 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from approvals import services
-from approvals.models import (
-    ApprovalRequest,
-    AuditEvent,
-    ClientToken,
-    ConversationLine,
-    McpServer,
-    RealtimeSession,
-)
+from approvals.models import ApprovalRequest, AuditKind, ClientToken, ConversationLine, McpServer, RealtimeSession
 from approvals.services import TransitionError
+from audit.models import AuditEvent
 from tests.approvals.conftest import ARGUMENTS, approval_item
 
 Status = ApprovalRequest.Status
-Kind = AuditEvent.Kind
+Kind = AuditKind
 
 
 def kinds(req: ApprovalRequest) -> list[str]:

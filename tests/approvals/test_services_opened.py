@@ -3,7 +3,7 @@ from django.core.exceptions import PermissionDenied
 from django.test import Client
 
 from approvals import services, tasks
-from approvals.models import AuditEvent
+from audit.models import AuditEvent
 
 
 @pytest.fixture(autouse=True)

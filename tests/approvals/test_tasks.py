@@ -6,7 +6,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from approvals import services, tasks
-from approvals.models import ApprovalRequest, AuditEvent
+from approvals.models import ApprovalRequest, AuditKind
+from audit.models import AuditEvent
 from config.celery import app
 
 Status = ApprovalRequest.Status
@@ -39,7 +40,7 @@ def test_expire_request_task_run_twice_expires_once(make_request, settings):
     tasks.expire_request(req.pk)
     tasks.expire_request(req.pk)  # a redelivered task (acks_late)
 
-    assert AuditEvent.objects.filter(request=req, kind=AuditEvent.Kind.EXPIRED).count() == 1
+    assert AuditEvent.objects.filter(request=req, kind=AuditKind.EXPIRED).count() == 1
 
 
 def test_sweep_overdue_expires_what_a_lost_task_missed(make_request, settings):

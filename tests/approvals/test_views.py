@@ -5,7 +5,8 @@ from django.test import Client
 from django.urls import reverse
 
 from approvals import services
-from approvals.models import ApprovalRequest, AuditEvent
+from approvals.models import ApprovalRequest, AuditKind
+from audit.models import AuditEvent
 
 Status = ApprovalRequest.Status
 
@@ -85,7 +86,7 @@ def test_a_second_click_on_a_decided_request_says_so_and_changes_nothing(client,
     assert body["request"]["status"] == "approved"
     req.refresh_from_db()
     assert (req.status, req.decided_by, req.reason) == (Status.APPROVED, alice, "")
-    assert AuditEvent.objects.filter(request=req, kind=AuditEvent.Kind.DECIDED).count() == 1
+    assert AuditEvent.objects.filter(request=req, kind=AuditKind.DECIDED).count() == 1
 
 
 def test_deciding_after_the_deadline_is_a_conflict(client, alice, make_request, settings):

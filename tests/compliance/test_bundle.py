@@ -13,8 +13,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from approvals import services
-from compliance import bundle, chain, exports
-from compliance import services as compliance_services
+from audit import chain, sealing
+from compliance import bundle, exports
 from compliance.models import Export
 from compliance.verify_bundle import BundleError, verify
 from tests.compliance.conftest import KEY_A, KEY_B, public_raw
@@ -62,7 +62,7 @@ def rotated(make_request, alice, rita, effects, django_capture_on_commit_callbac
     recorded and sealed (by the export) under key B, with A kept trusted."""
     refund = make_request()
     services.decide(refund, approve=True, by=alice)
-    compliance_services.ensure_sealed()
+    sealing.ensure_sealed()
     rotate(trust_a=True)
     _refund_called(refund)
     return _export(rita, django_capture_on_commit_callbacks, monkeypatch)
@@ -273,7 +273,7 @@ def test_a_bundle_is_not_built_over_a_checkpoint_of_a_key_not_trusted(
 ):
     refund = make_request()
     services.decide(refund, approve=True, by=alice)
-    seq = compliance_services.ensure_sealed().seq
+    seq = sealing.ensure_sealed().seq
     rotate(trust_a=False)
     monkeypatch.setattr("compliance.tasks.build_export.delay", lambda pk: None)
     export = exports.request_export(by=rita, query={"tool": "refund_minibar_charge"})

@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from approvals import services
 from approvals.models import ConversationLine
+from audit import sealing
 from audit.models import AuditEvent
 from audit.verify import verify_chain
 from compliance import services as compliance_services
@@ -19,7 +20,7 @@ def test_purge_removes_payloads_and_keeps_the_chain_verifiable(make_request, ses
     req = make_request()
     services.add_conversation_line(session=session, role="user", text="Refund my minibar please")
     services.decide(req, approve=True, by=alice)
-    compliance_services.ensure_sealed()
+    sealing.ensure_sealed()
     counts = compliance_services.purge(before=timezone.now() + timedelta(seconds=1))
     assert counts["requests"] == 1 and counts["audit_rows"] >= 3 and counts["conversation_lines"] == 1
     req.refresh_from_db()

@@ -8,7 +8,7 @@ import pytest
 from django.urls import reverse
 
 from approvals import services
-from approvals.models import AuditEvent
+from audit.models import AuditEvent
 from compliance import exports
 from compliance.models import Export, LegalHold
 
