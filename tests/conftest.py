@@ -8,7 +8,13 @@ import socket
 
 import pytest
 
-pytest_plugins = ["tests.plugins.hotel", "tests.plugins.simulator", "tests.plugins.stack", "tests.plugins.upstream"]
+pytest_plugins = [
+    "tests.plugins.hotel",
+    "tests.plugins.redis_server",
+    "tests.plugins.simulator",
+    "tests.plugins.stack",
+    "tests.plugins.upstream",
+]
 
 
 @pytest.fixture(scope="session")

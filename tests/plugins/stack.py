@@ -69,7 +69,7 @@ class Stack:
             env={**self.env, **env},
             name="daphne",
         )
-        proc.url = f"http://127.0.0.1:{port}"  # type: ignore[attr-defined]
+        proc.url = f"http://127.0.0.1:{port}"
         return self._start(proc)
 
     def worker(self, **env: str) -> ServerProcess:
