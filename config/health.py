@@ -34,7 +34,7 @@ async def _check_redis() -> str:
     layer = get_channel_layer()
     if layer is None:
         raise RuntimeError("no channel layer configured")
-    channel = await layer.new_channel("healthz.")
+    channel = await layer.new_channel()
     token = f"{time.monotonic_ns()}"
     await layer.send(channel, {"type": "healthz.ping", "token": token})
     message = await layer.receive(channel)

@@ -50,11 +50,11 @@ def test_a_crashed_process_is_restarted_the_others_keep_running_and_sigterm_stop
     procfile = tmp_path / "Procfile"
     procfile.write_text(PROCFILE.format(python=sys.executable))
     log = tmp_path / "out.log"
-    with open(log, "wb") as out:
+    with open(log, "wb") as log_file:
         supervisor = subprocess.Popen(
             [sys.executable, "-m", "config.supervise", "-f", str(procfile)],
             cwd=BASE_DIR,
-            stdout=out,
+            stdout=log_file,
             stderr=subprocess.STDOUT,
         )
     try:

@@ -105,7 +105,7 @@ def start_processes(
     stack.env["REDIS_URL"] = redis.url
     # Long enough that no request expires by itself unless the test moves its deadline.
     env = {"OPENAI_BASE_URL": upstream.base_url, "OPENAI_API_KEY": "sk-upstream", "APPROVAL_TIMEOUT_SECONDS": "300"}
-    web = stack.web(**env)
+    web = stack.web(free_port(), **env)
     relay_port = free_port()
     argv = [PYTHON, "manage.py", "run_relay", "--port", str(relay_port)]
     stack._start(ServerProcess(argv, port=relay_port, env={**stack.env, **env}, name="run_relay"))

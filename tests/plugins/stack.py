@@ -102,7 +102,7 @@ def stack(transactional_db: None, request: pytest.FixtureRequest) -> Iterator[St
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
     rep = yield
     if rep.when == "call":
         item.rep_call = rep  # type: ignore[attr-defined]
