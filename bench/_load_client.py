@@ -26,7 +26,7 @@ FRAME = json.dumps(
 )
 
 
-async def open_session(url: str, key: str):  # type: ignore[no-untyped-def]
+async def open_session(url: str, key: str):
     # compression=None, as the openai SDK connects: no permessage-deflate on realtime audio.
     ws = await connect(
         url, additional_headers={"Authorization": f"Bearer {key}"}, max_size=None, open_timeout=120, compression=None
@@ -38,7 +38,7 @@ async def open_session(url: str, key: str):  # type: ignore[no-untyped-def]
 WARMUP = 2.0
 
 
-async def stream(ws, seconds: float, rtts: list[float], start: float, probe_every: int, counts: list[int]) -> None:  # type: ignore[no-untyped-def]
+async def stream(ws, seconds: float, rtts: list[float], start: float, probe_every: int, counts: list[int]) -> None:
     sent: dict[str, float] = {}
     warmup = WARMUP
 
@@ -75,7 +75,7 @@ async def stream(ws, seconds: float, rtts: list[float], start: float, probe_ever
     await ws.close()
 
 
-async def open_all(url: str, key: str, n: int) -> list:  # type: ignore[type-arg]
+async def open_all(url: str, key: str, n: int) -> list:
     """All sessions open before any streams, 20 handshakes at a time: the measurement is of a
     steady stream, not of a thundering herd of handshakes."""
     sockets = []

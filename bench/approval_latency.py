@@ -73,7 +73,11 @@ async def run(
                 now = time.monotonic()
                 # A substring test, not json.loads: the 100 clients share this process and
                 # their parsing would be counted as the console's latency.
-                if frame.startswith('{"type":"request_changed"') and '"status":"pending"' in frame:
+                if (
+                    isinstance(frame, str)
+                    and frame.startswith('{"type":"request_changed"')
+                    and '"status":"pending"' in frame
+                ):
                     match = UPSTREAM_ID.search(frame)
                     if match:
                         card_seen.setdefault(match.group(1), []).append(now)
@@ -128,7 +132,7 @@ async def run(
             arrivals = card_seen.get(approval_id, [])
             a_ms.extend((t - first_seen[approval_id]) * 1000 for t in arrivals)
             pk = await asyncio.to_thread(
-                lambda aid=approval_id: ApprovalRequest.objects.values_list("pk", flat=True).get(upstream_id=aid)
+                ApprovalRequest.objects.values_list("pk", flat=True).get, upstream_id=approval_id
             )
             posted = time.time()  # wall clock: (b) ends at the simulator's own clock reading
             # The POST's answer comes after the view has also told every dashboard; the

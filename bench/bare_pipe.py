@@ -10,12 +10,12 @@ from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve
 
 
-async def pipe(client):  # type: ignore[no-untyped-def]
+async def pipe(client):
     url = sys.argv[2] + client.request.path.removeprefix("/v1/realtime")
     headers = {"Authorization": f"Bearer {sys.argv[3]}"}
     async with connect(url, additional_headers=headers, max_size=None, compression=None) as up:
 
-        async def pump(src, dst):  # type: ignore[no-untyped-def]
+        async def pump(src, dst):
             async for frame in src:
                 await dst.send(frame)
 

@@ -79,7 +79,7 @@ def load(url: str, key: str, sessions: int, seconds: float, pid: int | None) -> 
     watchdog = threading.Timer(seconds + 300, proc.kill)
     watchdog.start()
     cpu: dict[str, float] = {}
-    result: dict = {}  # type: ignore[type-arg]
+    result: dict = {}
     try:
         assert proc.stdout is not None
         for line in proc.stdout:

@@ -14,6 +14,7 @@ import random
 import sys
 import time
 from datetime import timedelta
+from typing import Any
 
 from _setup import bench_env, percentile, setup_django
 
@@ -23,7 +24,7 @@ REPEAT = int(os.environ.get("BENCH_REPEAT", "20"))
 TOOLS = ["refund_minibar_charge", "unlock_door", "set_lights", "book_spa", "late_checkout", "charge_room", "order_food"]
 
 
-def generate() -> dict[str, object]:
+def generate() -> dict[str, Any]:
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
     from django.utils import timezone

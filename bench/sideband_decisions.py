@@ -47,7 +47,7 @@ def rss_kb(pid: int) -> float:
     return psutil.Process(pid).memory_info().rss / 1024
 
 
-def wait_until(predicate, timeout: float, what: str):  # type: ignore[no-untyped-def]
+def wait_until(predicate, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while not (value := predicate()):
         if time.monotonic() > deadline:
@@ -145,7 +145,7 @@ def main() -> None:
             cookies = login(f"http://127.0.0.1:{web_port}", "bench", "bench-password")
             decision = "approve" if args.approve else "deny"
 
-            def decide(req) -> None:  # type: ignore[no-untyped-def]
+            def decide(req) -> None:
                 decided_at[req.upstream_id] = time.time()  # the click: latency includes the POST
                 with httpx.Client(base_url=f"http://127.0.0.1:{web_port}", cookies=cookies, timeout=60) as http:
                     response = http.post(

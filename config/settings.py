@@ -240,7 +240,7 @@ DATABASE_URL = env_str("DATABASE_URL")
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))}
 else:
-    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": VAR_DIR / "db.sqlite3"}}
+    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(VAR_DIR / "db.sqlite3")}}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Daphne, the worker and beat share one file: WAL lets readers run beside the one
     # writer, IMMEDIATE takes the write lock up front (no deadlock on lock upgrade),
@@ -282,10 +282,26 @@ CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "countersign")
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# A lost Redis is an outage of live pushes, not of the product: the worker and beat keep
+# retrying, forever, and the worker at most BROKER_RECONNECT_MAX_SECONDS apart, so that the
+# deadline sweep runs again within seconds of Redis returning (config/broker.py).
+CELERY_BROKER_CONNECTION_RETRY = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+BROKER_RECONNECT_MAX_SECONDS = env_int("BROKER_RECONNECT_MAX_SECONDS", 2)
+CELERY_BROKER_TRANSPORT = "config.broker:Transport"
+# A running task's work is in the database, which does not need Redis: let it finish rather
+# than kill it when the broker connection drops (it is acknowledged late and idempotent).
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 # The countdown of a deadline is seconds long; redeliver an unacknowledged task after a
 # minute rather than the default hour (the beat sweep covers the gap in any case).
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 60, "global_keyprefix": f"{CHANNELS_PREFIX}:"}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": 60,
+    "global_keyprefix": f"{CHANNELS_PREFIX}:",
+    # A half-open connection (Redis gone without a FIN) is found within this many seconds.
+    "health_check_interval": 10,
+    "socket_connect_timeout": 5,
+}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {

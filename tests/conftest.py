@@ -5,10 +5,18 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-pytest_plugins = ["tests.plugins.hotel", "tests.plugins.simulator", "tests.plugins.stack", "tests.plugins.upstream"]
+pytest_plugins = [
+    "tests.plugins.hotel",
+    "tests.plugins.redis_server",
+    "tests.plugins.simulator",
+    "tests.plugins.stack",
+    "tests.plugins.upstream",
+]
 
 
 @pytest.fixture(scope="session")
@@ -21,7 +29,7 @@ def django_db_modify_db_settings() -> None:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _end_stray_connections(django_db_setup, django_db_blocker):  # type: ignore[no-untyped-def]
+def _end_stray_connections(django_db_setup, django_db_blocker):
     """Before the test database is dropped, end connections that threads of the tests (a
     server in a thread, a thread that raised) left open; else PostgreSQL refuses the drop and
     each run leaves a database behind."""
@@ -40,13 +48,13 @@ def _end_stray_connections(django_db_setup, django_db_blocker):  # type: ignore[
 _real_connect = socket.socket.connect
 
 
-def _guarded_connect(self: socket.socket, address: object) -> object:
+def _guarded_connect(self: Any, address: Any) -> None:
     # Tests never reach the network (STYLE.md 3.6): only loopback and Unix sockets.
     if self.family in (socket.AF_INET, socket.AF_INET6) and isinstance(address, tuple):
         host = str(address[0])
         if not (host.startswith("127.") or host in ("::1", "localhost")):
             raise ConnectionRefusedError(f"tests may not reach the network ({host})")
-    return _real_connect(self, address)  # type: ignore[arg-type]
+    _real_connect(self, address)
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -55,7 +63,7 @@ def _network_guard() -> None:
 
 
 @pytest.fixture(autouse=True)
-def _channel_layer(request: pytest.FixtureRequest, settings) -> None:  # type: ignore[no-untyped-def]
+def _channel_layer(request: pytest.FixtureRequest, settings: Any) -> Iterator[None]:
     """Unit tests get the in-memory layer; tests marked `real_redis` or `e2e` keep Redis."""
     from channels.layers import channel_layers
 
@@ -67,7 +75,7 @@ def _channel_layer(request: pytest.FixtureRequest, settings) -> None:  # type: i
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _clean_redis_prefix() -> None:
+def _clean_redis_prefix() -> Iterator[None]:
     """Remove what this run left on Redis (tasks published by unit tests, layer keys), when it
     ran under a prefix of its own (`make test` sets one per run)."""
     yield
@@ -93,7 +101,7 @@ def password() -> str:
 
 
 @pytest.fixture
-def alice(django_user_model, password):  # type: ignore[no-untyped-def]
+def alice(django_user_model, password):
     """Alice: front-desk staff, decides requests."""
     return django_user_model.objects.create_user(
         "alice", "alice@example.org", password, is_staff=True, first_name="Alice"
@@ -101,17 +109,17 @@ def alice(django_user_model, password):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def bob(django_user_model, password):  # type: ignore[no-untyped-def]
+def bob(django_user_model, password):
     """Bob: duty manager, staff."""
     return django_user_model.objects.create_user("bob", "bob@example.org", password, is_staff=True, first_name="Bob")
 
 
 @pytest.fixture
-def charlie(django_user_model, password):  # type: ignore[no-untyped-def]
+def charlie(django_user_model, password):
     """Charlie: a logged-in user who is not staff (an outsider)."""
     return django_user_model.objects.create_user("charlie", "charlie@example.org", password, first_name="Charlie")
 
 
 @pytest.fixture
-def admin_user(django_user_model, password):  # type: ignore[no-untyped-def]
+def admin_user(django_user_model, password):
     return django_user_model.objects.create_superuser("root", "root@example.org", password)

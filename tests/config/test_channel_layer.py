@@ -9,7 +9,7 @@ async def test_an_idle_receiver_outlives_the_layers_blocking_pop_and_still_gets_
     # Regression: with redis-py's default 5 s read timeout, a receive that waited longer than
     # the layer's 5 s BZPOPMIN failed with "Timeout reading from …" and killed the consumer.
     layer = get_channel_layer()
-    channel = await layer.new_channel("idle.")
+    channel = await layer.new_channel()
 
     async def send_late() -> None:
         await asyncio.sleep(6.5)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import signal
 import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -27,7 +28,7 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def bridges(stack, simulator, hotel_route):  # type: ignore[no-untyped-def]  # noqa: F811
+def bridges(stack, simulator, hotel_route):  # noqa: F811
     """Daphne (the webhook) and two bridges with a two-second lease, all pointed at the simulator."""
     env = {
         "OPENAI_BASE_URL": simulator.base_url,
@@ -35,11 +36,7 @@ def bridges(stack, simulator, hotel_route):  # type: ignore[no-untyped-def]  # n
         "OPENAI_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "BRIDGE_LEASE_SECONDS": "2",
     }
-
-    class Ns:
-        pass
-
-    ns = Ns()
+    ns = SimpleNamespace()
     ns.web = stack.web(**env)
     ns.sim, ns.webhook_url = Sim(simulator), f"{ns.web.url}/webhooks/openai"
     ns.bridges = [
@@ -54,7 +51,7 @@ def pid_of(call: Call) -> int:
     return int(call.leased_by.split(":")[1])
 
 
-def sidebands(sim, call_id: str) -> int:  # type: ignore[no-untyped-def]
+def sidebands(sim, call_id: str) -> int:
     return sim.call(call_id)["sidebands"]
 
 

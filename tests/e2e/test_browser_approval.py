@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from openai import OpenAI
@@ -75,7 +76,7 @@ class Guest(threading.Thread):
         super().__init__(daemon=True)
         self.client = OpenAI(api_key=token, base_url=f"{web_url}/v1")
         self.command = command
-        self.events: list[tuple[float, object]] = []
+        self.events: list[tuple[float, Any]] = []
         self.finished = threading.Event()
         self.error: BaseException | None = None
 
@@ -108,19 +109,19 @@ class Guest(threading.Thread):
         finally:
             self.finished.set()
 
-    def items(self, kind: str) -> list[tuple[float, object]]:
+    def items(self, kind: str) -> list[tuple[float, Any]]:
         return [(t, e.item) for t, e in self.events if e.type == "conversation.item.done" and e.item.type == kind]
 
 
 @pytest.fixture
-def hotel_registered(hotel_mcp, db):  # type: ignore[no-untyped-def]
+def hotel_registered(hotel_mcp, db):
     services.register_mcp_server(
         label="hotel", url=hotel_mcp.mcp_url, headers={"X-API-Key": hotel_mcp.api_key}, description="Front desk"
     )
     return hotel_mcp
 
 
-def start(stack, simulator: str, tmp_path: Path, timeout: int):  # type: ignore[no-untyped-def]
+def start(stack, simulator: str, tmp_path: Path, timeout: int):
     env = {"OPENAI_BASE_URL": simulator, "OPENAI_API_KEY": SIM_KEY, "APPROVAL_TIMEOUT_SECONDS": str(timeout)}
     web = stack.web(**env)
     stack.worker(**env)
@@ -128,7 +129,7 @@ def start(stack, simulator: str, tmp_path: Path, timeout: int):  # type: ignore[
     return web
 
 
-def log_in(browser, web_url: str, username: str, password: str):  # type: ignore[no-untyped-def]
+def log_in(browser, web_url: str, username: str, password: str):
     page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone
     page.goto(f"{web_url}/accounts/login/")
     page.fill("input[name=username]", username)
@@ -148,7 +149,7 @@ def open_guest(web_url: str, command: str) -> Guest:
 UNLOCK = 'call hotel unlock_door {"room": "1204", "reason": "Guest locked out"}'
 
 
-def wait_card(page, pk: int):  # type: ignore[no-untyped-def]
+def wait_card(page, pk: int):
     card = page.locator(f"article.card[data-id='{pk}']")
     card.wait_for(timeout=15000)
     return card

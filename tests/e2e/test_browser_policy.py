@@ -34,7 +34,7 @@ rules:
 
 
 @pytest.fixture
-def staff(stack, django_user_model, password):  # type: ignore[no-untyped-def]
+def staff(stack, django_user_model, password):
     groups = {n: Group.objects.create(name=n) for n in ("managers", "general-managers", "front-desk")}
     for username, group in (
         ("mia", "managers"),
@@ -66,7 +66,7 @@ def open_refund() -> ApprovalRequest:
     return req
 
 
-def in_own_thread(func):  # type: ignore[no-untyped-def]
+def in_own_thread(func):
     """Run `func` where no event loop runs: Playwright keeps one in the test's thread, and the
     services send their dashboard events with async_to_sync after commit, as in a web request."""
     result: list[object] = []

@@ -10,6 +10,7 @@ import zipfile
 import pytest
 
 from approvals import services
+from approvals.models import ApprovalRequest
 from compliance.verify_bundle import verify
 from tests.e2e import test_browser_approval as approval_e2e
 
@@ -22,7 +23,7 @@ KEY = base64.b64encode(b"\x05" * 32).decode()
 
 
 @pytest.fixture
-def rita(django_user_model, password):  # type: ignore[no-untyped-def]
+def rita(django_user_model, password):
     from django.contrib.auth.models import Group, Permission
 
     group, _ = Group.objects.get_or_create(name="compliance")
@@ -32,7 +33,7 @@ def rita(django_user_model, password):  # type: ignore[no-untyped-def]
     return user
 
 
-def a_decided_case(alice):  # type: ignore[no-untyped-def]
+def a_decided_case(alice):
     session = services.open_session(kind="relay", label="Room 1204", metadata={"room": "1204"})
     services.add_conversation_line(session=session, role="user", text="Please unlock 1204 for my wife")
     item = {"type": "mcp_approval_request", "id": "mcpr_e2e", "server_label": "hotel", "name": "unlock_door"}
@@ -79,7 +80,7 @@ def test_a_reviewer_searches_opens_a_case_and_exports_evidence_that_verifies(
     stack.worker(**env)
     # In a thread of its own: the services' after-commit broadcasts use async_to_sync, which
     # refuses to run in this thread beside Playwright's event loop.
-    made: list[object] = []
+    made: list[ApprovalRequest] = []
     maker = threading.Thread(target=lambda: made.append(a_decided_case(alice)))
     maker.start()
     maker.join(30)

@@ -41,7 +41,7 @@ rules:
 
 
 @pytest.fixture
-def hotel_stack(stack, sim_url, hotel_mcp, django_user_model, password, tmp_path):  # type: ignore[no-untyped-def]  # noqa: F811
+def hotel_stack(stack, sim_url, hotel_mcp, django_user_model, password, tmp_path):  # noqa: F811
     hotel_mcp.reset()
     managers = Group.objects.create(name="managers")
     for username in ("mia", "max"):

@@ -52,7 +52,7 @@ rules:
 
 
 @pytest.fixture
-def hotel_policy(stack, django_user_model):  # type: ignore[no-untyped-def]
+def hotel_policy(stack, django_user_model):
     groups = {n: Group.objects.create(name=n) for n in ("front-desk", "managers", "general-managers")}
     users = {}
     for username, group in (
@@ -70,7 +70,7 @@ def hotel_policy(stack, django_user_model):  # type: ignore[no-untyped-def]
     return session, users
 
 
-def ask(session, tool: str, arguments: dict | None = None, upstream_id: str | None = None) -> ApprovalRequest:  # type: ignore[no-untyped-def]
+def ask(session, tool: str, arguments: dict | None = None, upstream_id: str | None = None) -> ApprovalRequest:
     req, _ = services.open_request(
         session=session,
         upstream_id=upstream_id or f"mcpr_{tool}_{time.monotonic_ns()}",
@@ -171,6 +171,7 @@ def test_an_escalation_chain_of_three_runs_out_step_by_step(hotel_policy):
     # Each step lasted its own second, measured by the worker, not by us.
     escalations = AuditEvent.objects.filter(request=req, kind=Kind.ESCALATED).order_by("seq")
     assert [e.payload["to_groups"] for e in escalations] == [["managers"], ["general-managers"]]
+    assert r.decided_at is not None
     span = (r.decided_at - r.created_at).total_seconds()
     assert 3.0 <= span < 10
 

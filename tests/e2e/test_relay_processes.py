@@ -71,7 +71,7 @@ class Staff:
         )
 
 
-def wait_until(predicate, timeout: float = 15.0, message: str = "condition"):  # type: ignore[no-untyped-def]
+def wait_until(predicate, timeout: float = 15.0, message: str = "condition"):
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -82,7 +82,7 @@ def wait_until(predicate, timeout: float = 15.0, message: str = "condition"):  #
         time.sleep(0.05)
 
 
-def open_guest(web_url: str, upstream) -> Guest:  # type: ignore[no-untyped-def]
+def open_guest(web_url: str, upstream) -> Guest:
     _, plaintext = services.issue_token(label="Room 1204", metadata={"room": "1204"})
     before = len(upstream.sessions)
     guest = Guest(web_url, plaintext)
@@ -177,7 +177,7 @@ def test_racing_decisions_and_expiries_give_each_request_one_decision_one_audit_
     barrier = threading.Barrier(8)
     outcomes: list[str] = []
 
-    def decider(user, approve: bool) -> None:  # type: ignore[no-untyped-def]
+    def decider(user, approve: bool) -> None:
         barrier.wait()
         # Start a little before the deadline: some decisions win outright, the rest race the
         # expirers at the deadline. (50 ms was too little on a loaded 2-core CI machine, where
@@ -205,9 +205,9 @@ def test_racing_decisions_and_expiries_give_each_request_one_decision_one_audit_
         threading.Thread(target=decider, args=(bob, True)),
     ]
     threads += [threading.Thread(target=expirer) for _ in range(3)]
-    errors: list[BaseException] = []
+    errors: list[BaseException | None] = []
     previous_hook = threading.excepthook
-    threading.excepthook = lambda args: errors.append(args.exc_value)  # type: ignore[assignment, misc]
+    threading.excepthook = lambda args: errors.append(args.exc_value)
     try:
         for t in threads:
             t.start()

@@ -18,7 +18,7 @@ UNLOCK = 'call hotel unlock_door {"room": "1204", "reason": "Guest locked out"}'
 
 
 @pytest.fixture
-def runs_stack(stack, simulator, hotel_mcp, tmp_path):  # type: ignore[no-untyped-def]
+def runs_stack(stack, simulator, hotel_mcp, tmp_path):
     services.register_mcp_server(label="hotel", url=hotel_mcp.mcp_url, headers=dict(hotel_mcp.headers))
     env = {"OPENAI_BASE_URL": simulator.base_url, "OPENAI_API_KEY": simulator.api_key}
     web = stack.web(**env)

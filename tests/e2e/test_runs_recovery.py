@@ -7,6 +7,7 @@ error class, step by step, is in tests/realtime_bridge/test_runs_recovery.py.)""
 from __future__ import annotations
 
 import signal
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -39,15 +40,11 @@ class Faults:
 
 
 @pytest.fixture
-def recovery(stack, simulator, hotel_mcp, tmp_path):  # type: ignore[no-untyped-def]
+def recovery(stack, simulator, hotel_mcp, tmp_path):
     services.register_mcp_server(label="hotel", url=hotel_mcp.mcp_url, headers=dict(hotel_mcp.headers))
     env = {"OPENAI_BASE_URL": simulator.base_url, "OPENAI_API_KEY": simulator.api_key, "RUN_LEASE_SECONDS": LEASE}
     faults = Faults(simulator)
-
-    class Ns:
-        pass
-
-    ns = Ns()
+    ns = SimpleNamespace()
     ns.web = stack.web(**env)
     ns.worker = stack.worker(**env)
     ns.new_worker = lambda: stack.worker(**env)

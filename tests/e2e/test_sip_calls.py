@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import signal
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -73,7 +74,7 @@ class Sim:
 
 
 @pytest.fixture
-def hotel_route(hotel_mcp, transactional_db):  # type: ignore[no-untyped-def]
+def hotel_route(hotel_mcp, transactional_db):
     server, _ = services.register_mcp_server(
         label="hotel", url=hotel_mcp.mcp_url, headers=dict(hotel_mcp.headers), description="Front desk"
     )
@@ -90,7 +91,7 @@ def hotel_route(hotel_mcp, transactional_db):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def sip(stack, simulator, hotel_route):  # type: ignore[no-untyped-def]
+def sip(stack, simulator, hotel_route):
     """Daphne and the bridge pointed at the simulator; returns a helper namespace."""
     env = {
         "OPENAI_BASE_URL": simulator.base_url,
@@ -105,20 +106,18 @@ def sip(stack, simulator, hotel_route):  # type: ignore[no-untyped-def]
         proc = ServerProcess([PYTHON, "manage.py", "run_bridge"], env={**stack.env, **env}, name="run_bridge")
         return stack._start(proc)
 
-    class Ns:
-        pass
-
-    ns = Ns()
+    ns = SimpleNamespace()
     ns.web, ns.sim, ns.start_bridge, ns.webhook_url = web, Sim(simulator), start_bridge, f"{web.url}/webhooks/openai"
     ns.bridge = start_bridge()
     return ns
 
 
-def answered_call(sip) -> tuple[str, Call]:  # type: ignore[no-untyped-def]
+def answered_call(sip) -> tuple[str, Call]:
     placed = sip.sim.place_call(sip.webhook_url, deliveries=2)
     assert [d["status_code"] for d in placed["deliveries"]] == [200, 200]
     call = Call.objects.get(call_id=placed["call_id"])
     assert call.status == "accepted"
+    assert call.session_id is not None
     wait_until(
         lambda: RealtimeSession.objects.filter(pk=call.session_id).exclude(upstream_session_id="").exists(),
         message="the sideband to attach (session.created)",
@@ -170,7 +169,7 @@ def test_a_routed_call_is_accepted_and_a_staff_approval_reaches_it_and_the_tool_
     assert call.status == "ended" and call.outcome == "Hung up by Alice"
 
 
-def test_a_call_that_ends_cancels_its_pending_request(sip):  # type: ignore[no-untyped-def]
+def test_a_call_that_ends_cancels_its_pending_request(sip):
     call_id, call = answered_call(sip)
     sip.sim.say(call_id, UNLOCK)
     req = wait_until(lambda: ApprovalRequest.objects.filter(session_id=call.session_id).first())
@@ -205,7 +204,7 @@ def test_a_decision_made_while_the_bridge_is_down_reaches_the_call_after_it_rest
     assert len(sip.sim.approvals_for(req.upstream_id)) == 1
 
 
-def test_staff_transfer_a_call_and_its_pending_request_is_cancelled(sip, alice, password):  # type: ignore[no-untyped-def]
+def test_staff_transfer_a_call_and_its_pending_request_is_cancelled(sip, alice, password):
     call_id, call = answered_call(sip)
     sip.sim.say(call_id, UNLOCK)
     req = wait_until(lambda: ApprovalRequest.objects.filter(session_id=call.session_id).first())
@@ -225,7 +224,7 @@ def test_staff_transfer_a_call_and_its_pending_request_is_cancelled(sip, alice, 
     assert staff.post(f"/calls/{call.pk}/hangup").status_code == 409
 
 
-def test_a_browser_call_gets_the_sideband_and_a_staff_approval_reaches_it(sip, hotel_mcp, alice, password):  # type: ignore[no-untyped-def]
+def test_a_browser_call_gets_the_sideband_and_a_staff_approval_reaches_it(sip, hotel_mcp, alice, password):
     staff = Staff(sip.web.url, "alice", password)
     minted = staff.post("/api/webrtc/session").json()
     assert "X-API-Key" not in str(minted) and hotel_mcp.api_key not in str(minted)
@@ -247,6 +246,7 @@ def test_a_browser_call_gets_the_sideband_and_a_staff_approval_reaches_it(sip, h
 
     assert attached.status_code == 201, attached.text
     call = Call.objects.get(call_id=call_id)
+    assert call.session_id is not None
     wait_until(lambda: RealtimeSession.objects.filter(pk=call.session_id).exclude(upstream_session_id="").exists())
     sip.sim.say(call_id, UNLOCK)
     req = wait_until(lambda: ApprovalRequest.objects.filter(session_id=call.session_id).first())

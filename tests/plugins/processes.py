@@ -69,6 +69,8 @@ class ServerProcess:
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         self.log_path = LOG_DIR / f"{self.name}-{uuid.uuid4().hex[:8]}.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        # Its base URL, for a server that has one (Stack.web sets it).
+        self.url = ""
         # A line that, if the process ever logs it, fails the test that used it (checked on stop).
         self.fail_on = fail_on
 

@@ -69,7 +69,7 @@ class Stack:
             env={**self.env, **env},
             name="daphne",
         )
-        proc.url = f"http://127.0.0.1:{port}"  # type: ignore[attr-defined]
+        proc.url = f"http://127.0.0.1:{port}"
         return self._start(proc)
 
     def worker(self, **env: str) -> ServerProcess:
@@ -102,7 +102,7 @@ def stack(transactional_db: None, request: pytest.FixtureRequest) -> Iterator[St
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
     rep = yield
     if rep.when == "call":
         item.rep_call = rep  # type: ignore[attr-defined]
