@@ -118,12 +118,9 @@ def manage(*args: str, env: dict[str, str]) -> None:
 
 
 def seed_demo(env: dict[str, str]) -> None:
-    """Demo users, groups, token, servers and policy. The demo seeds itself (demo/seed.py), so
-    that no production app imports the demo; a checkout without it uses the console command."""
-    if (BASE_DIR / "demo" / "seed.py").exists():
-        subprocess.run([sys.executable, "-m", "demo.seed"], env=env, check=True, cwd=BASE_DIR)
-    else:
-        manage("seed_demo", env=env)
+    """Demo users, groups, token, servers and policy. The demo seeds itself (demo/seed.py): no
+    production app imports the demo, and the seed reaches Countersign only through its commands."""
+    subprocess.run([sys.executable, "-m", "demo.seed"], env=env, check=True, cwd=BASE_DIR)
 
 
 def cmd_run(env: dict[str, str], redis: EmbeddedRedis | None) -> int:
