@@ -17,7 +17,8 @@ import pytest
 from openai import OpenAI
 
 from approvals import services
-from approvals.models import ApprovalRequest, AuditEvent
+from approvals.models import ApprovalRequest
+from audit.models import AuditEvent
 from tests.plugins.processes import PYTHON, ServerProcess, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]

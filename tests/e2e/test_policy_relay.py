@@ -12,7 +12,8 @@ import pytest
 from django.contrib.auth.models import Group
 
 from approvals import services
-from approvals.models import ApprovalRequest, AuditEvent, McpServer
+from approvals.models import ApprovalRequest, McpServer
+from audit.models import AuditEvent
 from tests.e2e.test_browser_approval import SIM_KEY, Guest, sim_url  # noqa: F401 (a fixture)
 from tests.e2e.test_relay_processes import Staff, wait_until
 

@@ -12,13 +12,14 @@ import pytest
 from django.contrib.auth.models import Group
 
 from approvals import services
-from approvals.models import ApprovalRequest, AuditEvent
+from approvals.models import ApprovalRequest, AuditKind
 from approvals.services import TransitionError
+from audit.models import AuditEvent
 from tests.e2e.test_relay_processes import wait_until
 
 pytestmark = pytest.mark.e2e
 Status = ApprovalRequest.Status
-Kind = AuditEvent.Kind
+Kind = AuditKind
 
 POLICY = """
 rules:

@@ -16,11 +16,12 @@ from django.utils import timezone
 from openai import OpenAI
 
 from approvals import services
-from approvals.models import ApprovalRequest, AuditEvent
+from approvals.models import ApprovalRequest, AuditKind
+from audit.models import AuditEvent
 
 pytestmark = pytest.mark.e2e
 
-FINAL_KINDS = [AuditEvent.Kind.DECIDED, AuditEvent.Kind.EXPIRED, AuditEvent.Kind.CANCELLED]
+FINAL_KINDS = [AuditKind.DECIDED, AuditKind.EXPIRED, AuditKind.CANCELLED]
 
 
 class Guest(threading.Thread):

@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 from approvals import services
-from approvals.models import ApprovalRequest, AuditEvent
+from approvals.models import ApprovalRequest
+from audit.models import AuditEvent
 from realtime_bridge.models import ResponsesRun
 from tests.e2e.test_responses_runs import UNLOCK, run_state, start
 from tests.e2e.test_sip_calls import Staff, wait_until
