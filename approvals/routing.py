@@ -5,5 +5,6 @@ from django.urls import path
 from approvals.consumers import DashboardConsumer
 
 websocket_urlpatterns = [
-    path("ws/dashboard/", DashboardConsumer.as_asgi(), name="dashboard-ws"),
+    # Channels' URLRouter takes ASGI apps where django-stubs' path() expects views.
+    path("ws/dashboard/", DashboardConsumer.as_asgi(), name="dashboard-ws"),  # type: ignore[arg-type]
 ]

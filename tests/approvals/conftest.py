@@ -28,7 +28,7 @@ def approval_item(upstream_id: str, *, name: str = "refund_minibar_charge", argu
 
 
 @pytest.fixture(autouse=True)
-def _fast_password_hashing(settings) -> None:  # type: ignore[no-untyped-def]
+def _fast_password_hashing(settings) -> None:
     # The personas are created with a password; PBKDF2's deliberate slowness would otherwise
     # cost about a second per test and prove nothing here.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

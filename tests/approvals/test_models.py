@@ -84,6 +84,7 @@ def test_to_dict_holds_the_last_lines_of_the_conversation(session, make_request)
 def test_a_decided_requests_conversation_stops_at_the_decision(session, make_request, alice):
     services.add_conversation_line(session=session, role="user", text="Refund it please")
     req = services.decide(make_request(), approve=True, by=alice)
+    assert req.decided_at is not None
     ConversationLine.objects.create(
         session=session, role="assistant", text="Done!", created_at=req.decided_at + timedelta(seconds=1)
     )
