@@ -36,6 +36,9 @@
     parts = null; // an unknown zone or an old browser: ISO in UTC below
   }
 
+  // Browsers write a zero offset "GMT" or "GMT+0"; the server's names use "GMT".
+  const offsetName = (name) => String(name).replace(/^GMT[+-]0(?::00)?$/, "GMT");
+
   function pieces(date) {
     if (!parts) {
       const iso = date.toISOString();
@@ -46,7 +49,7 @@
     return {
       date: `${p.year}-${p.month}-${p.day}`,
       time: `${p.hour}:${p.minute}:${p.second}`,
-      zone: zoneNames[p.timeZoneName] || p.timeZoneName,
+      zone: zoneNames[offsetName(p.timeZoneName)] || p.timeZoneName,
     };
   }
 
@@ -73,7 +76,7 @@
 
   window.Countersign = Object.assign(window.Countersign || {}, { format: { when, money, zone } });
 
-  // The language picker sends itself: the button stays for pages without this script.
+  // The language picker sends itself (base.html keeps a button in <noscript> for no script).
   for (const select of document.querySelectorAll(".lang-switch select")) {
     select.addEventListener("change", () => select.form.requestSubmit());
   }
