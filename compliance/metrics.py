@@ -13,6 +13,7 @@ from django.db import connection
 from django.db.models import Count
 from django.db.models.functions import TruncDate
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from approvals.models import ApprovalRequest
 from compliance.search import RUBBER_STAMP_SECONDS
@@ -73,13 +74,15 @@ def compute(*, start: datetime, end: datetime) -> Metrics:
     m.total = sum(statuses.values())
     # Auto-decisions: approved or denied with no person and no deadline (policies, issue 5).
     auto = requests.filter(decided_by__isnull=True, status__in=[Status.APPROVED, Status.DENIED]).count()
+    # The first five split the total (their rates add up to 100 %); the rows after them are parts
+    # of those (templates/compliance/metrics.html shows them below the total).
     for label, n in [
-        ("Approved", statuses[Status.APPROVED]),
-        ("Denied", statuses[Status.DENIED]),
-        ("Expired (no decision in time)", statuses[Status.EXPIRED]),
-        ("Cancelled (session ended)", statuses[Status.CANCELLED]),
-        ("Decided automatically by a rule", auto),
-        ("Still pending", statuses[Status.PENDING]),
+        (_("Approved"), statuses[Status.APPROVED]),
+        (_("Denied"), statuses[Status.DENIED]),
+        (_("Expired (no decision in time)"), statuses[Status.EXPIRED]),
+        (_("Cancelled (session ended)"), statuses[Status.CANCELLED]),
+        (_("Still pending"), statuses[Status.PENDING]),
+        (_("of which decided automatically by a rule"), auto),
     ]:
         m.rates.append((label, n, 100.0 * n / m.total if m.total else 0.0))
     if connection.vendor == "postgresql":

@@ -4,6 +4,8 @@
  * request_changed events. Decisions are POSTs with the CSRF token. The database is the truth:
  * a snapshot replaces what the page believed, so a dropped event never leaves a stale card.
  * Every value from the server is put in the page with textContent, never as HTML.
+ * Words go through Django's JavaScript catalog (gettext, /jsi18n/), times and amounts through
+ * static/js/format.js, so the card reads like the server's pages.
  */
 (() => {
   "use strict";
@@ -26,6 +28,28 @@
   const URGENT_SECONDS = 10;
   const STAMP_MS = 4000; // how long a decided card stays, saying who or what decided
   const RECENT_MAX = 8;
+
+  // The catalog and the formats load before this script (base.html); the fallbacks keep the
+  // queue working, in English and ISO times, if either failed to load.
+  const gettext = window.gettext || ((text) => text);
+  const interpolate =
+    window.interpolate || ((text, values) => text.replace(/%\((\w+)\)s/g, (_, name) => String(values[name])));
+  // Every word is a literal gettext("…") call, so that makemessages finds it; fmt fills in names.
+  const fmt = (text, values) => interpolate(text, values, true);
+  const format = (window.Countersign && window.Countersign.format) || {
+    when: (iso) => (iso ? new Date(iso).toISOString().slice(11, 19) + " UTC" : ""),
+    money: () => null,
+  };
+  const narrowScreen = window.matchMedia("(max-width: 480px)");
+
+  const STATUS_LABELS = {
+    pending: gettext("Pending"),
+    approved: gettext("Approved"),
+    denied: gettext("Denied"),
+    expired: gettext("Expired"),
+    cancelled: gettext("Cancelled"),
+  };
+  const ROLE_LABELS = { user: gettext("Guest"), assistant: gettext("Assistant"), system: gettext("System") };
 
   const cards = new Map(); // id → {el, req, deadlineAt, total, busy, done}
   const closed = new Set(); // ids seen decided: a late "pending" event never brings one back
@@ -80,10 +104,7 @@
     return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
   }
 
-  function formatTime(iso) {
-    if (!iso) return "";
-    return new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
-  }
+  const statusLabel = (req) => STATUS_LABELS[req.status] || req.status_label || req.status;
 
   const store = {
     get(key, fallback) {
@@ -109,15 +130,15 @@
     const by = req.decided_by_label;
     switch (req.status) {
       case "approved":
-        return `Approved by ${by}`;
+        return fmt(gettext("Approved by %(name)s"), { name: by });
       case "denied":
-        return `Denied by ${by}`;
+        return fmt(gettext("Denied by %(name)s"), { name: by });
       case "expired":
-        return "Denied by the deadline";
+        return gettext("Denied by the deadline");
       case "cancelled":
-        return "Cancelled: the session ended";
+        return gettext("Cancelled: the session ended");
       default:
-        return req.status_label || req.status;
+        return statusLabel(req);
     }
   }
 
@@ -131,10 +152,25 @@
   }
 
   function renderValue(value) {
-    if (value === null || value === undefined) return make("span", "muted", "none");
+    if (value === null || value === undefined) return make("span", "muted", gettext("none"));
     if (typeof value === "object") return make("pre", "", JSON.stringify(value, null, 2));
-    if (typeof value === "boolean") return make("span", "", value ? "yes" : "no");
+    if (typeof value === "boolean") return make("span", "", value ? gettext("yes") : gettext("no"));
     return make("span", "", String(value));
+  }
+
+  // An amount with a currency beside it ({"amount": 20, "currency": "EUR"}) is one value on the
+  // card, "€20.00"; the arguments exactly as sent stay below.
+  const AMOUNT_KEY = /(^|_)(amount|price|total|cost|fee)$/i;
+
+  function moneyArgs(args) {
+    const currency = args.currency;
+    const shown = new Map();
+    for (const [key, value] of Object.entries(args)) {
+      if (!AMOUNT_KEY.test(key)) continue;
+      const text = format.money(value, currency);
+      if (text) shown.set(key, text);
+    }
+    return shown;
   }
 
   function renderArgs(el, req) {
@@ -142,20 +178,22 @@
     dl.replaceChildren();
     const args = req.arguments;
     if (args === null) {
-      dl.append(make("dt", "", "Arguments"), make("dd", "warn-text", "Not valid JSON: see them exactly as sent below."));
+      dl.append(make("dt", "", gettext("Arguments")), make("dd", "warn-text", gettext("Not valid JSON: see them exactly as sent below.")));
       $(el, ".raw").open = true;
     } else if (typeof args === "object" && !Array.isArray(args)) {
       const entries = Object.entries(args);
-      if (!entries.length) dl.append(make("dt", "", "Arguments"), make("dd", "muted", "none"));
+      if (!entries.length) dl.append(make("dt", "", gettext("Arguments")), make("dd", "muted", gettext("none")));
+      const amounts = moneyArgs(args);
       for (const [key, value] of entries) {
-        const dd = make("dd");
-        dd.append(renderValue(value));
+        if (key === "currency" && amounts.size) continue;
+        const dd = make("dd", amounts.has(key) ? "amount" : "");
+        dd.append(amounts.has(key) ? make("span", "", amounts.get(key)) : renderValue(value));
         dl.append(make("dt", "", plainWords(key)), dd);
       }
     } else {
       const dd = make("dd");
       dd.append(renderValue(args));
-      dl.append(make("dt", "", "Arguments"), dd);
+      dl.append(make("dt", "", gettext("Arguments")), dd);
     }
     setText(el, ".args-raw", req.arguments_raw);
   }
@@ -163,31 +201,38 @@
   function renderConversation(el, lines) {
     const ol = $(el, ".convo");
     ol.replaceChildren();
+    setText(el, ".convo-count", lines.length ? `(${lines.length})` : "");
     if (!lines.length) {
-      ol.append(make("li", "muted", "Nothing said yet that the console heard."));
+      ol.append(make("li", "muted", gettext("Nothing said yet that the console heard.")));
       return;
     }
     for (const line of lines) {
       const li = make("li", `line role-${line.role}`);
-      li.append(make("span", "role", line.role_label || plainWords(line.role)), make("span", "said", line.text));
+      const role = ROLE_LABELS[line.role] || line.role_label || plainWords(line.role);
+      li.append(make("span", "role", role), make("span", "said", line.text));
       ol.append(li);
     }
+    ol.scrollTop = ol.scrollHeight; // the newest line is the one that led to the call
   }
 
   function fillCard(entry, req) {
     const el = entry.el;
     entry.req = req;
-    const label = req.session.label || `Session ${req.session.id}`;
+    const label = req.session.label || fmt(gettext("Session %(id)s"), { id: req.session.id });
     setText(el, ".session-label", label);
     renderMeta($(el, ".session-meta"), req.session.metadata);
+    const asked = $(el, ".asked");
+    asked.dateTime = req.created_at;
+    asked.textContent = fmt(gettext("asked %(time)s"), { time: format.when(req.created_at) });
+    asked.title = format.when(req.created_at, "full");
     setText(el, ".tool", req.tool_title);
     const about = req.server_description ? ` (${req.server_description})` : "";
-    setText(el, ".server", `${req.server_title} server${about} · ${req.tool_name}`);
+    setText(el, ".server", fmt(gettext("%(server)s server%(about)s · %(tool)s"), { server: req.server_title, about, tool: req.tool_name }));
     renderArgs(el, req);
     renderConversation(el, req.conversation);
     renderCallAndRun(el, req);
     renderPolicy(el, req);
-    el.setAttribute("aria-label", `${req.tool_title}, for ${label}`);
+    el.setAttribute("aria-label", fmt(gettext("%(tool)s, for %(session)s"), { tool: req.tool_title, session: label }));
     if (req.status === "pending") {
       // Local clock + the server's "seconds left": immune to a skewed clock on this device.
       entry.deadlineAt = performance.now() + req.seconds_left * 1000;
@@ -199,23 +244,33 @@
   // quorum is ("1 of 2 managers"). Someone who already approved cannot approve again.
   function renderPolicy(el, req) {
     const policy = req.policy || {};
-    setText(el, ".rule", policy.rule ? `Rule ${policy.rule}` : "Default policy");
-    const groups = (policy.groups || []).join(" or ");
-    const escalated = policy.stage > 0 ? " · escalated" : "";
-    setText(el, ".who-decides", ` · ${groups ? `for ${groups}` : "any staff member"}${escalated}`);
+    setText(el, ".rule", policy.rule ? fmt(gettext("Rule %(rule)s"), { rule: policy.rule }) : gettext("Default policy"));
+    const groups = (policy.groups || []).join(gettext(" or "));
+    const escalated = policy.stage > 0 ? gettext(" · escalated") : "";
+    const audience = groups ? fmt(gettext("for %(groups)s"), { groups }) : gettext("any staff member");
+    setText(el, ".who-decides", ` · ${audience}${escalated}`);
     const votes = policy.votes || [];
     let quorum = "";
-    if (policy.quorum_label) {
+    if (policy.quorum > 1) {
       const names = votes.map((v) => v.label).join(", ");
-      quorum = ` · ${policy.quorum_label} approved${names ? ` (${names})` : ""}`;
+      const progress = quorumLabel(policy);
+      quorum = names
+        ? fmt(gettext(" · %(progress)s approved (%(names)s)"), { progress, names })
+        : fmt(gettext(" · %(progress)s approved"), { progress });
     }
     setText(el, ".quorum", quorum);
     const mine = votes.some((v) => String(v.user_id) === userId);
     const approveBtn = $(el, ".btn.approve");
     if (req.status === "pending") {
       approveBtn.disabled = mine;
-      approveBtn.title = mine ? "You approved already: another person must approve too." : "";
+      approveBtn.title = mine ? gettext("You approved already: another person must approve too.") : "";
     }
+  }
+
+  // "1 of 2 managers": the quorum's progress, as the server's quorum_label says it in English.
+  function quorumLabel(policy) {
+    const who = (policy.groups || []).join(gettext(" or ")) || gettext("staff");
+    return fmt(gettext("%(votes)s of %(quorum)s %(who)s"), { votes: (policy.votes || []).length, quorum: policy.quorum, who });
   }
 
   // A phone or browser call (sideband) gets its state and the staff's call controls; a text
@@ -225,8 +280,10 @@
     const callBox = $(el, ".call-box");
     callBox.hidden = !call;
     if (call) {
-      const kind = call.kind === "sip" ? "Phone call" : "Browser call";
-      const parties = [call.from && `from ${call.from}`, call.to && `to ${call.to}`].filter(Boolean).join(" ");
+      const kind = call.kind === "sip" ? gettext("Phone call") : gettext("Browser call");
+      const parties = [call.from && fmt(gettext("from %(from)s"), { from: call.from }), call.to && fmt(gettext("to %(to)s"), { to: call.to })]
+        .filter(Boolean)
+        .join(" ");
       setText(el, ".call-line", `${kind} ${parties} · ${call.status_label}`);
       $(el, ".hangup").hidden = !call.can_hang_up;
       $(el, ".transfer").hidden = !call.can_transfer;
@@ -237,7 +294,7 @@
     const runBox = $(el, ".run-box");
     runBox.hidden = !run;
     if (run) {
-      setText(el, ".run-line", `Text agent run · ${run.state_label}`);
+      setText(el, ".run-line", fmt(gettext("Text agent run · %(state)s"), { state: run.state_label }));
       setText(el, ".run-output", run.error || run.output_text || "");
     }
   }
@@ -248,7 +305,7 @@
     if (action === "refer") {
       const target = $(el, ".transfer-to").value.trim();
       if (!target) {
-        showMessage(el, "Say where to transfer the call (tel: or sip:).", "error");
+        showMessage(el, gettext("Say where to transfer the call (tel: or sip:)."), "error");
         return;
       }
       body.set("target_uri", target);
@@ -262,15 +319,16 @@
         body,
       });
     } catch {
-      showMessage(el, "Countersign could not be reached. Try again.", "error");
+      showMessage(el, gettext("Countersign could not be reached. Try again."), "error");
       return;
     }
     const data = await response.json().catch(() => ({}));
     if (!response.ok) {
-      showMessage(el, data.error || `The call could not be ${action === "refer" ? "transferred" : "hung up"}.`, "error");
+      const failed = action === "refer" ? gettext("The call could not be transferred.") : gettext("The call could not be hung up.");
+      showMessage(el, data.error || failed, "error");
       return;
     }
-    showMessage(el, action === "refer" ? "Transfer requested." : "Call ended.", "info");
+    showMessage(el, action === "refer" ? gettext("Transfer requested.") : gettext("Call ended."), "info");
   }
 
   function buildCard(req) {
@@ -283,6 +341,8 @@
     $(el, ".call-actions").addEventListener("submit", (event) => event.preventDefault());
     $(el, ".hangup").addEventListener("click", () => callAction(el, "hangup"));
     $(el, ".transfer").addEventListener("click", () => callAction(el, "refer"));
+    // On a phone the call (tool and arguments) comes first; the conversation opens on a tap.
+    $(el, ".convo-wrap").open = !narrowScreen.matches;
     return { el, req, deadlineAt: 0, total: 60, busy: false, done: false };
   }
 
@@ -379,13 +439,14 @@
     }
     li.className = `is-${req.status}`;
     li.replaceChildren(
-      make("span", `badge is-${req.status}`, req.status_label),
+      make("span", `badge is-${req.status}`, statusLabel(req)),
       make("span", "recent-tool", `${req.tool_title} · ${req.session.label}`),
       make("span", "recent-by", outcome(req)),
-      make("time", "muted", formatTime(req.decided_at)),
+      make("time", "muted", format.when(req.decided_at)),
     );
+    li.lastElementChild.dateTime = req.decided_at || "";
     if (req.call && req.call.recorded) {
-      li.append(make("span", req.call.error ? "bad-text" : "ok-text", req.call.error ? "tool failed" : "tool ran"));
+      li.append(make("span", req.call.error ? "bad-text" : "ok-text", req.call.error ? gettext("tool failed") : gettext("tool ran")));
     }
     recentWrap.hidden = false;
   }
@@ -405,7 +466,7 @@
       if (left <= 0 && !el.classList.contains("overdue")) {
         // The server decides (the deadline task and its sweep); the card waits for its event.
         el.classList.add("overdue");
-        showMessage(el, "Time is up: the deadline is denying this request…", "warn");
+        showMessage(el, gettext("Time is up: the deadline is denying this request…"), "warn");
       }
     }
   }
@@ -418,12 +479,12 @@
     if (!entry || entry.busy) return;
     const el = entry.el;
     if (entry.done) {
-      showMessage(el, `Already closed: ${outcome(entry.req)}.`, "info");
+      showMessage(el, fmt(gettext("Already closed: %(outcome)s."), { outcome: outcome(entry.req) }), "info");
       return;
     }
     entry.busy = true;
     el.classList.add("busy");
-    showMessage(el, decision === "approve" ? "Approving…" : "Denying…", "");
+    showMessage(el, decision === "approve" ? gettext("Approving…") : gettext("Denying…"), "");
     const body = new URLSearchParams({ decision, reason: $(el, ".reason").value.trim() });
     let response;
     let data = {};
@@ -438,7 +499,7 @@
     } catch {
       entry.busy = false;
       el.classList.remove("busy");
-      showMessage(el, "Could not reach Countersign. Check the connection and try again.", "error");
+      showMessage(el, gettext("Could not reach Countersign. Check the connection and try again."), "error");
       return;
     }
     entry.busy = false;
@@ -446,7 +507,8 @@
     if (response.ok && data.request && data.request.status === "pending") {
       // Counted toward the quorum: the request waits for another approver.
       upsert(data.request);
-      showMessage(el, `Your approval is counted: ${data.request.policy.quorum_label}. Another person must approve too.`, "info");
+      const progress = quorumLabel(data.request.policy);
+      showMessage(el, fmt(gettext("Your approval is counted: %(progress)s. Another person must approve too."), { progress }), "info");
     } else if (response.ok) {
       closeCard(data.request);
     } else if (response.status === 409) {
@@ -454,15 +516,15 @@
       if (data.request) closeCard(data.request, data.error);
       else showMessage(el, data.error, "error");
     } else if (response.status === 404) {
-      showMessage(el, data.error || "This request no longer exists.", "error");
+      showMessage(el, data.error || gettext("This request no longer exists."), "error");
       setTimeout(() => removeCard(id), STAMP_MS);
     } else if (response.status === 403) {
-      showMessage(el, data.error || "The security check failed: reload the page and try again.", "error");
+      showMessage(el, data.error || gettext("The security check failed: reload the page and try again."), "error");
     } else if (response.status === 400) {
-      showMessage(el, data.error || "Check the reason and try again.", "error");
+      showMessage(el, data.error || gettext("Check the reason and try again."), "error");
       $(el, ".reason").focus();
     } else {
-      showMessage(el, `Something went wrong (${response.status}). Try again.`, "error");
+      showMessage(el, fmt(gettext("Something went wrong (%(status)s). Try again."), { status: response.status }), "error");
     }
   }
 
@@ -510,8 +572,8 @@
     if (document.visibilityState === "visible" && document.hasFocus()) return; // the page says it
     let n;
     try {
-      n = new Notification(`Approval needed: ${req.tool_title}`, {
-        body: `${req.session.label} · ${formatSeconds(req.seconds_left)} to decide`,
+      n = new Notification(fmt(gettext("Approval needed: %(tool)s"), { tool: req.tool_title }), {
+        body: fmt(gettext("%(session)s · %(left)s to decide"), { session: req.session.label, left: formatSeconds(req.seconds_left) }),
         tag: `countersign-${req.id}`,
       });
     } catch {
@@ -533,19 +595,19 @@
 
   function renderToggles() {
     soundBtn.setAttribute("aria-pressed", String(prefs.sound));
-    soundBtn.textContent = prefs.sound ? "Sound on" : "Sound off";
+    soundBtn.textContent = prefs.sound ? gettext("Sound on") : gettext("Sound off");
     const supported = "Notification" in window;
     const blocked = supported && Notification.permission === "denied";
     notifyBtn.disabled = !supported;
     notifyBtn.setAttribute("aria-pressed", String(prefs.notify && !blocked));
     notifyBtn.textContent = !supported
-      ? "Notifications unavailable"
+      ? gettext("Notifications unavailable")
       : blocked
-        ? "Notifications blocked"
+        ? gettext("Notifications blocked")
         : prefs.notify
-          ? "Notifications on"
-          : "Notifications off";
-    if (blocked) notifyBtn.title = "Notifications are blocked in this browser's site settings.";
+          ? gettext("Notifications on")
+          : gettext("Notifications off");
+    if (blocked) notifyBtn.title = gettext("Notifications are blocked in this browser's site settings.");
   }
 
   soundBtn.addEventListener("click", () => {
@@ -647,7 +709,7 @@
     if (!entry || entry.done) return;
     entry.done = true;
     for (const control of entry.el.querySelectorAll("button, input")) control.disabled = true;
-    showMessage(entry.el, "Escalated to another group: no longer yours to decide.", "info");
+    showMessage(entry.el, gettext("Escalated to another group: no longer yours to decide."), "info");
     updateCount();
     setTimeout(() => removeCard(id), STAMP_MS);
   }
@@ -664,13 +726,13 @@
   function connect() {
     clearTimeout(retryTimer);
     retryTimer = null;
-    setConnection("connecting", attempts ? "Reconnecting…" : "Connecting…");
+    setConnection("connecting", attempts ? gettext("Reconnecting…") : gettext("Connecting…"));
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const ws = new WebSocket(`${scheme}://${location.host}${root.dataset.wsPath}`);
     socket = ws;
     ws.addEventListener("open", () => {
       attempts = 0;
-      setConnection("live", "Live");
+      setConnection("live", gettext("Live"));
     });
     ws.addEventListener("message", (event) => {
       let message;
@@ -690,8 +752,8 @@
       // Exponential backoff with jitter, so a restarted server is not hit by every tab at once.
       const delay = Math.min(15000, 1000 * 2 ** attempts) * (0.75 + Math.random() * 0.5);
       attempts += 1;
-      const hint = attempts >= 4 ? " (if this persists, reload: you may need to log in again)" : "";
-      setConnection("offline", `Offline, retrying in ${Math.round(delay / 1000)} s${hint}`);
+      const hint = attempts >= 4 ? gettext(" (if this persists, reload: you may need to log in again)") : "";
+      setConnection("offline", fmt(gettext("Offline, retrying in %(seconds)s s%(hint)s"), { seconds: Math.round(delay / 1000), hint }));
       retryTimer = setTimeout(connect, delay);
     });
   }
