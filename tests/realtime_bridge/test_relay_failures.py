@@ -109,7 +109,7 @@ Connect = Callable[[], Awaitable[Guest]]
 
 
 @pytest.fixture(params=["daphne", "run_relay"])
-async def connect_guest(request, upstream, client_token) -> AsyncIterator[Connect]:  # type: ignore[no-untyped-def]
+async def connect_guest(request, upstream, client_token) -> AsyncIterator[Connect]:
     """Opens guests on the relay of the server this test runs on (both, by parametrisation)."""
     guests: list[Guest] = []
     server: asyncio.Task[None] | None = None
@@ -187,7 +187,7 @@ async def test_an_error_handling_a_client_event_ends_the_session_cleanly(connect
     guest = await connect_guest()
     req = await _pending_request(guest, upstream)
 
-    async def broken(self, text):  # type: ignore[no-untyped-def]
+    async def broken(self, text):
         raise RuntimeError("injected: client event")
 
     monkeypatch.setattr(gate.RelayGate, "from_client", broken)
@@ -199,7 +199,7 @@ async def test_an_error_in_the_upstream_reader_ends_the_session_cleanly(connect_
     guest = await connect_guest()
     req = await _pending_request(guest, upstream)
 
-    def broken(self, frame, event):  # type: ignore[no-untyped-def]
+    def broken(self, frame, event):
         raise RuntimeError("injected: upstream reader")
 
     monkeypatch.setattr(gate.RelayGate, "to_client", broken)
@@ -215,7 +215,7 @@ async def test_an_error_recording_an_upstream_event_ends_the_session_cleanly(
     guest = await connect_guest()
     req = await _pending_request(guest, upstream)
 
-    def broken(session_id, event):  # type: ignore[no-untyped-def]
+    def broken(session_id, event):
         raise RuntimeError("injected: database handler")
 
     monkeypatch.setattr(handlers, "dispatch", broken)
@@ -227,7 +227,7 @@ async def test_an_error_recording_an_upstream_event_ends_the_session_cleanly(
 async def test_an_error_opening_the_session_row_closes_upstream_and_refuses_the_guest(
     connect_guest, upstream, monkeypatch, caplog
 ):
-    def broken(**kwargs):  # type: ignore[no-untyped-def]
+    def broken(**kwargs):
         raise RuntimeError("injected: opening the session row")
 
     monkeypatch.setattr(handlers, "open_relay_session", broken)
