@@ -16,7 +16,7 @@ Reference: REALTIME_PROTOCOL.md sections 3.2, 8.2 and 8.3.
 from __future__ import annotations
 
 import logging
-from functools import lru_cache, partial
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import openai
@@ -31,6 +31,7 @@ from openai.types.webhooks import RealtimeCallIncomingWebhookEvent
 
 from approvals import audit, events, policy, services
 from approvals.models import ApprovalRequest, AuditEvent, McpServer, RealtimeSession
+from realtime_bridge.client import openai_client
 from realtime_bridge.models import Call, SipRoute, WebhookDelivery, sip_number
 
 if TYPE_CHECKING:
@@ -53,13 +54,9 @@ class CallError(Exception):
     """A call action that cannot be done (e.g. the call is no longer in progress)."""
 
 
-@lru_cache(maxsize=4)
-def _client(api_key: str, base_url: str) -> openai.OpenAI:
-    return openai.OpenAI(api_key=api_key, base_url=base_url, max_retries=1, timeout=20)
-
-
-def openai_client() -> openai.OpenAI:
-    return _client(settings.OPENAI_API_KEY, settings.OPENAI_BASE_URL)
+def _api() -> openai.OpenAI:
+    # Call control is answered while a phone rings: one SDK retry, and no long waits.
+    return openai_client(max_retries=1, timeout=20)
 
 
 # --- Session config --------------------------------------------------------------------------
@@ -129,7 +126,7 @@ def verify_webhook(body: bytes, headers: dict[str, str]) -> Any:
     if not secret:
         raise WebhookRefused("OPENAI_WEBHOOK_SECRET is not set: webhooks cannot be verified.")
     try:
-        event = openai_client().webhooks.unwrap(body, headers, secret=secret)
+        event = _api().webhooks.unwrap(body, headers, secret=secret)
     except openai.InvalidWebhookSignatureError as exc:
         raise WebhookRefused(str(exc)) from None
     except Exception as exc:  # missing headers, a stale timestamp, a body that is not JSON
@@ -189,7 +186,7 @@ def answer_incoming(call: Call) -> Call:
     matches (SIP_UNROUTED_STATUS / SIP_UNROUTED_REFER_TO). Accepting opens its sideband
     session and, after commit, tells the bridge to attach."""
     route = find_route(to_number=call.to_number, from_number=call.from_number)
-    calls = openai_client().realtime.calls
+    calls = _api().realtime.calls
     if route is None and not settings.SIP_UNROUTED_REFER_TO:
         status_code = settings.SIP_UNROUTED_STATUS
         try:
@@ -356,7 +353,7 @@ def hang_up(call: Call, *, by: User) -> Call:
     outcome = f"Hung up by {services.user_label(by)}"
     _note_action(call, by=by, outcome=outcome)
     try:
-        openai_client().realtime.calls.hangup(call.call_id)
+        _api().realtime.calls.hangup(call.call_id)
     except openai.NotFoundError:
         pass  # gone upstream already: record the end all the same
     except openai.APIError as exc:
@@ -378,7 +375,7 @@ def transfer(call: Call, *, target_uri: str, by: User) -> Call:
     outcome = f"Transferred to {target_uri} by {services.user_label(by)}"
     _note_action(call, by=by, outcome=outcome, refer_target=target_uri)
     try:
-        openai_client().realtime.calls.refer(call.call_id, target_uri=target_uri)
+        _api().realtime.calls.refer(call.call_id, target_uri=target_uri)
     except openai.NotFoundError:
         _forget_action(call)
         end_call(call.pk, outcome="The call had ended before the transfer.")
@@ -399,7 +396,7 @@ def mint_client_secret(*, label: str, metadata: dict[str, Any], owner: str) -> d
     registered MCP servers and their credentials (they never reach the browser: the browser
     only gets the secret), and a signed ticket to present when it asks us to attach."""
     config = session_config()
-    secret = openai_client().realtime.client_secrets.create(
+    secret = _api().realtime.client_secrets.create(
         session=config,  # type: ignore[arg-type]
         expires_after={"anchor": "created_at", "seconds": CLIENT_SECRET_SECONDS},
     )

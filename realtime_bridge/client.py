@@ -1,21 +1,56 @@
-"""The upstream Realtime connection, opened through the official openai SDK. No Django here.
+"""OpenAI, as the bridge reaches it: the one factory of SDK clients (`openai_client`), and the
+upstream Realtime connection opened through it.
 
-The SDK builds the URL and headers exactly as it does for any app (REALTIME_PROTOCOL.md 1.2),
-so whatever stands behind OPENAI_BASE_URL (OpenAI, the simulator) sees a normal client.
-Frames are read and written as text: the relay passes most of them on untouched, and the
-SDK's `recv()` would build a pydantic model of every audio delta for nothing.
+Every call to OpenAI goes through the official SDK, built here from OPENAI_API_KEY and
+OPENAI_BASE_URL, so whatever stands behind that URL (OpenAI, the simulator) sees a normal client
+(REALTIME_PROTOCOL.md 1.2). Realtime frames are read and written as text: the relay passes most
+of them on untouched, and the SDK's `recv()` would build a pydantic model of every audio delta
+for nothing.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Literal, overload
 
-from openai import AsyncOpenAI
+from django.conf import settings
+from openai import AsyncOpenAI, OpenAI
 from openai.resources.realtime.realtime import AsyncRealtimeConnection
 from websockets.exceptions import ConnectionClosed
 
-__all__ = ["ConnectionClosed", "Upstream", "UpstreamClosed", "connect"]
+__all__ = ["ConnectionClosed", "Upstream", "UpstreamClosed", "connect", "openai_client"]
+
+
+@overload
+def openai_client(
+    *, use_async: Literal[False] = False, max_retries: int = 0, timeout: float | None = None
+) -> OpenAI: ...
+
+
+@overload
+def openai_client(*, use_async: Literal[True], max_retries: int = 0, timeout: float | None = None) -> AsyncOpenAI: ...
+
+
+def openai_client(
+    *, use_async: bool = False, max_retries: int = 0, timeout: float | None = None
+) -> OpenAI | AsyncOpenAI:
+    """The SDK client for OPENAI_API_KEY at OPENAI_BASE_URL, one per process for each
+    configuration: each client builds an httpx client and a TLS context, which every session or
+    call would otherwise carry for nothing. `max_retries`: the SDK's own retries, 0 where the
+    caller decides what may be sent again (a retried resumption could answer approvals twice).
+    `timeout`: seconds per HTTP request; None keeps the SDK's default."""
+    return _client(settings.OPENAI_API_KEY, settings.OPENAI_BASE_URL, use_async, max_retries, timeout)
+
+
+@lru_cache(maxsize=16)
+def _client(
+    api_key: str, base_url: str, use_async: bool, max_retries: int, timeout: float | None
+) -> OpenAI | AsyncOpenAI:
+    kind = AsyncOpenAI if use_async else OpenAI
+    if timeout is None:
+        return kind(api_key=api_key, base_url=base_url, max_retries=max_retries)
+    return kind(api_key=api_key, base_url=base_url, max_retries=max_retries, timeout=timeout)
 
 
 @dataclass
@@ -56,18 +91,10 @@ class Upstream:
             pass
 
 
-@lru_cache(maxsize=8)
-def _client(api_key: str, base_url: str) -> AsyncOpenAI:
-    # One SDK client per key and URL for the whole process: each AsyncOpenAI builds an httpx
-    # client and TLS context, which every relayed session would otherwise carry for nothing.
-    return AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0)
-
-
-async def connect(
-    *, api_key: str, base_url: str, model: str | None = None, call_id: str | None = None, open_timeout: float = 15.0
-) -> Upstream:
-    """Open an upstream session (`?model=`) or attach a sideband to a call (`?call_id=`)."""
-    client = _client(api_key, base_url)
+async def connect(*, model: str | None = None, call_id: str | None = None, open_timeout: float = 15.0) -> Upstream:
+    """Open an upstream session (`?model=`) or attach a sideband to a call (`?call_id=`).
+    Raises whatever the SDK raises when the socket cannot open."""
+    client = openai_client(use_async=True)
     # compression=None: the SDK turns permessage-deflate off only when max_size is left unset,
     # and deflating base64 audio 50 times a second per guest costs far more than it saves.
     options = {"open_timeout": open_timeout, "max_size": 32 * 2**20, "compression": None}

@@ -14,15 +14,18 @@ import logging
 from typing import Any
 
 from channels.db import database_sync_to_async
-from django.conf import settings
 
 from approvals.models import ClientToken
 from realtime_bridge import client, handlers, protocol
-from realtime_bridge.session import UpstreamSession
+from realtime_bridge.session import FailureHook, UpstreamSession
 
 log = logging.getLogger(__name__)
 
 MAX_CLIENT_MESSAGE_CHARS = 16 * 2**20  # OpenAI accepts audio appends of up to 15 MiB
+# Arrays and objects nested deeper than this are refused before they are parsed: Python's parser
+# recurses once per level (RecursionError near 1,000), and so does everything that walks the
+# event afterwards. 128 is serde_json's default limit; no Realtime event nests anywhere near it.
+MAX_CLIENT_JSON_DEPTH = 128
 TOKEN_SUBPROTOCOL = "openai-insecure-api-key."
 
 
@@ -76,7 +79,9 @@ class RelayGate:
         self.core: UpstreamSession | None = None
         self.session_id: int | None = None
 
-    async def admit(self, *, headers: dict[str, str], subprotocols: list[str], query: dict[str, list[str]]):  # type: ignore[no-untyped-def]
+    async def admit(
+        self, *, headers: dict[str, str], subprotocols: list[str], query: dict[str, list[str]]
+    ) -> tuple[ClientToken, str]:
         """Check the handshake; returns (client token, model) or raises Refused.
         `headers` are lower-cased names; `subprotocols` what the client offered."""
         if "openai-beta" in headers:
@@ -107,13 +112,15 @@ class RelayGate:
             raise Refused("You must provide a model parameter", code="missing_model", close_code=4000)
         return token, model
 
-    async def open_upstream(self, token: ClientToken, model: str, *, server_error_code: int = 1011) -> UpstreamSession:
-        """Open the upstream session with the registered MCP servers put in, and its session row."""
+    async def open_upstream(
+        self, token: ClientToken, model: str, *, server_error_code: int = 1011, on_failure: FailureHook | None = None
+    ) -> UpstreamSession:
+        """Open the upstream session with the registered MCP servers put in, and its session row.
+        Raises Refused when upstream cannot be reached; on any other error, closes what it had
+        opened (the upstream socket, the session row) and re-raises."""
         self.tools, self.secret_values = await database_sync_to_async(handlers.registered_tools)()
         try:
-            upstream = await client.connect(
-                api_key=settings.OPENAI_API_KEY, base_url=settings.OPENAI_BASE_URL, model=model
-            )
+            upstream = await client.connect(model=model)
         except Exception as exc:
             log.warning("relay: upstream connect failed: %s", exc)
             raise Refused(
@@ -122,21 +129,30 @@ class RelayGate:
                 close_code=server_error_code,
                 error_type="server_error",
             ) from None
-        session = await database_sync_to_async(handlers.open_relay_session)(token=token, model=model)
-        self.session_id = session.pk
-        if self.tools:
-            # Put the registered MCP servers (with their credentials) into the upstream session.
-            await upstream.send(
-                protocol.dumps(
-                    {
-                        "type": "session.update",
-                        "event_id": protocol.new_event_id(),
-                        "session": {"type": "realtime", "tools": self.tools},
-                    }
+        session_id: int | None = None
+        try:
+            session = await database_sync_to_async(handlers.open_relay_session)(token=token, model=model)
+            session_id = self.session_id = session.pk
+            if self.tools:
+                # Put the registered MCP servers (with their credentials) into the upstream session.
+                await upstream.send(
+                    protocol.dumps(
+                        {
+                            "type": "session.update",
+                            "event_id": protocol.new_event_id(),
+                            "session": {"type": "realtime", "tools": self.tools},
+                        }
+                    )
                 )
-            )
-        self.core = UpstreamSession(upstream, session.pk)
-        self.core.start()
+            self.core = UpstreamSession(upstream, session_id, on_failure=on_failure)
+            self.core.start()
+        except BaseException:
+            await upstream.close(code=1011, reason="server error")
+            if session_id is not None:
+                await database_sync_to_async(handlers.close_session)(
+                    session_id, code=None, reason="The session could not be opened."
+                )
+            raise
         return self.core
 
     async def from_client(self, text: str) -> tuple[str | None, list[str]]:
@@ -144,9 +160,12 @@ class RelayGate:
         client. A plain audio append is the caller's fast path and should not come here."""
         if len(text) > MAX_CLIENT_MESSAGE_CHARS:
             return None, [protocol.error_event("Event too large.", code="message_too_large")]
+        if protocol.nested_deeper_than(text, MAX_CLIENT_JSON_DEPTH):
+            message = f"Invalid event: failed to parse JSON value: nested deeper than {MAX_CLIENT_JSON_DEPTH} levels."
+            return None, [protocol.error_event(message, code="invalid_json")]
         try:
             event = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             return None, [protocol.error_event("Invalid event: failed to parse JSON value.", code="invalid_json")]
         if not isinstance(event, dict) or not isinstance(event.get("type"), str):
             return None, [protocol.error_event("Invalid event: missing 'type'.", code="invalid_event")]

@@ -1,6 +1,7 @@
-"""Synchronous Django side of the bridge: one function per upstream item or event type, each
-calling one `approvals.services` function (house rule 1). The async consumers and the
-sideband loop call `dispatch()` through `database_sync_to_async`; tests call it directly.
+"""Synchronous Django side of the Realtime paths: one handler per upstream event type, each
+calling `approvals.services` (house rule 1); finished items go through `items.record`, as the
+Responses runs' do. The relay and the sideband loop call `dispatch()` through
+`database_sync_to_async`; tests call it directly.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 
 from approvals import policy, services
 from approvals.models import ClientToken, ConversationLine, McpServer, RealtimeSession
-from realtime_bridge import protocol
+from realtime_bridge import items, protocol
 
 log = logging.getLogger(__name__)
 
@@ -70,26 +71,11 @@ def _on_item_done(session: RealtimeSession, event: dict[str, Any]) -> list[str] 
             ]
         return None
     if kind == "mcp_approval_request":
-        request = protocol.parse_approval_request(item)
-        services.open_request(
-            session=session,
-            upstream_id=request.id,
-            server_label=request.server_label,
-            tool_name=request.name,
-            arguments=request.arguments,
-            raw_item=item,
-        )
+        protocol.parse_approval_request(item)  # a malformed item raises ValueError (see dispatch)
     elif kind == "mcp_call":
-        call = protocol.parse_mcp_call(item)
-        if call.approval_request_id:
-            services.record_mcp_call(session=session, item=item)
-        else:
-            # A tool the policy lets run without asking (require_approval.never): still recorded.
-            services.record_unasked_call(session=session, item=item)
-    elif kind == "message" and item.get("role") in ("user", "assistant"):
-        text = protocol.message_text(item)
-        if text:
-            services.add_conversation_line(session=session, role=item["role"], text=text, item_id=item.get("id") or "")
+        protocol.parse_mcp_call(item)
+    items.record(session, item)
+    return None
 
 
 def _on_transcription(session: RealtimeSession, event: dict[str, Any]) -> None:

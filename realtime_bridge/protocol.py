@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+from itertools import accumulate
 from typing import Any
 
 from openai.types.realtime import (
@@ -67,6 +68,26 @@ def sniff_server_type(text: str) -> str | None:
     if match and match.group(1) in SERVER_PASSTHROUGH:
         return match.group(1)
     return None
+
+
+# A JSON string (escapes included); the other characters of valid JSON that are not brackets.
+_JSON_STRING_RE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_JSON_SCALARS = str.maketrans("", "", "0123456789+-.eE truefalsn,:\t\r\n")
+_NOT_BRACKET_RE = re.compile(r"[^\[\]{}]+")
+_BRACKET_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+def nested_deeper_than(text: str, limit: int) -> bool:
+    """True when the JSON text opens more than `limit` arrays or objects inside each other,
+    counted without parsing it (brackets inside strings do not count). The usual event has
+    fewer brackets than the limit and costs two counts; otherwise the work is done in C (the
+    regex engine, `str.translate`, `itertools.accumulate`), never by a Python loop per character,
+    and costs less than parsing the same text would."""
+    if text.count("[") + text.count("{") <= limit:
+        return False
+    structure = _JSON_STRING_RE.sub("", text).translate(_JSON_SCALARS)
+    brackets = _NOT_BRACKET_RE.sub("", structure)  # anything invalid JSON left behind
+    return max(accumulate(map(_BRACKET_STEP.__getitem__, brackets)), default=0) > limit
 
 
 # --- Events the relay sends -------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The relay on a plain `websockets` server: `python manage.py run_relay`.
 
-The same relay as `RelayConsumer` (the same `gate.RelayGate` and `session.UpstreamSession`),
+The same relay as `RelayConsumer` (the same `relay.Relay`; this module is only its adapter),
 without the ASGI server and Channels' per-message dispatch in the path of every audio frame:
 a guest streams 50 frames a second, and at a few hundred guests that machinery, not the relay's
 own work, is what fills a core (docs/performance.md). Decisions still arrive through the
@@ -16,122 +16,97 @@ import contextlib
 import logging
 import os
 import signal
+from collections.abc import Awaitable, Callable, Sequence
 from http import HTTPStatus
-from typing import Any
-from urllib.parse import parse_qs, urlparse, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
-from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
+from channels.layers import BaseChannelLayer, get_channel_layer
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
 
 from approvals import events
-from realtime_bridge import handlers, outbound, protocol
-from realtime_bridge.client import UpstreamClosed
-from realtime_bridge.gate import MAX_CLIENT_MESSAGE_CHARS, Refused, RelayGate, client_close_code
-from realtime_bridge.routing import RelayOriginValidator
+from realtime_bridge.gate import MAX_CLIENT_MESSAGE_CHARS
+from realtime_bridge.relay import Relay
+from realtime_bridge.routing import origin_allowed
 
 log = logging.getLogger(__name__)
 PATH = "/v1/realtime"
 
 
-def _origin_allowed(origin: str | None) -> bool:
-    """The Channels relay's rule (RelayOriginValidator), so the two servers cannot drift apart:
-    no Origin (SDKs, gateways) passes; a browser's must be one we serve."""
-    validator = RelayOriginValidator(application=None)  # reads the settings now, as Channels does
-    return validator.valid_origin(None if origin is None else urlparse(origin))
-
-
 def _process_request(connection: ServerConnection, request: Request) -> Response | None:
     if urlsplit(request.path).path != PATH:
         return connection.respond(HTTPStatus.NOT_FOUND, "Not found\n")
-    if not _origin_allowed(request.headers.get("Origin")):
+    if not origin_allowed(request.headers.get("Origin")):
         return connection.respond(HTTPStatus.FORBIDDEN, "Origin not allowed\n")
     return None
 
 
-def _select_subprotocol(connection: ServerConnection, subprotocols: list[str]) -> str | None:
+def _select_subprotocol(connection: ServerConnection, subprotocols: Sequence[Subprotocol]) -> Subprotocol | None:
     # Section 1.1: a browser that offered subprotocols must get one back; we take "realtime".
-    return "realtime" if "realtime" in subprotocols else None
+    return Subprotocol("realtime") if "realtime" in subprotocols else None
 
 
 def _offered(headers: Headers) -> list[str]:
     return [p.strip() for value in headers.get_all("Sec-WebSocket-Protocol") for p in value.split(",") if p.strip()]
 
 
-async def relay(ws: ServerConnection) -> None:
-    """One guest's session, from handshake to close."""
-    gate = RelayGate()
-    headers = {k.lower(): v for k, v in ws.request.headers.raw_items()}
-    query = parse_qs(urlsplit(ws.request.path).query)
-    try:
-        token, model = await gate.admit(headers=headers, subprotocols=_offered(ws.request.headers), query=query)
-        core = await gate.open_upstream(token, model)
-    except Refused as refused:
-        await ws.send(refused.event)
-        await ws.close(refused.close_code, refused.reason)
-        return
-    layer = get_channel_layer()
-    channel = await layer.new_channel("relay.")
-    group = events.session_group(core.session_id)
-    await layer.group_add(group, channel)
+class _ServerSocket:
+    """The guest's websockets connection as the relay sees it (relay.ClientSocket). Decisions
+    come from the channel layer, on a channel of the session's own: a process without consumers
+    has nobody to dispatch them."""
 
-    async def decisions() -> None:
-        # The consumer's relay_decision handler, for a process without consumers.
+    send: Callable[[str | bytes], Awaitable[None]]
+
+    def __init__(self, ws: ServerConnection) -> None:
+        self.ws = ws
+        # The connection's own send: every frame upstream sends passes here.
+        self.send = ws.send
+        self.layer = get_channel_layer()
+        self.channel: str | None = None
+        self.listener: asyncio.Task[None] | None = None
+
+    async def close(self, code: int, reason: str) -> None:
+        await self.ws.close(code, reason)
+
+    async def join(self, group: str, relay: Relay) -> None:
+        if self.layer is None:
+            raise RuntimeError("run_relay needs a channel layer (CHANNEL_LAYERS) to receive decisions")
+        self.channel = await self.layer.new_channel()
+        await self.layer.group_add(group, self.channel)
+        self.listener = asyncio.create_task(self._listen(self.layer, self.channel, relay))
+
+    @staticmethod
+    async def _listen(layer: BaseChannelLayer, channel: str, relay: Relay) -> None:
         while True:
             message = await layer.receive(channel)
             if message.get("type") == events.RELAY_DECISION:
-                decision = outbound.from_nudge(message)
-                if decision is not None:
-                    await core.deliver(decision)
-                else:
-                    await core.drain_outbox()
+                await relay.on_decision(message)
 
-    async def forward(frame: str, event: dict[str, Any] | None) -> None:
-        await ws.send(gate.to_client(frame, event))
+    async def leave(self, group: str) -> None:
+        if self.listener is not None:
+            # Awaited: the channel layer unsubscribes in the cancelled receive().
+            self.listener.cancel()
+            with contextlib.suppress(BaseException):
+                await self.listener
+        if self.layer is not None and self.channel is not None:
+            await self.layer.group_discard(group, self.channel)
 
-    async def upstream_to_client() -> None:
-        closed = await core.read(passthrough=ws.send, forward=forward)
-        code, note = client_close_code(closed.code)
-        await ws.close(code, ": ".join(part for part in (note, closed.reason) if part))
 
-    reader = asyncio.create_task(upstream_to_client())
-    tasks = [asyncio.create_task(decisions()), reader]
-    close_code: int | None = None
+async def relay(ws: ServerConnection) -> None:
+    """One guest's session, from handshake to close (relay.Relay)."""
+    request = ws.request
+    assert request is not None  # set once the handshake is done, before the handler runs
+    session = Relay(_ServerSocket(ws), name="run_relay")
+    headers = {k.lower(): v for k, v in request.headers.raw_items()}
+    query = parse_qs(urlsplit(request.path).query)
+    if not await session.open(headers=headers, subprotocols=_offered(request.headers), query=query):
+        return
     try:
-        async for message in ws:
-            if isinstance(message, bytes):
-                await core.upstream.send(message)  # OpenAI answers with invalid_event (section 1.1)
-            elif protocol.is_plain_audio_append(message):
-                await core.upstream.send(message)
-            else:
-                to_upstream, errors = await gate.from_client(message)
-                for error in errors:
-                    await ws.send(error)
-                if to_upstream is not None:
-                    await core.upstream.send(to_upstream)
-    except ConnectionClosed:
-        pass
-    except UpstreamClosed:
-        # Upstream went away under a send; the reader sees the same close and closes the guest
-        # with upstream's code, as for an idle guest.
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(asyncio.shield(reader), 5)
-    except Exception:
-        log.exception("run_relay: session %s failed", core.session_id)
-        await ws.close(1011, "server_error")
+        await session.pump(ws)
     finally:
-        close_code = ws.close_code
-        for task in tasks:
-            task.cancel()
-        await core.stop(reason="client disconnected")
-        with contextlib.suppress(Exception):
-            await layer.group_discard(group, channel)
-        await database_sync_to_async(handlers.close_session)(
-            core.session_id, code=close_code, reason="The guest's session ended before a decision."
-        )
+        await session.end(ws.close_code)
 
 
 async def serve_relay(host: str, port: int, *, ready: asyncio.Event | None = None, reuse_port: bool = False) -> None:

@@ -31,11 +31,11 @@ Who drives a run, and what survives a crash:
   it reports and the outbox marks of the answers it carried (audit SENT): a step is recorded
   once.
 
-What triggers a step: the task queued when the run starts; a decision on one of its requests
-(an AuditEvent DECIDED/EXPIRED row for a Responses session queues the task after commit, see
-`on_decision` and apps.py: nobody holds a socket for a Responses session, so the relay nudge of a
-decision goes nowhere, and approvals/ is not ours to hook into); the retry countdown after a
-transient error; and the beat sweep (`tasks.sweep_runs`, every second), which heals all of them.
+What triggers a step: the task queued when the run starts; a decision or expiry of one of its
+requests (`on_decision`, hooked up in apps.py: nobody holds a socket for a Responses session, so
+the relay nudge of a decision goes nowhere); the retry countdown after a transient error; and
+the beat sweep (`tasks.sweep_runs`, every second), which heals all of them. Steps are queued by
+task name (`queue_step`): tasks.py imports this module, not the reverse.
 """
 
 from __future__ import annotations
@@ -45,11 +45,12 @@ import random
 import secrets
 import threading
 from datetime import datetime, timedelta
-from functools import lru_cache, partial
+from functools import partial
 from typing import Any
 
 import httpx
 import openai
+from celery import current_app
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 from django.db.models import F
@@ -57,7 +58,7 @@ from django.utils import timezone
 
 from approvals import services
 from approvals.models import ApprovalRequest, AuditEvent, ClientToken, ConversationLine, RealtimeSession
-from realtime_bridge import calls
+from realtime_bridge import calls, client, items
 from realtime_bridge.models import ResponsesRun
 
 log = logging.getLogger(__name__)
@@ -75,19 +76,16 @@ REQUEST_TIMEOUT_SECONDS = 120.0
 # A queued run whose task was lost is re-queued by the sweep after this long.
 REQUEUE_AFTER = timedelta(seconds=30)
 MAX_INPUT_CHARS = 20_000
+# The Celery task that takes a step (realtime_bridge/tasks.py registers it under this name).
+ADVANCE_RUN_TASK = "realtime_bridge.tasks.advance_run"
 # Audit kinds that answer a request: a waiting run may be able to resume.
 DECISION_KINDS = frozenset({AuditEvent.Kind.DECIDED, AuditEvent.Kind.EXPIRED})
 
 
-@lru_cache(maxsize=4)
-def _client(api_key: str, base_url: str) -> openai.OpenAI:
+def openai_client() -> openai.OpenAI:
     # No SDK retries: the SDK would also retry a timed-out resumption, sending the approval
     # answers twice. This module decides what may be retried (module docstring).
-    return openai.OpenAI(api_key=api_key, base_url=base_url, max_retries=0, timeout=REQUEST_TIMEOUT_SECONDS)
-
-
-def openai_client() -> openai.OpenAI:
-    return _client(settings.OPENAI_API_KEY, settings.OPENAI_BASE_URL)
+    return client.openai_client(max_retries=0, timeout=REQUEST_TIMEOUT_SECONDS)
 
 
 def lease_seconds() -> float:
@@ -104,8 +102,6 @@ def start_run(
 ) -> ResponsesRun:
     """Open a Responses session and queue its first step (the task goes after commit).
     The session is named by the client token, or by the staff member who started it."""
-    from realtime_bridge import tasks
-
     model = model or settings.OPENAI_RESPONSES_MODEL
     if token is not None:
         label, metadata = token.label, dict(token.metadata or {})
@@ -125,7 +121,7 @@ def start_run(
         )
         services.add_conversation_line(session=session, role=ConversationLine.Role.USER, text=input)
         pk = run.pk
-        transaction.on_commit(lambda: tasks.advance_run.delay(pk), robust=True)
+        transaction.on_commit(partial(queue_step, pk), robust=True)
     return run
 
 
@@ -342,8 +338,6 @@ def _handle_error(run: ResponsesRun, token: str, exc: openai.APIError) -> Respon
 def _retry_later(run: ResponsesRun, token: str, exc: openai.APIError, *, sent: bool) -> ResponsesRun:
     """Let go of the run until the retry is due: the lease expires then, and the countdown task
     (or the sweep) takes it up again with the same input."""
-    from realtime_bridge import tasks
-
     delay = backoff_seconds(run.attempts, exc)
     fields: dict[str, Any] = {
         "lease_token": "",
@@ -358,7 +352,7 @@ def _retry_later(run: ResponsesRun, token: str, exc: openai.APIError, *, sent: b
             raise _LeaseLost
         pk = run.pk
         # A hair after the lease expires, else the claim would find it still held.
-        transaction.on_commit(lambda: tasks.advance_run.apply_async((pk,), countdown=delay + 0.05), robust=True)
+        transaction.on_commit(partial(queue_step, pk, countdown=delay + 0.05), robust=True)
         transaction.on_commit(partial(calls.announce_session, run.session_id), robust=True)
     run.refresh_from_db()
     return run
@@ -400,29 +394,7 @@ def _record(run: ResponsesRun, token: str, response: dict[str, Any]) -> Response
         for req in ApprovalRequest.objects.filter(session_id=session.pk, upstream_id__in=answered).order_by("pk"):
             services.mark_decision_sent(req)
         for item in output:
-            kind = item.get("type")
-            if kind == "mcp_approval_request":
-                services.open_request(
-                    session=session,
-                    upstream_id=item["id"],
-                    server_label=item.get("server_label", ""),
-                    tool_name=item.get("name", ""),
-                    arguments=item.get("arguments", ""),
-                    raw_item=item,
-                )
-            elif kind == "mcp_call" and item.get("approval_request_id"):
-                services.record_mcp_call(session=session, item=item)
-            elif kind == "mcp_call":
-                # A tool the policy lets run without asking (require_approval.never): still recorded.
-                services.record_unasked_call(session=session, item=item)
-            elif kind == "message" and item.get("role") == "assistant":
-                text = " ".join(
-                    part.get("text", "") for part in item.get("content") or [] if part.get("type") == "output_text"
-                ).strip()
-                if text:
-                    services.add_conversation_line(
-                        session=session, role=ConversationLine.Role.ASSISTANT, text=text, item_id=item.get("id", "")
-                    )
+            items.record(session, item)
         if not waiting:
             services.close_session(session, code=None, reason="The run completed.")
             transaction.on_commit(partial(calls.announce_session, session.pk), robust=True)
@@ -465,15 +437,29 @@ def runs_to_advance(*, now: datetime) -> list[int]:
 
 
 def on_decision(*, kind: str, session_id: int | None) -> None:
-    """An audit row was written (inside its transaction): if it answers a request of a waiting
-    run, queue the run's next step after commit, rather than leaving it to the sweep."""
+    """A request of the session changed (`kind`: its audit kind); if it was answered (decided or
+    expired) and the session is a waiting run's, queue the run's next step after commit (at once
+    when called outside a transaction), rather than leaving it to the sweep."""
     if kind in DECISION_KINDS and session_id is not None:
         transaction.on_commit(partial(_resume_waiting, session_id), robust=True)
 
 
 def _resume_waiting(session_id: int) -> None:
-    from realtime_bridge import tasks
-
     pks = ResponsesRun.objects.ready_to_resume().filter(session_id=session_id).values_list("pk", flat=True)
     for pk in pks:
-        tasks.advance_run.delay(pk)
+        queue_step(pk)
+
+
+def queue_step(pk: int, *, countdown: float | None = None) -> None:
+    """Hand the run's next step to Celery (`tasks.advance_run`), now or after `countdown`
+    seconds. The task is named, not imported: tasks.py calls this module, so this one must not
+    import it back. Where tasks.py is loaded (a worker, or any process that imported it) the
+    registered task sends it; elsewhere the message goes by name, which is all the task's own
+    `delay` would put on the queue."""
+    task = current_app.tasks.get(ADVANCE_RUN_TASK)
+    if task is None:
+        current_app.send_task(ADVANCE_RUN_TASK, (pk,), countdown=countdown)
+    elif countdown is None:
+        task.delay(pk)
+    else:
+        task.apply_async((pk,), countdown=countdown)

@@ -31,6 +31,8 @@ DbCall = Callable[[Callable[..., Any]], Callable[..., Awaitable[Any]]]
 Passthrough = Callable[[str | bytes], Awaitable[None]]
 # Passes on a parsed text frame: the text, and the event (None when it was not a JSON object).
 Forward = Callable[[str, dict[str, Any] | None], Awaitable[None]]
+# Told where (a stage, for the log) and why a session cannot go on.
+FailureHook = Callable[[str, BaseException], None]
 
 
 class FollowUp:
@@ -77,14 +79,18 @@ class UpstreamSession:
         name: str = "relay",
         db: DbCall = database_sync_to_async,
         poll: bool = True,
+        on_failure: FailureHook | None = None,
     ) -> None:
         """`db`: how database work leaves the event loop. `poll`: whether this session polls the
-        outbox itself (the sideband bridge polls for all its sessions at once instead)."""
+        outbox itself (the sideband bridge polls for all its sessions at once instead).
+        `on_failure` (stage, error), when set, is told of an event the database worker could not
+        apply, and the worker stops; without it the error is logged and the worker goes on."""
         self.upstream = upstream
         self.session_id = session_id
         self.name = name
         self.db = db
         self.poll = poll
+        self.on_failure = on_failure
         self.closing = False
         self.followup = FollowUp()
         self.undelivered: set[str] = set()
@@ -125,7 +131,10 @@ class UpstreamSession:
             if forward is not None:
                 await forward(frame, event)
             if event is not None:
-                await self.handle(event.get("type"), event)
+                try:
+                    await self.handle(event.get("type"), event)
+                except client.UpstreamClosed as closed:
+                    return closed  # closed under the follow-up response.create
 
     async def handle(self, kind: str | None, event: dict[str, Any]) -> None:
         """Queue the event for the database if a handler wants it, and track the response
@@ -165,7 +174,14 @@ class UpstreamSession:
                 frames = await self.db(handlers.dispatch)(self.session_id, event)
                 for frame in frames or ():
                     await self.upstream.send(frame)
-            except Exception:
+            except client.UpstreamClosed:
+                pass  # the reader sees the close too and ends the session
+            except Exception as exc:
+                if self.on_failure is not None:
+                    # An event it could not record (an approval request no one would see):
+                    # the owner ends the session rather than carry on without it.
+                    self.on_failure("recording upstream events", exc)
+                    return
                 log.exception("%s: session %s could not record %s", self.name, self.session_id, event.get("type"))
 
     # --- Decisions (outbox) ----------------------------------------------------------------

@@ -72,7 +72,7 @@ _DB_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="bridge-db")
 
 def db(func: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
     # DatabaseSyncToAsync closes stale connections before and after, in whichever thread it runs.
-    return database_sync_to_async(func, thread_sensitive=False, executor=_DB_POOL)  # type: ignore[call-arg]
+    return database_sync_to_async(func, thread_sensitive=False, executor=_DB_POOL)
 
 
 def lease_seconds() -> float:
@@ -271,9 +271,7 @@ class Bridge:
         failures = 0
         while not self.stopping:
             try:
-                upstream = await client.connect(
-                    api_key=settings.OPENAI_API_KEY, base_url=settings.OPENAI_BASE_URL, call_id=call_id
-                )
+                upstream = await client.connect(call_id=call_id)
             except Exception as exc:
                 delay = RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)]
                 failures += 1

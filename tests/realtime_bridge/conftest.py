@@ -56,7 +56,7 @@ class FakeUpstream:
     def of_type(self, kind: str) -> list[dict[str, Any]]:
         return [e for e in self.events() if e.get("type") == kind]
 
-    async def wait_for(self, predicate, timeout: float = 5.0) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+    async def wait_for(self, predicate, timeout: float = 5.0) -> list[dict[str, Any]]:
         async with asyncio.timeout(timeout):
             while True:
                 found = [e for e in self.events() if predicate(e)]
@@ -67,7 +67,7 @@ class FakeUpstream:
 
 
 @pytest.fixture
-async def upstream(settings):  # type: ignore[no-untyped-def]
+async def upstream(settings):
     fake = FakeUpstream()
     async with serve(fake.handler, "127.0.0.1", 0) as server:
         port = server.sockets[0].getsockname()[1]
@@ -112,13 +112,13 @@ async def open_relay(
 
 
 @pytest.fixture
-def client_token(db):  # type: ignore[no-untyped-def]
+def client_token(db):
     token, plaintext = services.issue_token(label="Room 1204", metadata={"room": "1204", "guest": "Ms. Lane"})
     return token, plaintext
 
 
 @pytest.fixture
-async def relay(upstream, client_token):  # type: ignore[no-untyped-def]
+async def relay(upstream, client_token):
     """A connected relay client whose upstream is `upstream`, after session.created."""
     comm, connected, _ = await open_relay(client_token[1])
     assert connected
@@ -129,5 +129,5 @@ async def relay(upstream, client_token):  # type: ignore[no-untyped-def]
     await comm.disconnect()
 
 
-async def db(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+async def db(fn, *args, **kwargs):
     return await database_sync_to_async(fn)(*args, **kwargs)

@@ -35,6 +35,7 @@ def test_a_lone_bridge_claims_every_live_call_and_none_that_is_over():
 
     assert held(A) == {calls[0].pk, calls[1].pk}
     call = Call.objects.get(pk=calls[0].pk)
+    assert call.lease_expires_at is not None
     assert call.leased_by == A and call.lease_expires_at > timezone.now()
 
 

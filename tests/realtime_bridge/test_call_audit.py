@@ -26,7 +26,7 @@ def call_rows() -> list[AuditEvent]:
     return list(AuditEvent.objects.filter(kind__in=kinds).order_by("seq"))
 
 
-def ring_and_answer(client, phone, to: str = "+18005551212") -> Call:  # type: ignore[no-untyped-def]
+def ring_and_answer(client, phone, to: str = "+18005551212") -> Call:
     call_id = phone.ring(to=to)
     body, headers = signed(incoming(call_id, to=to))
     assert post(client, body, headers).status_code == 200
@@ -34,7 +34,7 @@ def ring_and_answer(client, phone, to: str = "+18005551212") -> Call:  # type: i
 
 
 @pytest.fixture
-def answered(client, webhook_secret, sim, route):  # type: ignore[no-untyped-def]  # noqa: F811
+def answered(client, webhook_secret, sim, route):  # noqa: F811
     return ring_and_answer(client, sim)
 
 

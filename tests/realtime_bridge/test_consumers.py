@@ -1,6 +1,7 @@
 import asyncio
 import json
 import logging
+from typing import Any
 
 import pytest
 
@@ -191,7 +192,7 @@ async def test_audio_passes_both_ways_unchanged(relay, upstream):
     assert await relay.recv_until("response.output_audio.delta") == delta
 
 
-async def _request_approval(upstream, relay) -> ApprovalRequest:  # type: ignore[no-untyped-def]
+async def _request_approval(upstream, relay) -> ApprovalRequest:
     await upstream.send({"type": "conversation.item.done", "event_id": "event_5", "item": APPROVAL_ITEM})
     forwarded = await relay.recv_until("conversation.item.done")
     assert forwarded["item"]["id"] == "mcpr_abc123"  # the client's conversation stays consistent
@@ -267,7 +268,12 @@ async def test_the_follow_up_waits_for_the_active_response_and_is_skipped_when_t
     req = await _request_approval(upstream, relay)
     await db(services.decide, req, approve=True, by=alice)
     await upstream.wait_for(lambda e: e.get("type") == "conversation.item.create")
-    call = {**APPROVAL_ITEM, "id": "mcp_item_1", "type": "mcp_call", "approval_request_id": "mcpr_abc123"}
+    call: dict[str, Any] = {
+        **APPROVAL_ITEM,
+        "id": "mcp_item_1",
+        "type": "mcp_call",
+        "approval_request_id": "mcpr_abc123",
+    }
     call.update(output="ok", error=None)
     await upstream.send({"type": "conversation.item.done", "event_id": "e2", "item": call})
     await asyncio.sleep(0.3)
@@ -339,7 +345,7 @@ async def test_audio_that_finds_upstream_closed_is_not_a_server_error(upstream, 
     reader_may_go = asyncio.Event()
     read = UpstreamSession.read
 
-    async def late_read(self, **callbacks):  # type: ignore[no-untyped-def]
+    async def late_read(self, **callbacks):
         await reader_may_go.wait()
         return await read(self, **callbacks)
 
@@ -379,7 +385,7 @@ def test_a_tool_seen_changed_in_a_listing_makes_the_relay_send_the_recompiled_to
     )
     services.import_policies("rules:\n  - {label: s, tool: get_room_status, outcome: allow}\n", by=None, source="t")
     session = services.open_session(kind="relay", label="Room 1204", metadata={})
-    listing = {
+    listing: dict[str, Any] = {
         "type": "conversation.item.done",
         "item": {"type": "mcp_list_tools", "id": "mcpl_1", "server_label": "hotel", "tools": [definition]},
     }
@@ -403,7 +409,12 @@ async def test_the_relay_sends_the_decision_a_nudge_carries_and_reads_the_outbox
     req = await _request_approval(upstream, relay)
     reads = []
     real_unsent = outbound.unsent
-    monkeypatch.setattr(outbound, "unsent", lambda session_id: reads.append(session_id) or real_unsent(session_id))
+
+    def unsent(session_id: int) -> list[outbound.Decision]:
+        reads.append(session_id)
+        return real_unsent(session_id)
+
+    monkeypatch.setattr(outbound, "unsent", unsent)
     await db(services.decide, req, approve=False, by=alice, reason="Not tonight")
     (answer,) = await upstream.wait_for(lambda e: e.get("type") == "conversation.item.create")
     assert (answer["item"]["approve"], answer["item"]["reason"]) == (False, "Not tonight")

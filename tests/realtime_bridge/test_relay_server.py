@@ -4,10 +4,12 @@ import asyncio
 import contextlib
 import json
 import logging
+from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.typing import Origin, Subprotocol
 
 from approvals import services
 from approvals.models import ApprovalRequest, McpServer, RealtimeSession
@@ -20,7 +22,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-async def relay_url(upstream):  # type: ignore[no-untyped-def]
+async def relay_url(upstream):
     port = free_port()
     ready = asyncio.Event()
     server = asyncio.create_task(serve_relay("127.0.0.1", port, ready=ready))
@@ -31,7 +33,7 @@ async def relay_url(upstream):  # type: ignore[no-untyped-def]
         await server
 
 
-async def recv_until(ws, kind: str) -> dict:  # type: ignore[no-untyped-def]
+async def recv_until(ws, kind: str) -> dict:
     async with asyncio.timeout(5):
         while True:
             event = json.loads(await ws.recv())
@@ -50,15 +52,17 @@ async def test_a_missing_token_gets_openais_error_and_close_3000_and_no_upstream
 
 async def test_a_foreign_browser_origin_is_refused_before_the_upgrade(relay_url, client_token):
     with pytest.raises(InvalidStatus) as refused:
-        async with connect(relay_url + "?model=gpt-realtime", origin="https://evil.example"):
+        async with connect(relay_url + "?model=gpt-realtime", origin=Origin("https://evil.example")):
             pass
     assert refused.value.response.status_code == 403
 
 
 async def test_a_browser_gets_realtime_selected_and_credentials_never_reach_it(relay_url, upstream, client_token):
     await db(McpServer.objects.create, label="hotel", url="http://127.0.0.1:9/mcp", authorization="bearer-secret-123")
-    subprotocols = ["realtime", f"openai-insecure-api-key.{client_token[1]}"]
-    async with connect(relay_url + "?model=gpt-realtime", subprotocols=subprotocols, origin="http://localhost") as ws:
+    subprotocols = [Subprotocol("realtime"), Subprotocol(f"openai-insecure-api-key.{client_token[1]}")]
+    async with connect(
+        relay_url + "?model=gpt-realtime", subprotocols=subprotocols, origin=Origin("http://localhost")
+    ) as ws:
         assert ws.subprotocol == "realtime"
         await recv_until(ws, "session.created")
         (update,) = await upstream.wait_for(lambda e: e.get("type") == "session.update")
@@ -94,7 +98,12 @@ async def test_the_approval_loop_runs_through_run_relay(relay_url, upstream, cli
         assert answer["item"]["approve"] is True
         assert "mcp_approval_response" not in json.dumps(upstream.events()[:-1])
 
-        call = {**APPROVAL_ITEM, "id": "mcp_1", "type": "mcp_call", "approval_request_id": "mcpr_abc123"}
+        call: dict[str, Any] = {
+            **APPROVAL_ITEM,
+            "id": "mcp_1",
+            "type": "mcp_call",
+            "approval_request_id": "mcpr_abc123",
+        }
         call.update(output="Door unlocked.", error=None)
         await upstream.send({"type": "conversation.item.done", "event_id": "e7", "item": call})
         await upstream.wait_for(lambda e: e.get("type") == "response.create")

@@ -34,7 +34,7 @@ def serving(pid: int, port: int) -> int:
     return sum(1 for c in conns if c.status == psutil.CONN_ESTABLISHED and c.laddr.port == port)
 
 
-async def wait_for(predicate, timeout: float = 15):  # type: ignore[no-untyped-def]
+async def wait_for(predicate, timeout: float = 15):
     """Poll `predicate` (process state has no event to wait on) until it returns a true value."""
     async with asyncio.timeout(timeout):
         while True:

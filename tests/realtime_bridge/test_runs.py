@@ -17,7 +17,7 @@ UNLOCK = 'call hotel unlock_door {"room": "1204", "reason": "Guest locked out"}'
 
 
 @pytest.fixture
-def hotel(simulator, hotel_mcp, settings, db):  # type: ignore[no-untyped-def]
+def hotel(simulator, hotel_mcp, settings, db):
     settings.OPENAI_BASE_URL = simulator.base_url
     settings.OPENAI_API_KEY = simulator.api_key
     services.register_mcp_server(label="hotel", url=hotel_mcp.mcp_url, headers=dict(hotel_mcp.headers))
@@ -25,12 +25,12 @@ def hotel(simulator, hotel_mcp, settings, db):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def token(db):  # type: ignore[no-untyped-def]
+def token(db):
     return services.issue_token(label="Concierge chat", metadata={"channel": "web chat"})[0]
 
 
 def test_a_run_pauses_on_an_approval_request_and_resumes_once_approved(hotel, token, alice):
-    run = runs.start_run(input=UNLOCK, token=token)
+    run: ResponsesRun | None = runs.start_run(input=UNLOCK, token=token)
     assert run.state == "queued" and run.session.kind == "responses"
 
     run = runs.advance(run.pk)
@@ -72,7 +72,7 @@ def test_a_run_without_tools_completes_in_one_step(hotel, alice):
 
 
 def test_a_run_fails_when_the_responses_api_refuses_it(hotel, token):
-    run = runs.start_run(input="Hello", token=token, model="no-such-model-at-all")
+    run: ResponsesRun | None = runs.start_run(input="Hello", token=token, model="no-such-model-at-all")
     ResponsesRun.objects.filter(pk=run.pk).update(model="")  # the API answers 400: model missing
     run = runs.advance(run.pk)
     assert run.state == "failed" and "model" in run.error

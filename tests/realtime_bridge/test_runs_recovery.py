@@ -44,14 +44,14 @@ class Faults:
 
 
 @pytest.fixture
-def faults(simulator):  # type: ignore[no-untyped-def]
+def faults(simulator):
     f = Faults(simulator)
     yield f
     f.arm(fail_count=0, fail_status=500, latency=0)  # the simulator process is shared
 
 
 @pytest.fixture
-def hotel(simulator, hotel_mcp, settings, db):  # type: ignore[no-untyped-def]
+def hotel(simulator, hotel_mcp, settings, db):
     settings.OPENAI_BASE_URL = simulator.base_url
     settings.OPENAI_API_KEY = simulator.api_key
     services.register_mcp_server(label="hotel", url=hotel_mcp.mcp_url, headers=dict(hotel_mcp.headers))
@@ -59,12 +59,12 @@ def hotel(simulator, hotel_mcp, settings, db):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def token(db):  # type: ignore[no-untyped-def]
+def token(db):
     return services.issue_token(label="Concierge chat", metadata={"channel": "web chat"})[0]
 
 
 @pytest.fixture
-def impatient_client(simulator, monkeypatch):  # type: ignore[no-untyped-def]
+def impatient_client(simulator, monkeypatch):
     """The runs' OpenAI client, with a timeout short enough to miss a slow answer."""
     client = openai.OpenAI(api_key=simulator.api_key, base_url=simulator.base_url, max_retries=0, timeout=0.3)
     monkeypatch.setattr(runs, "openai_client", lambda: client)
@@ -84,7 +84,7 @@ def waiting_run(token: Any) -> ResponsesRun:
     return run
 
 
-def kinds(run: ResponsesRun, kind: str) -> int:
+def kinds(run: ResponsesRun | None, kind: str) -> int:
     return AuditEvent.objects.filter(session_id=run.session_id, kind=kind).count()
 
 
@@ -95,7 +95,7 @@ def test_a_first_call_that_meets_a_503_is_retried_with_backoff_and_the_run_compl
     hotel, token, faults, alice, django_capture_on_commit_callbacks
 ):
     faults.arm(fail_count=1, fail_status=503)
-    run = runs.start_run(input=UNLOCK, token=token)
+    run: ResponsesRun | None = runs.start_run(input=UNLOCK, token=token)
 
     with mock.patch.object(tasks.advance_run, "apply_async") as retry, django_capture_on_commit_callbacks(execute=True):
         run = runs.advance(run.pk)
@@ -118,7 +118,7 @@ def test_a_first_call_that_meets_a_503_is_retried_with_backoff_and_the_run_compl
 
 
 def test_a_rate_limited_resumption_is_sent_again_and_its_decision_marked_sent_once(hotel, token, faults, alice):
-    run = waiting_run(token)
+    run: ResponsesRun | None = waiting_run(token)
     req = ApprovalRequest.objects.get(session=run.session)
     services.decide(req, approve=True, by=alice)
     faults.arm(fail_count=1, fail_status=429)
@@ -140,7 +140,7 @@ def test_a_rate_limited_resumption_is_sent_again_and_its_decision_marked_sent_on
 
 def test_a_run_gives_up_after_too_many_transient_errors(hotel, token, faults):
     faults.arm(fail_count=runs.MAX_ATTEMPTS + 1, fail_status=500)
-    run = runs.start_run(input="Hello", token=token)
+    run: ResponsesRun | None = runs.start_run(input="Hello", token=token)
 
     for attempt in range(runs.MAX_ATTEMPTS + 1):
         run = runs.advance(run.pk, now=later(attempt * 100))
@@ -170,7 +170,7 @@ def test_a_first_call_whose_answer_never_came_is_sent_again_without_a_second_app
 # --- Dead workers -----------------------------------------------------------------------------
 
 
-def die_mid_call(run: ResponsesRun, *, step_input: Any, response: dict[str, Any] | None = None) -> str:
+def die_mid_call(run: ResponsesRun | None, *, step_input: Any, response: dict[str, Any] | None = None) -> str:
     """What a worker leaves behind when it is killed during (or right after) its call."""
     token = runs._claim(run.pk, now=timezone.now())
     assert token is not None
@@ -181,7 +181,7 @@ def die_mid_call(run: ResponsesRun, *, step_input: Any, response: dict[str, Any]
 
 
 def test_a_run_whose_worker_died_during_the_first_call_is_taken_over_once_its_lease_expires(hotel, token, faults):
-    run = runs.start_run(input=UNLOCK, token=token)
+    run: ResponsesRun | None = runs.start_run(input=UNLOCK, token=token)
     die_mid_call(run, step_input=UNLOCK)
 
     assert runs.advance(run.pk) is None  # the lease still holds it
@@ -195,8 +195,8 @@ def test_a_run_whose_worker_died_during_the_first_call_is_taken_over_once_its_le
 
 
 def test_a_response_that_came_back_before_the_worker_died_is_recorded_not_asked_for_again(hotel, token, faults):
-    run = runs.start_run(input=UNLOCK, token=token)
-    response = runs.openai_client().responses.create(model=run.model, input=UNLOCK, tools=runs.calls.tools_for())
+    run: ResponsesRun | None = runs.start_run(input=UNLOCK, token=token)
+    response = runs.openai_client().responses.create(model=run.model, input=UNLOCK, tools=runs.calls.tools_for())  # type: ignore[arg-type]  # plain mcp dicts
     kept = {"id": response.id, "output": [i.model_dump(mode="json") for i in response.output], "output_text": ""}
     die_mid_call(run, step_input=UNLOCK, response=kept)
     before = faults.received()
@@ -210,7 +210,7 @@ def test_a_response_that_came_back_before_the_worker_died_is_recorded_not_asked_
 
 
 def test_a_resumption_whose_worker_died_mid_call_fails_rather_than_answer_twice(hotel, token, faults, alice):
-    run = waiting_run(token)
+    run: ResponsesRun | None = waiting_run(token)
     req = ApprovalRequest.objects.get(session=run.session)
     services.decide(req, approve=True, by=alice)
     die_mid_call(run, step_input=runs._approval_responses(run.session_id))
@@ -227,7 +227,7 @@ def test_a_resumption_whose_worker_died_mid_call_fails_rather_than_answer_twice(
 def test_a_resumption_whose_answer_timed_out_is_not_sent_again_though_the_tool_may_have_run(
     hotel, token, faults, alice, impatient_client
 ):
-    run = waiting_run(token)
+    run: ResponsesRun | None = waiting_run(token)
     services.decide(ApprovalRequest.objects.get(session=run.session), approve=True, by=alice)
     faults.arm(latency=1)
     before = faults.received()

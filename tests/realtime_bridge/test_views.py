@@ -17,11 +17,11 @@ SDP_OFFER = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TL
 
 
 @pytest.fixture
-def token(db):  # type: ignore[no-untyped-def]
+def token(db):
     return services.issue_token(label="Concierge chat", metadata={"channel": "web chat"})
 
 
-def ended_call(db) -> Call:  # type: ignore[no-untyped-def]
+def ended_call(db) -> Call:
     return Call.objects.create(call_id="rtc_ended", kind="sip", status="ended")
 
 
@@ -109,7 +109,7 @@ def test_a_run_needs_an_input(client, token):
 
 
 @pytest.fixture
-def sim(simulator, settings):  # type: ignore[no-untyped-def]
+def sim(simulator, settings):
     settings.OPENAI_BASE_URL = simulator.base_url
     settings.OPENAI_API_KEY = simulator.api_key
     return simulator

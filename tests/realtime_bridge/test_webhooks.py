@@ -36,7 +36,7 @@ def incoming(call_id: str = "rtc_0123456789abcdef0123456789abcdef", to: str = "+
     }
 
 
-def post(client, body: bytes, headers: dict[str, str]):  # type: ignore[no-untyped-def]
+def post(client, body: bytes, headers: dict[str, str]):
     extra = {f"HTTP_{k.upper().replace('-', '_')}": v for k, v in headers.items() if k != "content-type"}
     return client.post(URL, data=body, content_type="application/json", **extra)
 
@@ -47,12 +47,12 @@ def signed(event: dict[str, Any], *, secret: str = SECRET, **kwargs: Any) -> tup
 
 
 @pytest.fixture
-def webhook_secret(settings):  # type: ignore[no-untyped-def]
+def webhook_secret(settings):
     settings.OPENAI_WEBHOOK_SECRET = SECRET
 
 
 @pytest.fixture
-def sim(simulator, settings, db):  # type: ignore[no-untyped-def]
+def sim(simulator, settings, db):
     """The simulator as OpenAI; `ring()` makes a call ring there (its own webhook goes nowhere)."""
     settings.OPENAI_BASE_URL = simulator.base_url
     settings.OPENAI_API_KEY = simulator.api_key
@@ -75,7 +75,7 @@ def sim(simulator, settings, db):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def route(db):  # type: ignore[no-untyped-def]
+def route(db):
     return SipRoute.objects.create(name="Front desk", to_pattern="+1800555*", label="Front desk line")
 
 
