@@ -63,42 +63,6 @@ class AuditEvent(models.Model):
 
     `kind` is one of the kinds the apps register (audit/kinds.py)."""
 
-    # transitional: removed after the merge. Every app's kinds, for the callers that still write
-    # AuditEvent.Kind.X; the apps own them (approvals.models.AuditKind,
-    # compliance.models.AuditKind, realtime_bridge.kinds.CallKind), with the same values.
-    class Kind(models.TextChoices):
-        REQUESTED = "requested", "Requested"
-        POLICY_ROUTED = "policy_routed", "Routed by policy"
-        VOTED = "voted", "Approval counted toward the quorum"
-        ESCALATED = "escalated", "Escalated to the next group"
-        NOTIFIED = "notified", "Shown on the staff dashboards"
-        OPENED = "opened", "Opened by a staff member"
-        DECIDED = "decided", "Decided"
-        EXPIRED = "expired", "Expired"
-        CANCELLED = "cancelled", "Cancelled"
-        SENT = "sent", "Decision sent upstream"
-        MCP_CALL = "mcp_call", "Tool call result"
-        SESSION_OPENED = "session_opened", "Session opened"
-        SESSION_CLOSED = "session_closed", "Session closed"
-        TOKEN_ISSUED = "token_issued", "Client token issued"
-        TOKEN_REVOKED = "token_revoked", "Client token revoked"
-        SERVER_SAVED = "server_saved", "MCP server registered or changed"
-        SERVER_DELETED = "server_deleted", "MCP server deleted"
-        SERVER_PROBED = "server_probed", "MCP server probed"
-        TOOL_REVIEWED = "tool_reviewed", "Changed MCP tool reviewed"
-        TOOL_DRIFTED = "tool_drifted", "MCP tool definition changed"
-        POLICY_CHANGED = "policy_changed", "Approval policy changed"
-        CALL_ACCEPTED = "call_accepted", "Phone call accepted"
-        CALL_REJECTED = "call_rejected", "Phone call rejected"
-        CALL_TRANSFERRED = "call_transferred", "Phone call transferred"
-        CALL_HUNG_UP = "call_hung_up", "Phone call hung up"
-        LOGIN = "login", "Logged in"
-        LOGIN_FAILED = "login_failed", "Failed login"
-        LEGAL_HOLD_PLACED = "legal_hold_placed", "Legal hold placed"
-        LEGAL_HOLD_RELEASED = "legal_hold_released", "Legal hold released"
-        EXPORTED = "exported", "Audit exported"
-        PURGED = "purged", "Retention purge"
-
     kind = models.CharField(max_length=32, choices=kinds.choices)
     # By name: the audit trail sits below the apps whose requests and sessions it records.
     request = models.ForeignKey(

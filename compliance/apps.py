@@ -6,7 +6,4 @@ class ComplianceConfig(AppConfig):
     verbose_name = "Compliance review"
 
     def ready(self) -> None:
-        from compliance import (  # noqa: F401
-            checks,  # AUDIT_TRUSTED_PUBLIC_KEYS is well-formed
-            signals,  # logins and failed logins → audit rows
-        )
+        from compliance import signals  # noqa: F401  logins and failed logins → audit rows

@@ -10,9 +10,8 @@ from django.utils import timezone
 
 from approvals.models import ApprovalRequest
 from audit import kinds
-from audit.models import Checkpoint  # moved to audit.models: importable here until the callers move
 
-__all__ = ["COMPLIANCE_GROUP", "AuditKind", "Checkpoint", "Export", "LegalHold", "ReviewAccess"]
+__all__ = ["COMPLIANCE_GROUP", "AuditKind", "Export", "LegalHold", "ReviewAccess"]
 
 COMPLIANCE_GROUP = "compliance"
 

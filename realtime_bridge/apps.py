@@ -9,7 +9,7 @@ class RealtimeBridgeConfig(AppConfig):
 
     def ready(self) -> None:
         from approvals import events
-        from realtime_bridge import cards, kinds, runs  # noqa: F401  kinds: the call audit kinds' labels
+        from realtime_bridge import cards, kinds, runs, tasks  # noqa: F401  kinds: audit labels; tasks: registered by name
 
         cards.register()  # a card shows its session's call or run
 

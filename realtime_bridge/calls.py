@@ -3,7 +3,7 @@ arrive as `realtime.call.incoming` webhooks, and browser (WebRTC) calls whose cl
 minted. Every change of a Call goes through this module; approval state still changes only in
 approvals.services (closing a call's session cancels its pending requests there).
 
-Call control is audited (approvals.audit.record, in the transaction of the change it records):
+Call control is audited (audit.writer.record, in the transaction of the change it records):
 CALL_ACCEPTED when a routed SIP call is accepted, CALL_REJECTED and CALL_TRANSFERRED when one
 that no route matches is rejected or passed on, and CALL_TRANSFERRED / CALL_HUNG_UP when staff
 transfer or hang up a call (written by whichever ends the call first, see end_call).
@@ -21,17 +21,17 @@ from typing import TYPE_CHECKING, Any
 
 import openai
 import pydantic
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core import signing
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from openai.types.webhooks import RealtimeCallIncomingWebhookEvent
 
-from approvals import audit, events, policy, services
-from approvals.models import ApprovalRequest, AuditEvent, McpServer, RealtimeSession
+from approvals import events, policy, services
+from approvals.models import McpServer, RealtimeSession
+from audit import writer
 from realtime_bridge.client import openai_client
+from realtime_bridge.kinds import CallAuditKind
 from realtime_bridge.models import Call, SipRoute, WebhookDelivery, sip_number
 
 if TYPE_CHECKING:
@@ -41,8 +41,6 @@ log = logging.getLogger(__name__)
 
 # The channel-layer group run_bridge listens on for calls to attach to. A hint only: the
 # bridge also re-reads the live calls from the database when it starts and every few seconds.
-BRIDGE_CALLS_GROUP = "bridge.calls"
-BRIDGE_ATTACH = "bridge.attach"
 # How long a browser has to create its call with a minted secret (and to ask us to attach).
 CLIENT_SECRET_SECONDS = 600
 _TICKET_SALT = "countersign.webrtc"
@@ -95,20 +93,6 @@ def find_route(*, to_number: str, from_number: str) -> SipRoute | None:
         if route.matches(to_number=to_number, from_number=from_number):
             return route
     return None
-
-
-# --- The bridge nudge ------------------------------------------------------------------------
-
-
-def nudge_bridge(call_pk: int) -> None:
-    """Tell run_bridge there is a call to attach to (after commit; a hint, see above)."""
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    try:
-        async_to_sync(layer.group_send)(BRIDGE_CALLS_GROUP, {"type": BRIDGE_ATTACH, "call": call_pk})
-    except Exception:
-        log.exception("Channel layer error: call %s not announced to the bridge", call_pk)
 
 
 # --- SIP webhooks ----------------------------------------------------------------------------
@@ -197,7 +181,7 @@ def answer_incoming(call: Call) -> Call:
             call,
             Call.Status.REJECTED,
             outcome=f"No route: rejected with {status_code}",
-            audit_kind=AuditEvent.Kind.CALL_REJECTED,
+            audit_kind=CallAuditKind.CALL_REJECTED,
             audit_payload={"reason": "no route", "status_code": status_code},
         )
     config = route_config(route) if route is not None else session_config(servers=[])
@@ -217,7 +201,7 @@ def answer_incoming(call: Call) -> Call:
             Call.Status.REFERRED,
             outcome=f"No route: transferred to {target}",
             refer_target=target,
-            audit_kind=AuditEvent.Kind.CALL_TRANSFERRED,
+            audit_kind=CallAuditKind.CALL_TRANSFERRED,
             # Accepted bare (no tools, no session) only to be passed on.
             audit_payload={"reason": "no route", "target_uri": target},
         )
@@ -239,13 +223,13 @@ def _open(call: Call, *, label: str, metadata: dict[str, Any], model: str, route
         else:
             if call.kind == Call.Kind.SIP:
                 # A browser call is created by the browser; only a SIP call is accepted by us.
-                audit.record(
-                    kind=AuditEvent.Kind.CALL_ACCEPTED,
+                writer.record(
+                    kind=CallAuditKind.CALL_ACCEPTED,
                     session=session,
                     actor_label=BY_ROUTING,
                     payload={**_call_payload(call), "route": route.name if route is not None else None},
                 )
-            transaction.on_commit(partial(nudge_bridge, call.pk), robust=True)
+            transaction.on_commit(partial(events.bridge_attach, call.pk), robust=True)
     call.refresh_from_db()
     return call
 
@@ -270,7 +254,7 @@ def _finish(
             status=status, outcome=outcome[:200], refer_target=refer_target[:200], ended_at=timezone.now()
         )
         if won and audit_kind is not None:
-            audit.record(
+            writer.record(
                 kind=audit_kind, actor_label=BY_ROUTING, payload={**_call_payload(call), **(audit_payload or {})}
             )
     call.refresh_from_db()
@@ -319,8 +303,8 @@ def _audit_staff_action(call: Call) -> None:
     payload = {**_call_payload(call), "outcome": call.outcome}
     if call.refer_target:
         payload["target_uri"] = call.refer_target
-    audit.record(
-        kind=AuditEvent.Kind.CALL_TRANSFERRED if call.refer_target else AuditEvent.Kind.CALL_HUNG_UP,
+    writer.record(
+        kind=CallAuditKind.CALL_TRANSFERRED if call.refer_target else CallAuditKind.CALL_HUNG_UP,
         session_id=call.session_id,
         actor=by,
         actor_label=services.user_label(by) if by is not None else "",
@@ -331,8 +315,7 @@ def _audit_staff_action(call: Call) -> None:
 def announce_session(session_id: int) -> None:
     """Re-send the cards of every request of a session whose call or run changed (after commit),
     so that a card showing the call's or the run's state stays true."""
-    for pk in ApprovalRequest.objects.filter(session_id=session_id).values_list("pk", flat=True):
-        events.request_changed(pk)
+    events.session_requests_changed(session_id, pending_only=False)
 
 
 def _note_action(call: Call, *, by: User, outcome: str, refer_target: str = "") -> None:

@@ -57,7 +57,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from approvals import services
-from approvals.models import ApprovalRequest, AuditEvent, ClientToken, ConversationLine, RealtimeSession
+from approvals.models import ApprovalRequest, AuditKind, ClientToken, ConversationLine, RealtimeSession
 from realtime_bridge import calls, client, items
 from realtime_bridge.models import ResponsesRun
 
@@ -79,7 +79,7 @@ MAX_INPUT_CHARS = 20_000
 # The Celery task that takes a step (realtime_bridge/tasks.py registers it under this name).
 ADVANCE_RUN_TASK = "realtime_bridge.tasks.advance_run"
 # Audit kinds that answer a request: a waiting run may be able to resume.
-DECISION_KINDS = frozenset({AuditEvent.Kind.DECIDED, AuditEvent.Kind.EXPIRED})
+DECISION_KINDS = frozenset({AuditKind.DECIDED, AuditKind.EXPIRED})
 
 
 def openai_client() -> openai.OpenAI:

@@ -8,7 +8,7 @@ call (REALTIME_PROTOCOL.md section 8.1), catching approval requests exactly like
   it holds and claims live calls that nobody holds (new ones, released ones, or ones whose
   holder died and let its lease expire), up to its fair share (`_claim_calls`); each claim is a
   conditional UPDATE, so of two bridges one wins. A nudge on the channel-layer group
-  `calls.BRIDGE_CALLS_GROUP` after an accept makes the claim immediate; the least busy bridge
+  `events.BRIDGE_CALLS` after an accept makes the claim immediate; the least busy bridge
   tries first. A bridge detaches from a call it no longer holds (taken over while it could not
   renew), and from all of them once it has not been able to renew for a whole lease.
 - Decisions: each attached session listens on its own channel, joined to
@@ -211,7 +211,7 @@ class Bridge:
         if self.layer is None:
             return
         channel = await self.layer.new_channel()
-        await self.layer.group_add(calls.BRIDGE_CALLS_GROUP, channel)
+        await self.layer.group_add(events.BRIDGE_CALLS, channel)
         while True:
             try:
                 message = await self.layer.receive(channel)
@@ -221,7 +221,7 @@ class Bridge:
                 log.exception("bridge: channel layer receive failed")
                 await asyncio.sleep(1)
                 continue
-            if message.get("type") == calls.BRIDGE_ATTACH:
+            if message.get("type") == events.BRIDGE_ATTACH:
                 call_pk = int(message["call"])
                 if call_pk not in self.tasks:
                     claim = asyncio.create_task(self._claim_nudged(call_pk))
@@ -349,7 +349,7 @@ class Bridge:
             return
         for call_pk in released:
             with contextlib.suppress(Exception):
-                await self.layer.group_send(calls.BRIDGE_CALLS_GROUP, {"type": calls.BRIDGE_ATTACH, "call": call_pk})
+                await self.layer.group_send(events.BRIDGE_CALLS, {"type": events.BRIDGE_ATTACH, "call": call_pk})
 
 
 async def _cancel(task: asyncio.Task[Any]) -> None:

@@ -33,16 +33,11 @@ from approvals.models.requests import (
 )
 from approvals.models.sessions import ConversationLine, RealtimeSession
 
-# Moved to audit.models: importable from here until the callers move.
-from audit.models import AuditChainHead, AuditEvent
-
 __all__ = [
     "CARD_CONVERSATION_LINES",
     "TOKEN_PREFIX",
     "ApprovalRequest",
     "ApprovalRequestQuerySet",
-    "AuditChainHead",
-    "AuditEvent",
     "AuditKind",
     "ClientToken",
     "ClientTokenQuerySet",

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from approvals.models import AuditEvent
+from approvals.models import AuditKind
+from audit.models import AuditEvent
 from realtime_bridge import calls
+from realtime_bridge.kinds import CallAuditKind
 from realtime_bridge.models import Call
 from tests.realtime_bridge.test_webhooks import (  # noqa: F401  (fixtures)
     incoming,
@@ -18,11 +20,14 @@ from tests.realtime_bridge.test_webhooks import (  # noqa: F401  (fixtures)
     webhook_secret,
 )
 
-Kind = AuditEvent.Kind
-
 
 def call_rows() -> list[AuditEvent]:
-    kinds = [Kind.CALL_ACCEPTED, Kind.CALL_REJECTED, Kind.CALL_TRANSFERRED, Kind.CALL_HUNG_UP]
+    kinds = [
+        CallAuditKind.CALL_ACCEPTED,
+        CallAuditKind.CALL_REJECTED,
+        CallAuditKind.CALL_TRANSFERRED,
+        CallAuditKind.CALL_HUNG_UP,
+    ]
     return list(AuditEvent.objects.filter(kind__in=kinds).order_by("seq"))
 
 
@@ -54,7 +59,7 @@ def test_a_routed_call_that_is_accepted_is_audited_with_its_session_and_route(an
         "to": "+18005551212",
         "route": "Front desk",
     }
-    opened = AuditEvent.objects.get(session_id=answered.session_id, kind=Kind.SESSION_OPENED)
+    opened = AuditEvent.objects.get(session_id=answered.session_id, kind=AuditKind.SESSION_OPENED)
     assert opened.seq < row.seq
 
 
@@ -99,7 +104,7 @@ def test_staff_hanging_up_a_call_is_audited_with_who_did_it(answered, client, al
     )
     assert row.payload["outcome"] == "Hung up by Alice"
     # After the session closed, in the same transaction as the call's end.
-    closed = AuditEvent.objects.get(session_id=answered.session_id, kind=Kind.SESSION_CLOSED)
+    closed = AuditEvent.objects.get(session_id=answered.session_id, kind=AuditKind.SESSION_CLOSED)
     assert closed.seq < row.seq
 
 
@@ -117,7 +122,7 @@ def test_the_bridge_ending_the_call_first_writes_the_staff_actions_row_once(answ
     assert calls.end_call(answered.pk, outcome="The call ended.", code=1000)
     assert not calls.end_call(answered.pk, outcome="Hung up by Alice")
 
-    rows = [r for r in call_rows() if r.kind == Kind.CALL_HUNG_UP]
+    rows = [r for r in call_rows() if r.kind == CallAuditKind.CALL_HUNG_UP]
     assert [(r.actor, r.payload["outcome"]) for r in rows] == [(alice, "Hung up by Alice")]
 
 

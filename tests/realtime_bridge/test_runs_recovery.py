@@ -17,7 +17,8 @@ import pytest
 from django.utils import timezone
 
 from approvals import services
-from approvals.models import ApprovalRequest, AuditEvent
+from approvals.models import ApprovalRequest
+from audit.models import AuditEvent
 from realtime_bridge import runs, tasks
 from realtime_bridge.models import ResponsesRun
 
