@@ -212,7 +212,7 @@ def test_a_403_logs_one_line_without_a_traceback(client, alice, case, caplog):
         assert client.post(reverse("review_place_hold", args=[case.pk])).status_code == 403
     records = [r for r in caplog.records if r.name == "django.request"]
     assert [r.getMessage() for r in records] == [
-        f"Forbidden: {reverse('review_case', args=[case.pk])}",
-        f"Forbidden: {reverse('review_place_hold', args=[case.pk])}",
+        f"Forbidden: {reverse('review_case', args=[case.pk])} (user alice)",
+        f"Forbidden: {reverse('review_place_hold', args=[case.pk])} (user alice)",
     ]
     assert all(r.exc_info is None for r in records)
