@@ -278,13 +278,21 @@ class ApprovalRequest(models.Model):
         }
 
     def live_claim(self, now: datetime) -> dict[str, Any] | None:
-        """Who is on it: {user_id, label, at}, or None when unclaimed, decided, or the claim is
+        """Who is on it: {user_id, label, at, seconds}, or None when unclaimed, decided, or the claim is
         older than CLAIM_SECONDS (released lazily here; the sweep clears the row later)."""
         if self.status != self.Status.PENDING or self.claimed_by_id is None or self.claimed_at is None:
             return None
-        if (now - self.claimed_at).total_seconds() >= settings.CLAIM_SECONDS:
+        age = (now - self.claimed_at).total_seconds()
+        if age >= settings.CLAIM_SECONDS:
             return None
-        return {"user_id": self.claimed_by_id, "label": self.claimed_by_label, "at": self.claimed_at.isoformat()}
+        # `seconds`: how long it has been claimed, so that a card counts on from the server's
+        # clock, not the device's (as seconds_left does for the deadline).
+        return {
+            "user_id": self.claimed_by_id,
+            "label": self.claimed_by_label,
+            "at": self.claimed_at.isoformat(),
+            "seconds": round(max(0.0, age), 1),
+        }
 
     def next_step(self) -> dict[str, Any] | None:
         """Where a pending request goes when its current step's deadline passes, if it escalates:
