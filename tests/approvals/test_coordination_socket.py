@@ -60,7 +60,7 @@ async def test_presence_frames_say_who_of_the_group_is_online(desk, alice, bob):
     bob_ws = await dashboard_socket(bob)
     await bob_ws.connect()
 
-    while (frame := await next_of(alice_ws, "presence"))["online"] != {"front-desk": ["Alice", "Bob"]}:
+    while (await next_of(alice_ws, "presence"))["online"] != {"front-desk": ["Alice", "Bob"]}:
         pass  # the presence event of Alice's own connect may come first
     await bob_ws.disconnect()
     assert (await next_of(alice_ws, "presence"))["online"] == {"front-desk": ["Alice"]}

@@ -7,7 +7,6 @@ import json
 from datetime import timedelta
 
 import pytest
-from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
