@@ -90,10 +90,8 @@ def test_claims_presence_kept_text_and_a_visible_escalation(shift, browser, pass
     claim = max_card.locator(".claim-text", has_text="Alice is on it, 0:0")
     claim.wait_for(timeout=10000)
     first = claim.inner_text()
-    pages["max"].wait_for_function(
-        f"document.querySelector(\"article.card[data-id='{door.pk}'] .claim-text\").textContent !== {json.dumps(first)}",
-        timeout=10000,
-    )
+    counter = f"document.querySelector(\"article.card[data-id='{door.pk}'] .claim-text\").textContent"
+    pages["max"].wait_for_function(f"{counter} !== {json.dumps(first)}", timeout=10000)
 
     # Max decides anyway while Alice types: her text stays on the stamped card.
     alice_card.locator(".reason").fill("Guest showed ID at the desk")
