@@ -21,7 +21,7 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
-from approvals.models import ApprovalRequest
+from approvals.models import ApprovalRequest, DashboardPresence, online_members
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 DASHBOARD = "approvals.dashboard"
 # Message types (the consumer handler is the type with "." replaced by "_").
 REQUEST_CHANGED = "approvals.request_changed"
+# Someone's dashboard opened or closed: each dashboard re-sends its person who is online.
+PRESENCE_CHANGED = "approvals.presence_changed"
 RELAY_DECISION = "relay.decision"
 # The group run_bridge listens on for calls to attach to (realtime_bridge/sideband.py). A hint
 # only: the bridge also re-reads the live calls from the database when it starts and every few
@@ -75,13 +77,26 @@ def session_group(session_id: int) -> str:
     return f"relay.session.{session_id}"
 
 
-def request_changed_message(request_dict: dict[str, Any], *, audience: str = "") -> dict[str, Any]:
+def request_changed_message(
+    request_dict: dict[str, Any], *, audience: str = "", earlier_audience: str | None = None
+) -> dict[str, Any]:
     # The browser frame is serialised once here, not once per dashboard: with a hundred staff
     # screens open that is a hundred json.dumps less on the event loop that relays voice.
     # `audience` (ApprovalRequest.audience: "" = any staff, else ",group,…,") lets each
     # dashboard consumer keep the frame from people who may not decide the request.
+    # `earlier_audience` (ApprovalRequest.earlier_audience(), None at the first step): who could
+    # decide it before it escalated; their dashboards get the card once more as
+    # `request_escalated`, to stamp it "Escalated to …" instead of letting it vanish.
     frame = json.dumps({"type": "request_changed", "request": request_dict}, separators=(",", ":"))
-    return {"type": REQUEST_CHANGED, "frame": frame, "id": request_dict["id"], "audience": audience}
+    message = {"type": REQUEST_CHANGED, "frame": frame, "id": request_dict["id"], "audience": audience}
+    if earlier_audience is not None:
+        message["earlier_audience"] = earlier_audience
+    return message
+
+
+def request_escalated_frame(frame: str) -> str:
+    """The request_changed `frame` as a request_escalated one, without serialising it again."""
+    return frame.replace('{"type":"request_changed"', '{"type":"request_escalated"', 1)
 
 
 def request_removed_frame(request_id: int) -> str:
@@ -125,7 +140,8 @@ def request_changed(request_id: int) -> bool:
 
 def send_request(req: ApprovalRequest) -> bool:
     """Tell every dashboard this request's state (`req` loaded with for_one() or for_display())."""
-    return _group_send(DASHBOARD, request_changed_message(req.to_dict(), audience=req.audience))
+    message = request_changed_message(req.to_dict(), audience=req.audience, earlier_audience=req.earlier_audience())
+    return _group_send(DASHBOARD, message)
 
 
 def relay_decision(*, session_id: int, request_id: int, decision: dict[str, Any] | None = None) -> bool:
@@ -148,3 +164,53 @@ def session_requests_changed(session_id: int, *, pending_only: bool = True) -> N
 def bridge_attach(call_id: int) -> bool:
     """Tell run_bridge there is a call (realtime_bridge Call pk) to attach to (after commit)."""
     return _group_send(BRIDGE_CALLS, {"type": BRIDGE_ATTACH, "call": call_id})
+
+
+# Presence and reach ---------------------------------------------------------------------------
+
+
+def presence_changed() -> bool:
+    """Tell every dashboard that who is online changed (after the presence row was written).
+    The map is read once here, not once per dashboard; each consumer keeps its person's groups."""
+    return _group_send(DASHBOARD, {"type": PRESENCE_CHANGED, "online": online_by_group()})
+
+
+def online_by_group() -> dict[str, list[str]]:
+    """{group name: [display names of its members with a dashboard open]}, and under "" every
+    staff member online (for requests any staff may decide)."""
+    from django.contrib.auth.models import Group
+
+    out: dict[str, list[str]] = {"": [_label(u) for u in online_members([])]}
+    fresh = DashboardPresence.objects.fresh().values("user_id")
+    for group in Group.objects.filter(user__in=fresh).distinct().order_by("name"):
+        out[group.name] = [_label(u) for u in online_members([group.name])]
+    return out
+
+
+def _label(user: Any) -> str:
+    # As services.user_label names people (events must not import the services).
+    return str(user.get_full_name() or user.get_username())
+
+
+# Whether anyone of a step's groups can be reached now: a list of providers, each
+# `provider(groups: list[str]) -> bool` ([] = any staff member). Dashboard presence is the
+# default one; an app above approvals (notify: push subscriptions, …) appends its own in
+# AppConfig.ready(). Consulted by `escalate_when_nobody_online` on routing and on each step.
+def _dashboard_presence(groups: list[str]) -> bool:
+    return bool(online_members(groups))
+
+
+reachability_providers: list[Callable[[list[str]], bool]] = [_dashboard_presence]
+
+
+def is_anyone_online(groups: list[str]) -> bool:
+    """Whether any provider can reach someone of `groups` now. A provider that fails counts as
+    "reachable": an outage of a notification channel must not skip people who are there."""
+    for provider in list(reachability_providers):
+        try:
+            if provider(groups):
+                return True
+        except Exception:
+            logger.exception("Reachability provider %r failed", provider)
+            return True
+    return False

@@ -25,3 +25,11 @@ def expire_request(pk: int) -> None:
 @shared_task(acks_late=True, ignore_result=True)
 def sweep_overdue() -> None:
     services.expire_overdue(now=timezone.now())
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def sweep_claims_and_presence() -> None:
+    # Claims older than CLAIM_SECONDS (the cards already ignore them) and presence rows of
+    # dashboards whose process died without a disconnect. Two cheap queries when all is well.
+    services.release_expired_claims()
+    services.forget_stale_dashboards()

@@ -107,10 +107,50 @@ def opened(request: HttpRequest, pk: int) -> JsonResponse:
     return JsonResponse({"recorded": services.mark_opened(req, by=request.user)})
 
 
+@require_POST
+def claim(request: HttpRequest, pk: int) -> JsonResponse:
+    """POST "I'm on it" (implicit=1: the person opened the card's details; then a colleague's
+    claim is left alone and answered 200 with claimed false). Answers JSON like decide():
+    200 {claimed, request}; 403 (not staff / may not decide it), 404, 409 {error, request}
+    (decided, or someone else is on it)."""
+    return _claim_or_release(request, pk, release=False)
+
+
+@require_POST
+def release(request: HttpRequest, pk: int) -> JsonResponse:
+    """POST: give up one's claim. 200 {released, request}; 403/404 as claim()."""
+    return _claim_or_release(request, pk, release=True)
+
+
+def _claim_or_release(request: HttpRequest, pk: int, *, release: bool) -> JsonResponse:
+    if not request.user.is_authenticated:
+        return _error("Your session has ended. Log in again.", 403)
+    if not request.user.is_staff:
+        return _error("Only staff can claim approval requests.", 403)
+    req = ApprovalRequest.objects.filter(pk=pk).first()
+    if req is None:
+        return _error("There is no such request.", 404)
+    answer: dict[str, Any]
+    if release:
+        answer = {"released": services.release_claim(req, by=request.user)}
+    else:
+        try:
+            answer = {"claimed": services.claim(req, by=request.user)}
+        except services.TransitionError as e:
+            current = e.request.to_dict() if e.request is not None else None
+            if request.POST.get("implicit") == "1" and current is not None and current["status"] == "pending":
+                return JsonResponse({"claimed": False, "request": current})
+            return _error(str(e), 409, request=current)
+        except PermissionDenied as e:
+            return _error(str(e), 403)
+    return JsonResponse({**answer, "request": ApprovalRequest.objects.for_one().get(pk=req.pk).to_dict()})
+
+
 @require_GET
 @staff_required
 def history(request: HttpRequest) -> HttpResponse:
-    requests = ApprovalRequest.objects.history().visible_to(request.user).select_related("decided_by")
+    # reached_by, not visible_to: a request that escalated away from a group stays in its history.
+    requests = ApprovalRequest.objects.history().reached_by(request.user).select_related("decided_by")
     status = request.GET.get("status", "")
     # An unknown filter value shows everything rather than an empty page.
     if status in ApprovalRequest.Status.values and status != ApprovalRequest.Status.PENDING:

@@ -312,6 +312,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     # Heals a lost or late deadline task (approvals/tasks.py); expires so beats queued while no
     # worker ran do not pile up: the next sweep does the same work.
     "approvals-sweep-overdue": {"task": "approvals.tasks.sweep_overdue", "schedule": 2.0, "options": {"expires": 10}},
+    # Releases lapsed claims and forgets dashboards whose process died (approvals/tasks.py).
+    "approvals-sweep-claims": {
+        "task": "approvals.tasks.sweep_claims_and_presence",
+        "schedule": 10.0,
+        "options": {"expires": 30},
+    },
     # Signs the audit chain's head every minute (compliance/tasks.py); a no-op when nothing changed.
     "compliance-seal-chain": {"task": "compliance.tasks.seal_chain", "schedule": 60.0, "options": {"expires": 50}},
     # Retention: removes payloads older than AUDIT_RETENTION_DAYS, except under legal hold.
@@ -365,3 +371,9 @@ LOGGING = {
 
 # Approvals: how long a request waits for a human before its deadline decides (a denial).
 APPROVAL_TIMEOUT_SECONDS = env_int("APPROVAL_TIMEOUT_SECONDS", 60)
+# A claim ("I'm on it") lapses after this many seconds without a decision (approvals/services/claims.py).
+CLAIM_SECONDS = env_int("CLAIM_SECONDS", 120)
+# Presence: a dashboard refreshes its row every PRESENCE_HEARTBEAT_SECONDS; a row not refreshed
+# for PRESENCE_STALE_SECONDS (its process died without a disconnect) no longer counts as online.
+PRESENCE_HEARTBEAT_SECONDS = env_int("PRESENCE_HEARTBEAT_SECONDS", 20)
+PRESENCE_STALE_SECONDS = env_int("PRESENCE_STALE_SECONDS", 60)

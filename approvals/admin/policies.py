@@ -61,7 +61,7 @@ class PolicyRuleAdmin(admin.ModelAdmin):
         (
             "Ask: the first step",
             {
-                "fields": ["groups", "quorum", "deadline_seconds", "on_deadline"],
+                "fields": ["groups", "quorum", "deadline_seconds", "on_deadline", "escalate_when_nobody_online"],
                 "description": "For outcome ask only. To escalate, set the deadline to escalate and add the next "
                 "step(s) below.",
             },

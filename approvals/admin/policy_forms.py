@@ -60,7 +60,7 @@ class EscalationStepFormSet(BaseInlineFormSet):
 class EscalationStepInline(admin.TabularInline):
     model = EscalationStep
     formset = EscalationStepFormSet
-    fields = ["position", "groups", "quorum", "deadline_seconds", "on_deadline"]
+    fields = ["position", "groups", "quorum", "deadline_seconds", "on_deadline", "escalate_when_nobody_online"]
     extra = 0
     verbose_name = "escalation step"
     verbose_name_plural = "Escalation steps (reached in order when the step before escalates at its deadline)"
@@ -111,6 +111,7 @@ class PolicyRuleForm(forms.ModelForm):
             "quorum",
             "deadline_seconds",
             "on_deadline",
+            "escalate_when_nobody_online",
         ]
         widgets = {
             "description": forms.Textarea(attrs={"rows": 2, "cols": 80}),
@@ -166,6 +167,7 @@ class PolicyRuleForm(forms.ModelForm):
                 "quorum": s.quorum,
                 "deadline_seconds": s.deadline_seconds,
                 "on_deadline": s.on_deadline,
+                "escalate_when_nobody_online": s.escalate_when_nobody_online,
             }
             for s in existing
         ]
@@ -212,6 +214,8 @@ class PolicyRuleForm(forms.ModelForm):
             self.add_error("deadline_seconds", f"The deadline {only}")
         if cleaned.get("on_deadline") not in (None, DeadlineAction.DENY.value):
             self.add_error("on_deadline", f"What the deadline does {only}")
+        if cleaned.get("escalate_when_nobody_online"):
+            self.add_error("escalate_when_nobody_online", f"Escalating when nobody is online {only}")
         if steps:
             self.add_error(
                 None,
@@ -222,9 +226,22 @@ class PolicyRuleForm(forms.ModelForm):
     def _draft_policy(self, cleaned: dict[str, Any], steps: list[dict[str, Any]]) -> list[policy.Rule]:
         """Every rule as publish_policy will see them once this form and its steps are saved."""
         first = policy.step_of(
-            cleaned["groups"], cleaned["quorum"], cleaned["deadline_seconds"], cleaned["on_deadline"]
+            cleaned["groups"],
+            cleaned["quorum"],
+            cleaned["deadline_seconds"],
+            cleaned["on_deadline"],
+            escalate_when_nobody_online=bool(cleaned.get("escalate_when_nobody_online")),
         )
-        rest = [policy.step_of(s["groups"], s["quorum"], s["deadline_seconds"], s["on_deadline"]) for s in steps]
+        rest = [
+            policy.step_of(
+                s["groups"],
+                s["quorum"],
+                s["deadline_seconds"],
+                s["on_deadline"],
+                escalate_when_nobody_online=bool(s.get("escalate_when_nobody_online")),
+            )
+            for s in steps
+        ]
         draft = policy.Rule(
             label=cleaned["label"],
             outcome=cleaned["outcome"],

@@ -15,6 +15,7 @@ from approvals.models.fields import (
 )
 from approvals.models.kinds import AuditKind
 from approvals.models.policy import DeadlineAction, EscalationStep, PolicyRule, PolicyVersion
+from approvals.models.presence import DashboardPresence, DashboardPresenceQuerySet, online_members
 from approvals.models.registry import (
     TOKEN_PREFIX,
     ClientToken,
@@ -42,6 +43,8 @@ __all__ = [
     "ClientToken",
     "ClientTokenQuerySet",
     "ConversationLine",
+    "DashboardPresence",
+    "DashboardPresenceQuerySet",
     "DeadlineAction",
     "EncryptedJSONField",
     "EncryptedTextField",
@@ -56,6 +59,7 @@ __all__ = [
     "decrypt_text",
     "encrypt_text",
     "field_cipher",
+    "online_members",
     "plain_words",
     "register_session_detail",
     "tool_definition_hash",

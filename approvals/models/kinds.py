@@ -33,6 +33,10 @@ class AuditKind(models.TextChoices):
     TOOL_REVIEWED = "tool_reviewed", "Changed MCP tool reviewed"
     TOOL_DRIFTED = "tool_drifted", "MCP tool definition changed"
     POLICY_CHANGED = "policy_changed", "Approval policy changed"
+    # A staff member said "I'm on it" (or opened the card's details): shown on every dashboard.
+    CLAIMED = "claimed", "Claimed by a staff member"
+    # The claim ended without a decision: given up, its dashboards closed, or it grew old.
+    CLAIM_RELEASED = "claim_released", "Claim released"
 
 
 kinds.register(AuditKind)

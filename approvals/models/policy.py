@@ -48,6 +48,11 @@ class PolicyRule(models.Model):
     quorum = models.PositiveSmallIntegerField(default=1, help_text="Distinct approvers needed (2 = two-person rule).")
     deadline_seconds = models.PositiveIntegerField(null=True, blank=True, help_text="Blank: APPROVAL_TIMEOUT_SECONDS.")
     on_deadline = models.CharField(max_length=10, choices=DeadlineAction.choices, default=DeadlineAction.DENY)
+    escalate_when_nobody_online = models.BooleanField(
+        default=False,
+        help_text="Escalate at once, without waiting out the deadline, when nobody who may decide is online "
+        "or reachable (needs the deadline to escalate).",
+    )
 
     class Meta:
         ordering = ["position", "pk"]
@@ -66,6 +71,7 @@ class EscalationStep(models.Model):
     quorum = models.PositiveSmallIntegerField(default=1)
     deadline_seconds = models.PositiveIntegerField(null=True, blank=True)
     on_deadline = models.CharField(max_length=10, choices=DeadlineAction.choices, default=DeadlineAction.DENY)
+    escalate_when_nobody_online = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["rule", "position", "pk"]

@@ -52,6 +52,16 @@ class ApprovalRequestQuerySet(models.QuerySet["ApprovalRequest"]):
         the registered session details read, approvals/models/cards.py)."""
         return self.select_related("session", "mcp_server", *related_paths())
 
+    def reached_by(self, user: Any) -> ApprovalRequestQuerySet:
+        """The requests any step of which `user`'s groups could decide (the history: an escalated
+        request stays in the history of the group it left)."""
+        if user.is_superuser:
+            return self
+        condition = Q(audience="") | Q(reached_audience__contains=",*,")
+        for name in user.groups.values_list("name", flat=True):
+            condition |= Q(audience__contains=f",{name},") | Q(reached_audience__contains=f",{name},")
+        return self.filter(condition)
+
     def visible_to(self, user: Any) -> ApprovalRequestQuerySet:
         """The requests `user` may decide (in their current stage): superusers see everything,
         a request open to any staff is everyone's, the rest belong to their groups' members."""
@@ -137,6 +147,20 @@ class ApprovalRequest(models.Model):
     stage = models.PositiveSmallIntegerField(default=0)
     audience = models.CharField(max_length=500, blank=True)
     quorum = models.PositiveSmallIntegerField(default=1)
+    # Every group any step reached so far, in the form of `audience` (",*," when a step was open
+    # to any staff): the history shows a request to the groups it passed through, not only to
+    # the one that ended it (an escalated request stays in the front desk's history).
+    reached_audience = models.CharField(max_length=1000, blank=True)
+    # The claim ("I'm on it"): on the request row rather than a Claim table because there is at
+    # most one per request, it is taken and given up by one conditional UPDATE of this row (the
+    # same row lock that serialises decisions), and to_dict reads it with no extra query. Who
+    # claimed it is kept as a label too, like decided_by_label: a card never joins the user table.
+    # The claim is advisory: anyone allowed may still decide. It lapses after CLAIM_SECONDS.
+    claimed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    claimed_by_label = models.CharField(max_length=150, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
     # Approvals counted so far: [{"user_id", "label", "stage", "at"}], one per person per request.
     votes = models.JSONField(default=list, blank=True)
     # Set by the retention purge (compliance.services.purge): the arguments, raw item and call
@@ -161,6 +185,8 @@ class ApprovalRequest(models.Model):
             models.Index(fields=["-created_at", "-id"], name="approval_created"),
             models.Index(fields=["tool_name", "-created_at"], name="approval_tool_created"),
             models.Index(fields=["server_label", "-created_at"], name="approval_server_created"),
+            # The claim sweep: only the few claimed rows are in it.
+            models.Index(fields=["claimed_at"], condition=Q(claimed_at__isnull=False), name="approval_claimed_at"),
         ]
 
     def __str__(self) -> str:
@@ -241,6 +267,8 @@ class ApprovalRequest(models.Model):
                 "quorum_label": self.quorum_label,
                 "votes": [{"user_id": v["user_id"], "label": v["label"]} for v in self.stage_votes()],
             },
+            "claim": self.live_claim(now),
+            "next_step": self.next_step(),
             "call": {
                 "recorded": self.call_recorded_at is not None,
                 "arguments": self.call_arguments,
@@ -248,6 +276,46 @@ class ApprovalRequest(models.Model):
                 "error": self.call_error,
             },
         }
+
+    def live_claim(self, now: datetime) -> dict[str, Any] | None:
+        """Who is on it: {user_id, label, at, seconds}, or None when unclaimed, decided, or the claim is
+        older than CLAIM_SECONDS (released lazily here; the sweep clears the row later)."""
+        if self.status != self.Status.PENDING or self.claimed_by_id is None or self.claimed_at is None:
+            return None
+        age = (now - self.claimed_at).total_seconds()
+        if age >= settings.CLAIM_SECONDS:
+            return None
+        # `seconds`: how long it has been claimed, so that a card counts on from the server's
+        # clock, not the device's (as seconds_left does for the deadline).
+        return {
+            "user_id": self.claimed_by_id,
+            "label": self.claimed_by_label,
+            "at": self.claimed_at.isoformat(),
+            "seconds": round(max(0.0, age), 1),
+        }
+
+    def next_step(self) -> dict[str, Any] | None:
+        """Where a pending request goes when its current step's deadline passes, if it escalates:
+        {groups, at} (at = the current deadline), else None."""
+        stages = (self.plan or {}).get("stages") or []
+        if self.status != self.Status.PENDING or self.stage + 1 >= len(stages):
+            return None
+        if stages[self.stage].get("on_deadline") != "escalate":
+            return None
+        return {"groups": list(stages[self.stage + 1].get("groups") or []), "at": self.deadline.isoformat()}
+
+    def earlier_audience(self) -> str | None:
+        """The audience of the steps before the current one (the `audience` form; "" = any
+        staff), or None at the first step: who saw this request before it escalated."""
+        if self.stage == 0:
+            return None
+        stages = (self.plan or {}).get("stages") or []
+        groups: list[str] = []
+        for step in stages[: self.stage]:
+            if not step.get("groups"):
+                return ""
+            groups += [g for g in step["groups"] if g not in groups]
+        return f",{','.join(groups)}," if groups else ""
 
     @property
     def step_seconds(self) -> int:

@@ -73,17 +73,23 @@ class Step:
     quorum: int = 1
     deadline_seconds: int | None = None
     on_deadline: str = DeadlineAction.DENY.value
+    # Skip to the next step at once (on routing and on reaching this step) when nobody of this
+    # step's groups is online or reachable (approvals.events.is_anyone_online).
+    escalate_when_nobody_online: bool = False
 
     def seconds(self) -> int:
         return self.deadline_seconds or settings.APPROVAL_TIMEOUT_SECONDS
 
     def to_plan(self) -> dict[str, Any]:
-        return {
+        plan: dict[str, Any] = {
             "groups": list(self.groups),
             "quorum": self.quorum,
             "deadline_seconds": self.seconds(),
             "on_deadline": self.on_deadline,
         }
+        if self.escalate_when_nobody_online:
+            plan["escalate_when_nobody_online"] = True
+        return plan
 
     def describe(self) -> str:
         who = " or ".join(self.groups) or "any staff member"
@@ -96,6 +102,9 @@ class Step:
         if self.deadline_seconds is not None:
             out["deadline_seconds"] = self.deadline_seconds
         out["on_deadline"] = self.on_deadline
+        if self.escalate_when_nobody_online:
+            # Only when set: documents exported before the option read back unchanged.
+            out["escalate_when_nobody_online"] = True
         return out
 
 
@@ -174,7 +183,7 @@ def chain_problems(actions: Sequence[str]) -> list[tuple[int, str]]:
 
 # The entries of the document, as pydantic validates them ----------------------------------------
 
-STEP_KEYS = frozenset({"approvers", "quorum", "deadline_seconds", "on_deadline"})
+STEP_KEYS = frozenset({"approvers", "quorum", "deadline_seconds", "on_deadline", "escalate_when_nobody_online"})
 ASK_ONLY_KEYS = STEP_KEYS | {"escalations"}
 # What a field must be, said once for every way it can be wrong (a type, a bound, a missing key).
 FIELD_HELP = {
@@ -190,6 +199,7 @@ FIELD_HELP = {
     "deadline_seconds": f"a whole number of seconds from 1 to {MAX_DEADLINE_SECONDS}",
     "on_deadline": f"one of {', '.join(DeadlineAction.values)}",
     "escalations": f"a list of at most {MAX_STEPS} steps",
+    "escalate_when_nobody_online": "true or false",
 }
 _OWN = "policy"  # the type of the errors raised below, whose message is already what to show
 
@@ -276,9 +286,12 @@ class StepEntry(BaseModel):
     quorum: Quorum = 1
     deadline_seconds: Deadline = None
     on_deadline: OnDeadline = DeadlineAction.DENY.value
+    escalate_when_nobody_online: StrictBool = False
 
     def to_step(self) -> Step:
-        return Step(self.approvers, self.quorum, self.deadline_seconds, self.on_deadline)
+        return Step(
+            self.approvers, self.quorum, self.deadline_seconds, self.on_deadline, self.escalate_when_nobody_online
+        )
 
 
 class RuleEntry(BaseModel):
@@ -299,12 +312,15 @@ class RuleEntry(BaseModel):
     quorum: Quorum = 1
     deadline_seconds: Deadline = None
     on_deadline: OnDeadline = DeadlineAction.DENY.value
+    escalate_when_nobody_online: StrictBool = False
     escalations: Annotated[list[StepEntry], BeforeValidator(lambda v: v or []), Field(max_length=MAX_STEPS)] = Field(
         default_factory=list
     )
 
     def to_rule(self) -> Rule:
-        first = Step(self.approvers, self.quorum, self.deadline_seconds, self.on_deadline)
+        first = Step(
+            self.approvers, self.quorum, self.deadline_seconds, self.on_deadline, self.escalate_when_nobody_online
+        )
         return Rule(
             label=self.label,
             outcome=self.outcome,
@@ -345,7 +361,10 @@ def _messages(exc: ValidationError, where: str) -> list[str]:
         elif error["type"] == _OWN:
             out.append(f"{path}: {error['ctx']['text']}")
         elif isinstance(loc[-1], int) and loc[:1] == ("escalations",):
-            out.append(f"{path}: expected a mapping with approvers, quorum, deadline_seconds, on_deadline")
+            out.append(
+                f"{path}: expected a mapping with approvers, quorum, deadline_seconds, on_deadline"
+                ", escalate_when_nobody_online"
+            )
         else:
             field = next((p for p in reversed(loc) if isinstance(p, str) and p in FIELD_HELP), "")
             out.append(f"{path}: {FIELD_HELP.get(field, error['msg'])}")
@@ -359,6 +378,11 @@ def _chain_messages(raw: Mapping[str, Any], where: str) -> list[str]:
         escalations = []
     steps = [raw, *(s if isinstance(s, Mapping) else {} for s in escalations)]
     out = []
+    for index, step in enumerate(steps):
+        # Skipping a step needs a step to skip to: refused rather than silently meaning nothing.
+        if step.get("escalate_when_nobody_online") is True and step.get("on_deadline") != DeadlineAction.ESCALATE:
+            at = where if index == 0 else f"{where}.escalations[{index - 1}]"
+            out.append(f"{at}.escalate_when_nobody_online: needs on_deadline escalate and a next step")
     for index, problem in chain_problems([s.get("on_deadline", DeadlineAction.DENY.value) for s in steps]):
         at = where if index == 0 else f"{where}.escalations[{index - 1}]"
         if problem == DEAD_END:

@@ -156,7 +156,7 @@ class Policy:
         note = ""
         if drifted and any(step.on_deadline == DeadlineAction.APPROVE for step in steps):
             steps = tuple(
-                Step(s.groups, s.quorum, s.deadline_seconds, DeadlineAction.DENY.value)
+                Step(s.groups, s.quorum, s.deadline_seconds, DeadlineAction.DENY.value, s.escalate_when_nobody_online)
                 if s.on_deadline == DeadlineAction.APPROVE
                 else s
                 for s in steps

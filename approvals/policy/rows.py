@@ -15,20 +15,45 @@ from approvals.models import EscalationStep, PolicyRule
 from approvals.policy.document import ASK, DEFAULT_STEPS, Rule, Step
 
 
-def step_of(groups: Iterable[Any], quorum: int, deadline_seconds: int | None, on_deadline: str) -> Step:
+def step_of(
+    groups: Iterable[Any],
+    quorum: int,
+    deadline_seconds: int | None,
+    on_deadline: str,
+    *,
+    escalate_when_nobody_online: bool = False,
+) -> Step:
     """A step from a row's (or a form's) fields; `groups` are Group objects."""
     return Step(
         groups=tuple(sorted(g.name for g in groups)),
         quorum=quorum,
         deadline_seconds=deadline_seconds,
         on_deadline=on_deadline,
+        escalate_when_nobody_online=escalate_when_nobody_online,
     )
 
 
 def rule_from_row(row: PolicyRule) -> Rule:
     """A rule row (with its groups and escalation steps) as a Rule."""
-    steps = [step_of(row.groups.all(), row.quorum, row.deadline_seconds, row.on_deadline)]
-    steps += [step_of(s.groups.all(), s.quorum, s.deadline_seconds, s.on_deadline) for s in row.escalations.all()]
+    steps = [
+        step_of(
+            row.groups.all(),
+            row.quorum,
+            row.deadline_seconds,
+            row.on_deadline,
+            escalate_when_nobody_online=row.escalate_when_nobody_online,
+        )
+    ]
+    steps += [
+        step_of(
+            s.groups.all(),
+            s.quorum,
+            s.deadline_seconds,
+            s.on_deadline,
+            escalate_when_nobody_online=s.escalate_when_nobody_online,
+        )
+        for s in row.escalations.all()
+    ]
     return Rule(
         label=row.label,
         outcome=row.outcome,
@@ -68,6 +93,7 @@ def write_rows(rules: list[Rule]) -> None:
             quorum=first.quorum,
             deadline_seconds=first.deadline_seconds,
             on_deadline=first.on_deadline,
+            escalate_when_nobody_online=first.escalate_when_nobody_online,
         )
         row.groups.set([groups[name] for name in first.groups])
         if rule.outcome != ASK:
@@ -79,5 +105,6 @@ def write_rows(rules: list[Rule]) -> None:
                 quorum=step.quorum,
                 deadline_seconds=step.deadline_seconds,
                 on_deadline=step.on_deadline,
+                escalate_when_nobody_online=step.escalate_when_nobody_online,
             )
             esc.groups.set([groups[name] for name in step.groups])

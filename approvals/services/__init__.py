@@ -13,6 +13,7 @@ Callers import this package (`from approvals import services`), not its modules.
 
 from django.core.exceptions import PermissionDenied
 
+from approvals.events import is_anyone_online, online_members
 from approvals.models import tool_definition_hash
 from approvals.services._common import (
     BY_COMMAND_LINE,
@@ -26,8 +27,15 @@ from approvals.services._common import (
     user_label,
 )
 from approvals.services._transition import EXPIRE_REQUEST_TASK, EXPIRY_SLACK_SECONDS
-from approvals.services.decisions import decide, expire_overdue, expire_request
+from approvals.services.claims import claim, release_claim, release_claims_of, release_expired_claims
+from approvals.services.decisions import decide, escalate_if_nobody_online, expire_overdue, expire_request
 from approvals.services.policies import import_policies, publish_policy
+from approvals.services.presence import (
+    dashboard_connected,
+    dashboard_disconnected,
+    dashboard_seen,
+    forget_stale_dashboards,
+)
 from approvals.services.registry import (
     delete_mcp_server,
     issue_token,
@@ -61,18 +69,26 @@ __all__ = [
     "TransitionError",
     "actor_label",
     "add_conversation_line",
+    "claim",
     "close_session",
     "closed_message",
+    "dashboard_connected",
+    "dashboard_disconnected",
+    "dashboard_seen",
     "decide",
     "delete_mcp_server",
+    "escalate_if_nobody_online",
     "expire_overdue",
     "expire_request",
+    "forget_stale_dashboards",
     "import_policies",
+    "is_anyone_online",
     "issue_token",
     "mark_decision_sent",
     "mark_opened",
     "mark_tool_reviewed",
     "observe_listed_tools",
+    "online_members",
     "open_request",
     "open_session",
     "probe_mcp_server",
@@ -80,6 +96,9 @@ __all__ = [
     "record_mcp_call",
     "record_unasked_call",
     "register_mcp_server",
+    "release_claim",
+    "release_claims_of",
+    "release_expired_claims",
     "revoke_token",
     "rules_naming",
     "save_mcp_server",

@@ -44,6 +44,16 @@ def audience(groups: list[str]) -> str:
     return f",{','.join(groups)}," if groups else ""
 
 
+def reached(earlier: str, groups: list[str]) -> str:
+    """ApprovalRequest.reached_audience after a step of `groups` ([] = any staff, kept as "*")
+    on top of `earlier` (its stored form, or the first step's audience)."""
+    names = [name for name in earlier.split(",") if name] or (["*"] if earlier == "" else [])
+    for name in groups or ["*"]:
+        if name not in names:
+            names.append(name)
+    return f",{','.join(names)},"
+
+
 def transition(
     req: ApprovalRequest,
     *,
@@ -61,7 +71,11 @@ def transition(
     its transaction, so there is nothing to update. Returns False, having changed nothing,
     when another change won; the caller raises or skips. On success `req` carries the new
     values. Side effects: the audit rows now, the effects of the module docstring on commit."""
-    fields = fields or {}
+    fields = dict(fields or {})
+    if not inserted and (to != Status.PENDING or "stage" in fields):
+        # A claim is on the request at its current step: a decision or an escalation ends it
+        # (the DECIDED / ESCALATED row says why; no CLAIM_RELEASED row of its own).
+        fields.update(claimed_by=None, claimed_by_label="", claimed_at=None)
     # No savepoint of its own: inside a caller's transaction a failure here must fail that
     # whole change anyway, and every savepoint costs two statements on the decision path.
     with transaction.atomic(savepoint=False):
@@ -97,10 +111,21 @@ def _after_commit(req: ApprovalRequest, *, kind: str, inserted: bool, new_deadli
     elif inserted:
         on_commit(partial(notify_new, req.pk, req))
         on_commit(partial(schedule_expiry, req.pk, req.deadline))
+        on_commit(partial(skip_step_if_nobody_online, req.pk))
     else:
         on_commit(partial(events.request_changed, req.pk))
         if new_deadline:
             on_commit(partial(schedule_expiry, req.pk, req.deadline))
+            on_commit(partial(skip_step_if_nobody_online, req.pk))
+
+
+def skip_step_if_nobody_online(request_id: int) -> None:
+    """After a pending request reached a step (routed, or escalated): if the step says
+    escalate_when_nobody_online and nobody of its groups is reachable, escalate at once."""
+    # Imported here: decisions imports this module (the one place of transitions).
+    from approvals.services.decisions import escalate_if_nobody_online
+
+    escalate_if_nobody_online(request_id)
 
 
 def schedule_expiry(request_id: int, deadline: datetime) -> None:

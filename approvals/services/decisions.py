@@ -11,6 +11,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 
+from approvals import events
 from approvals.models import ApprovalRequest, AuditKind
 from approvals.services._common import (
     BY_DEADLINE,
@@ -20,7 +21,7 @@ from approvals.services._common import (
     closed_message,
     user_label,
 )
-from approvals.services._transition import audience, transition
+from approvals.services._transition import audience, reached, transition
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -178,6 +179,38 @@ def _rule_note(req: ApprovalRequest) -> str:
     return f" (rule {req.rule_label})" if req.rule_label else ""
 
 
+def escalate_if_nobody_online(pk: int, *, now: datetime | None = None) -> ApprovalRequest | None:
+    """Escalate a pending request at once, without waiting out its step, when the step says
+    `escalate_when_nobody_online` and nobody of its groups is reachable now
+    (events.is_anyone_online: dashboard presence, and what the apps above register). Returns
+    the escalated request, or None when there was nothing to do. Repeats for the next step
+    (after commit, through the transition). Side effects: as expire_request's escalation."""
+    now = now or timezone.now()
+    req = ApprovalRequest.objects.filter(pk=pk, status=Status.PENDING, deadline__gt=now).first()
+    if req is None:
+        return None
+    stages = (req.plan or {}).get("stages") or []
+    if req.stage + 1 >= len(stages):
+        return None
+    step = stages[req.stage]
+    if not step.get("escalate_when_nobody_online") or step.get("on_deadline") != "escalate":
+        return None
+    if events.is_anyone_online(req.audience_groups):
+        return None
+    who = " or ".join(req.audience_groups) or "staff"
+    won = _escalate(
+        req,
+        stages[req.stage + 1],
+        now=now,
+        guard={"stage": req.stage, "deadline__gt": now},
+        why=f"Nobody of {who} was online",
+    )
+    if not won:
+        return None
+    req.refresh_from_db()
+    return req
+
+
 def _escalate(req: ApprovalRequest, nxt: dict[str, Any], *, now: datetime, guard: dict[str, Any], why: str) -> bool:
     """Hand a request whose step timed out to the next step's groups, with a new deadline."""
     groups = list(nxt.get("groups") or [])
@@ -195,7 +228,13 @@ def _escalate(req: ApprovalRequest, nxt: dict[str, Any], *, now: datetime, guard
         req,
         to=Status.PENDING,
         guard=guard,
-        fields={"stage": req.stage + 1, "audience": audience(groups), "quorum": quorum, "deadline": deadline},
+        fields={
+            "stage": req.stage + 1,
+            "audience": audience(groups),
+            "reached_audience": reached(req.reached_audience or req.audience, groups),
+            "quorum": quorum,
+            "deadline": deadline,
+        },
         rows=[{"kind": AuditKind.ESCALATED, "actor_label": BY_DEADLINE, "payload": payload}],
         now=now,
     )

@@ -93,6 +93,7 @@ def _routed_fields(routing: policy.Routing, now: datetime) -> dict[str, Any]:
             status=Status.PENDING,
             deadline=now + timedelta(seconds=first.seconds()),
             audience=audience(list(first.groups)),
+            reached_audience=audience(list(first.groups) or ["*"]),
             quorum=first.quorum,
         )
         return fields

@@ -48,12 +48,14 @@
     denied: gettext("Denied"),
     expired: gettext("Expired"),
     cancelled: gettext("Cancelled"),
+    escalated: gettext("Escalated"),
   };
   const ROLE_LABELS = { user: gettext("Guest"), assistant: gettext("Assistant"), system: gettext("System") };
 
-  const cards = new Map(); // id → {el, req, deadlineAt, total, busy, done}
+  const cards = new Map(); // id → {el, req, deadlineAt, total, busy, done, claimStart}
   const closed = new Set(); // ids seen decided: a late "pending" event never brings one back
   let firstSnapshot = true;
+  let coord = null; // claims, presence, kept text, the next step (static/js/claims.js)
 
   // ---------------------------------------------------------------- small helpers
 
@@ -106,23 +108,6 @@
 
   const statusLabel = (req) => STATUS_LABELS[req.status] || req.status_label || req.status;
 
-  const store = {
-    get(key, fallback) {
-      try {
-        const v = localStorage.getItem(`countersign.${key}`);
-        return v === null ? fallback : v === "on";
-      } catch {
-        return fallback; // private mode: preferences last for this page only
-      }
-    },
-    set(key, on) {
-      try {
-        localStorage.setItem(`countersign.${key}`, on ? "on" : "off");
-      } catch {
-        /* see get() */
-      }
-    },
-  };
 
   // ---------------------------------------------------------------- cards
 
@@ -238,6 +223,7 @@
       entry.deadlineAt = performance.now() + req.seconds_left * 1000;
       entry.total = req.timeout_seconds || 60;
     }
+    coord.renderClaim(entry);
   }
 
   // Who may decide (the policy's groups), the rule that routed the request, and how far its
@@ -332,6 +318,12 @@
   }
 
   function buildCard(req) {
+    const entry = buildCardElement(req);
+    coord.setup(entry);
+    return entry;
+  }
+
+  function buildCardElement(req) {
     const el = cardTemplate.content.firstElementChild.cloneNode(true);
     el.dataset.id = String(req.id);
     for (const button of el.querySelectorAll("button[data-decision]")) {
@@ -380,7 +372,8 @@
     msg.className = `msg ${kind || ""}`;
   }
 
-  function closeCard(req, message) {
+  // `mine`: this page's own decision (its answer), so a reason typed here went with it.
+  function closeCard(req, message, { mine = false } = {}) {
     closed.add(req.id);
     rememberRecent(req);
     const entry = cards.get(req.id);
@@ -389,21 +382,33 @@
       if (message) showMessage(entry.el, message, "info");
       return;
     }
+    const el = entry.el;
+    const kept = coord.keepTyped(entry, req, { mine: mine || entry.busy, escalated: false });
     entry.done = true;
     entry.req = req;
-    const el = entry.el;
+    coord.renderClaim(entry);
     el.classList.remove("warn", "urgent", "overdue");
     el.classList.add("closed", `is-${req.status}`);
     for (const control of el.querySelectorAll("button, input")) control.disabled = true;
+    for (const button of el.querySelectorAll(".kept button")) button.disabled = false; // copy, dismiss
     setText(el, ".stamp-title", outcome(req));
     setText(el, ".stamp-reason", req.reason && req.status !== "cancelled" ? req.reason : "");
     $(el, ".stamp").hidden = false;
     showMessage(el, message || "", message ? "info" : "");
     updateCount();
-    setTimeout(() => {
-      el.classList.add("leaving");
-      setTimeout(() => removeCard(req.id), 300);
-    }, STAMP_MS);
+    leaveLater(entry, kept);
+  }
+
+  // A stamped card goes after STAMP_MS; one that keeps what the person was typing stays until
+  // they copied it or dismissed it (the text is in "Just decided" too, until the page reloads).
+  function leaveLater(entry, kept) {
+    const id = Number(entry.el.dataset.id);
+    const go = () => {
+      entry.el.classList.add("leaving");
+      setTimeout(() => removeCard(id), 300);
+    };
+    if (kept) $(entry.el, ".dismiss-kept").addEventListener("click", go, { once: true });
+    else setTimeout(go, STAMP_MS);
   }
 
   function removeCard(id) {
@@ -429,7 +434,7 @@
     document.title = n ? `(${n}) ${baseTitle}` : baseTitle;
   }
 
-  function rememberRecent(req) {
+  function rememberRecent(req, text) {
     let li = recentEl.querySelector(`li[data-id="${req.id}"]`);
     if (!li) {
       li = make("li");
@@ -441,7 +446,7 @@
     li.replaceChildren(
       make("span", `badge is-${req.status}`, statusLabel(req)),
       make("span", "recent-tool", `${req.tool_title} · ${req.session.label}`),
-      make("span", "recent-by", outcome(req)),
+      make("span", "recent-by", text || outcome(req)),
       make("time", "muted", format.when(req.decided_at)),
     );
     li.lastElementChild.dateTime = req.decided_at || "";
@@ -460,6 +465,8 @@
       const left = Math.max(0, (entry.deadlineAt - now) / 1000);
       const el = entry.el;
       setText(el, ".secs", left > 0 ? formatSeconds(left) : "0 s");
+      coord.tickClaim(entry, now);
+      coord.tickNextStep(entry, left);
       $(el, ".bar span").style.width = `${Math.min(100, (left / entry.total) * 100)}%`;
       el.classList.toggle("warn", left <= WARN_SECONDS && left > URGENT_SECONDS);
       el.classList.toggle("urgent", left <= URGENT_SECONDS);
@@ -510,7 +517,7 @@
       const progress = quorumLabel(data.request.policy);
       showMessage(el, fmt(gettext("Your approval is counted: %(progress)s. Another person must approve too."), { progress }), "info");
     } else if (response.ok) {
-      closeCard(data.request);
+      closeCard(data.request, "", { mine: true });
     } else if (response.status === 409) {
       // Someone or something decided first: say who, and show the card as it really is.
       if (data.request) closeCard(data.request, data.error);
@@ -530,103 +537,10 @@
 
   // ---------------------------------------------------------------- sound and notifications
 
-  const prefs = { sound: store.get("sound", true), notify: store.get("notify", false) };
-  let audioCtx = null;
-
-  function audio() {
-    if (!audioCtx) {
-      const Ctx = window.AudioContext || window.webkitAudioContext;
-      if (!Ctx) return null;
-      audioCtx = new Ctx();
-    }
-    if (audioCtx.state === "suspended") audioCtx.resume();
-    return audioCtx;
-  }
-  // Browsers only let a page play sound after a gesture: unlock on the first one.
-  for (const type of ["pointerdown", "keydown"]) document.addEventListener(type, audio, { once: true, passive: true });
-
-  function chime() {
-    const ctx = audio();
-    if (!ctx) return;
-    const start = ctx.currentTime + 0.02;
-    // Two rising notes (A5, E6), soft attack and decay: noticeable without being an alarm.
-    [
-      [880, 0],
-      [1318.5, 0.16],
-    ].forEach(([freq, offset]) => {
-      const osc = ctx.createOscillator();
-      const gain = ctx.createGain();
-      osc.type = "sine";
-      osc.frequency.value = freq;
-      gain.gain.setValueAtTime(0.0001, start + offset);
-      gain.gain.exponentialRampToValueAtTime(0.25, start + offset + 0.02);
-      gain.gain.exponentialRampToValueAtTime(0.0001, start + offset + 0.6);
-      osc.connect(gain).connect(ctx.destination);
-      osc.start(start + offset);
-      osc.stop(start + offset + 0.65);
-    });
-  }
-
-  function notify(req) {
-    if (!prefs.notify || !("Notification" in window) || Notification.permission !== "granted") return;
-    if (document.visibilityState === "visible" && document.hasFocus()) return; // the page says it
-    let n;
-    try {
-      n = new Notification(fmt(gettext("Approval needed: %(tool)s"), { tool: req.tool_title }), {
-        body: fmt(gettext("%(session)s · %(left)s to decide"), { session: req.session.label, left: formatSeconds(req.seconds_left) }),
-        tag: `countersign-${req.id}`,
-      });
-    } catch {
-      return; // Android Chrome only allows notifications from a service worker: the sound still plays
-    }
-    n.onclick = () => {
-      window.focus();
-      const entry = cards.get(req.id);
-      if (entry) entry.el.focus();
-      n.close();
-    };
-  }
-
-  function announce(requests) {
-    if (!requests.length) return;
-    if (prefs.sound) chime();
-    for (const req of requests) notify(req);
-  }
-
-  function renderToggles() {
-    soundBtn.setAttribute("aria-pressed", String(prefs.sound));
-    soundBtn.textContent = prefs.sound ? gettext("Sound on") : gettext("Sound off");
-    const supported = "Notification" in window;
-    const blocked = supported && Notification.permission === "denied";
-    notifyBtn.disabled = !supported;
-    notifyBtn.setAttribute("aria-pressed", String(prefs.notify && !blocked));
-    notifyBtn.textContent = !supported
-      ? gettext("Notifications unavailable")
-      : blocked
-        ? gettext("Notifications blocked")
-        : prefs.notify
-          ? gettext("Notifications on")
-          : gettext("Notifications off");
-    if (blocked) notifyBtn.title = gettext("Notifications are blocked in this browser's site settings.");
-  }
-
-  soundBtn.addEventListener("click", () => {
-    prefs.sound = !prefs.sound;
-    store.set("sound", prefs.sound);
-    renderToggles();
-    if (prefs.sound) chime(); // a preview, so people know what to listen for
-  });
-
-  notifyBtn.addEventListener("click", async () => {
-    if (!("Notification" in window)) return;
-    if (!prefs.notify && Notification.permission === "default") {
-      await Notification.requestPermission();
-    }
-    prefs.notify = !prefs.notify && Notification.permission === "granted";
-    store.set("notify", prefs.notify);
-    renderToggles();
-  });
-  renderToggles();
+  // static/js/alerts.js: the chime and browser notifications, with their toggles.
+  const alertsModule = window.Countersign && window.Countersign.alerts;
+  const alerts = alertsModule ? alertsModule.init({ soundBtn, notifyBtn, formatSeconds, cards }) : { announce() {} };
+  const announce = (requests) => alerts.announce(requests);
 
   // ---------------------------------------------------------------- keyboard
 
@@ -703,6 +617,32 @@
     if (upsert(req)) announce([req]);
   }
 
+  // The request escalated away from this person's group: the card is stamped "Escalated to
+  // managers" and listed under "Just decided" (it is in their history too), with what they
+  // were typing kept.
+  function onEscalated(req) {
+    const entry = cards.get(req.id);
+    if (!entry || entry.done) return;
+    const el = entry.el;
+    const groups = (req.policy && req.policy.groups) || [];
+    const text = fmt(gettext("Escalated to %(groups)s"), { groups: groups.join(gettext(" or ")) || gettext("any staff member") });
+    const kept = coord.keepTyped(entry, req, { mine: false, escalated: true });
+    entry.done = true;
+    entry.req = req;
+    coord.renderClaim(entry);
+    el.classList.remove("warn", "urgent", "overdue");
+    el.classList.add("closed", "is-escalated");
+    for (const control of el.querySelectorAll("button, input")) control.disabled = true;
+    for (const button of el.querySelectorAll(".kept button")) button.disabled = false; // copy, dismiss
+    setText(el, ".stamp-title", text);
+    setText(el, ".stamp-reason", "");
+    $(el, ".stamp").hidden = false;
+    showMessage(el, "", "");
+    rememberRecent({ ...req, status: "escalated", decided_at: new Date().toISOString() }, text);
+    updateCount();
+    leaveLater(entry, kept);
+  }
+
   // The request left this person's queue (escalated to a group they are not in).
   function onRemoved(id) {
     const entry = cards.get(id);
@@ -744,6 +684,8 @@
       if (message.type === "snapshot") onSnapshot(message.requests);
       else if (message.type === "request_changed") onChanged(message.request);
       else if (message.type === "request_removed") onRemoved(message.id);
+      else if (message.type === "request_escalated") onEscalated(message.request);
+      else if (message.type === "presence") coord.renderPresence(message.online);
     });
     ws.addEventListener("close", () => {
       if (socket !== ws) return;
@@ -767,6 +709,12 @@
   };
   document.addEventListener("visibilitychange", reconnectNow);
   window.addEventListener("online", reconnectNow);
+
+  const noCoord = { setup() {}, renderClaim() {}, tickClaim() {}, tickNextStep() {}, keepTyped: () => false, renderPresence() {} };
+  const coordModule = window.Countersign && window.Countersign.coord;
+  coord = coordModule
+    ? coordModule.init({ root, csrfToken, userId, $, setText, make, formatSeconds, showMessage, cards })
+    : noCoord; // claims.js failed to load: the queue still works without them
 
   queueEl.tabIndex = -1;
   connect();

@@ -104,7 +104,8 @@ def test_queues_per_group_with_quorum_progress_and_live_escalation(staff, browse
     max_card.get_by_text("1 of 2 managers approved (Mia)").wait_for(timeout=10000)
 
     # Nobody else approves: the worker escalates at the deadline and the card moves, live.
-    mia_card.get_by_text("Escalated to another group").wait_for(timeout=15000)
+    # Mia's group had it: her card is stamped with where it went (issue 13), then leaves.
+    mia_card.locator(".stamp-title", has_text="Escalated to general-managers").wait_for(timeout=15000)
     gus_card = wait_card(pages["gus"], req.pk)
     assert "for general-managers · escalated" in gus_card.inner_text()
     pages["mia"].locator(f"article.card[data-id='{req.pk}']").wait_for(state="detached", timeout=10000)
