@@ -71,6 +71,11 @@ class Hook:
 # new status), kind (the audit kind of the answer, DECIDED or EXPIRED).
 decision_committed = Hook("decision_committed")
 
+# A pending request reached a step (it was routed to its first groups, or escalated to the next)
+# and that is committed. kwargs: request_id. The services' own receiver escalates at once when the
+# step says so and nobody of its groups is reachable (approvals/apps.py connects it).
+step_reached = Hook("step_reached")
+
 
 def session_group(session_id: int) -> str:
     """The group of the one process that holds this session's upstream socket."""

@@ -3,6 +3,7 @@
 - conditions: CEL conditions, compiled and checked.
 - document: the rules and the policy document (YAML), and the one validator of it. Pure.
 - engine: routing a call, and compiling the rules into what OpenAI receives. Reads only.
+- text: YAML in and out, and a document's changes in words. Pure.
 - dryrun: replaying a draft on the recorded requests. Reads only.
 - rows: the rules <-> the PolicyRule rows; write_rows writes (for services.publish_policy).
 
@@ -34,10 +35,7 @@ from approvals.policy.document import (
     StepEntry,
     chain_problems,
     describe_steps,
-    diff,
     document,
-    dump_yaml,
-    load_yaml,
     parse_document,
 )
 from approvals.policy.dryrun import DryRunReport, DryRunRow, dry_run, dry_run_yaml, report_lines
@@ -54,6 +52,7 @@ from approvals.policy.engine import (
     upstream_tools,
 )
 from approvals.policy.rows import rule_from_row, rules_from_rows, step_of, write_rows
+from approvals.policy.text import diff, dump_yaml, load_yaml
 
 __all__ = [
     "ALLOW",

@@ -120,12 +120,11 @@ def _after_commit(req: ApprovalRequest, *, kind: str, inserted: bool, new_deadli
 
 
 def skip_step_if_nobody_online(request_id: int) -> None:
-    """After a pending request reached a step (routed, or escalated): if the step says
-    escalate_when_nobody_online and nobody of its groups is reachable, escalate at once."""
-    # Imported here: decisions imports this module (the one place of transitions).
-    from approvals.services.decisions import escalate_if_nobody_online
-
-    escalate_if_nobody_online(request_id)
+    """After a pending request reached a step (routed, or escalated): tell events.step_reached,
+    whose receiver (services.decisions.escalate_if_nobody_online, connected in approvals/apps.py)
+    escalates at once when the step says so and nobody of its groups is reachable. A hook rather
+    than an import: decisions imports this module, the one place of transitions."""
+    events.step_reached.send(request_id=request_id)
 
 
 def schedule_expiry(request_id: int, deadline: datetime) -> None:
