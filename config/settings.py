@@ -205,6 +205,7 @@ INSTALLED_APPS = [
     "approvals",
     "realtime_bridge",
     "compliance",
+    "notify",
 ]
 
 MIDDLEWARE = [
@@ -331,3 +332,25 @@ LOGGING = {
 
 # Approvals: how long a request waits for a human before its deadline decides (a denial).
 APPROVAL_TIMEOUT_SECONDS = env_int("APPROVAL_TIMEOUT_SECONDS", 60)
+
+# Notifications (notify/, README "Notifications"): Web Push, email and Slack for staff who are not
+# looking at the queue. Each channel is off until configured.
+# The address staff open Countersign at, for the links in emails and Slack messages.
+SITE_URL = env_str("SITE_URL", "http://localhost:8000").rstrip("/")
+# Web Push: the VAPID key pair (`manage.py vapid_keys` prints one) and who the push services may
+# contact about this sender (a mailto: or https: URL).
+VAPID_PUBLIC_KEY = env_str("VAPID_PUBLIC_KEY")
+VAPID_PRIVATE_KEY = env_secret("VAPID_PRIVATE_KEY")
+VAPID_SUBJECT = env_str("VAPID_SUBJECT", "mailto:admin@localhost")
+# Email through any SMTP server; unset EMAIL_HOST: no email.
+EMAIL_HOST = env_str("EMAIL_HOST")
+EMAIL_PORT = env_int("EMAIL_PORT", 587)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_secret("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "countersign@localhost")
+# Slack (optional): the app's bot token and signing secret; unset SLACK_BOT_TOKEN: no Slack.
+SLACK_BOT_TOKEN = env_secret("SLACK_BOT_TOKEN")
+SLACK_SIGNING_SECRET = env_secret("SLACK_SIGNING_SECRET")
+SLACK_API_URL = env_str("SLACK_API_URL", "https://slack.com/api").rstrip("/")

@@ -8,6 +8,7 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
     path("review/", include("compliance.urls")),
+    path("", include("notify.urls")),
     path("", include("realtime_bridge.urls")),
     path("", include("approvals.urls")),
 ]
