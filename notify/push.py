@@ -92,8 +92,11 @@ def payload(req: ApprovalRequest, *, kind: str) -> dict[str, Any]:
     """What the service worker (static/js/sw.js) shows: the notification's text, the card it
     opens, and Approve/Deny buttons only where a button press is a complete decision."""
     meta = req.session.metadata or {}
-    guest = " · ".join(str(meta[key]) for key in ("guest", "room") if meta.get(key))
-    where = req.session.label + (f" ({guest})" if guest and guest not in req.session.label else "")
+    label = req.session.label
+    who = [label, str(meta.get("guest") or "")]
+    if meta.get("room") and str(meta["room"]) not in label:
+        who.append(f"room {meta['room']}")
+    where = " · ".join(part for part in who if part)
     lines = [f"{req.tool_title} on {req.server_title}", where]
     if req.rule_label:
         lines.append(f"Rule {req.rule_label}")
