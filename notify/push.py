@@ -14,6 +14,7 @@ import json
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -44,6 +45,9 @@ PUSH_TIMEOUT_SECONDS = 5
 # much of it is left (signing is the costliest step of a push after the encryption).
 VAPID_TOKEN_SECONDS = 12 * 3600
 VAPID_RENEW_BEFORE_SECONDS = 3600
+# Pushes of one request in flight at once: each is mostly a wait on a push service far away
+# (tens of milliseconds), so fifty one after the other would take seconds.
+PUSH_PARALLEL = 16
 # The push service answers these when the subscription is gone for good (RFC 8030 7.3).
 GONE = (404, 410)
 
@@ -60,6 +64,17 @@ def _vapid(private_key: str) -> Vapid02:
 _tokens: dict[tuple[str, str], tuple[int, dict[str, str]]] = {}
 _tokens_lock = threading.Lock()
 _local = threading.local()
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    # Made on first use, in the process that uses it (a Celery worker forks after import).
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(max_workers=PUSH_PARALLEL, thread_name_prefix="push")
+        return _executor
 
 
 def vapid_headers(endpoint: str) -> dict[str, str]:
@@ -152,8 +167,8 @@ def send_request_push(request_id: int, *, kind: str) -> Delivery:
     ttl = max(0, int((req.deadline - timezone.now()).total_seconds()))
     ok: list[int] = []
     gone: list[int] = []
-    for sub in subs:
-        status = _push(sub, data, ttl)
+    statuses = _pool().map(lambda sub: _push(sub, data, ttl), subs)
+    for sub, status in zip(subs, statuses, strict=True):
         if isinstance(status, int) and 200 <= status < 300:
             ok.append(sub.pk)
         elif status in GONE:

@@ -44,6 +44,13 @@ def b64url_decode(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+def _parsed(plain: bytes) -> Any:
+    try:
+        return json.loads(plain)
+    except ValueError:
+        return plain.decode(errors="replace")
+
+
 @dataclass
 class Received:
     token: str
@@ -143,7 +150,7 @@ class PushServiceStandIn:
             ttl=ttl,
             urgency=urgency,
             vapid_claims=claims,
-            payload=json.loads(plain),
+            payload=_parsed(plain),
             at=time.time(),
         )
         with self.condition:
