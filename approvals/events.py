@@ -76,6 +76,11 @@ decision_committed = Hook("decision_committed")
 # step says so and nobody of its groups is reachable (approvals/apps.py connects it).
 step_reached = Hook("step_reached")
 
+# A request now waits for people: it was routed to its first groups (request_opened) or escalated
+# to the next ones (request_escalated). kwargs: request_id. notify/ reaches the groups' members.
+request_opened = Hook("request_opened")
+request_escalated = Hook("request_escalated")
+
 
 def session_group(session_id: int) -> str:
     """The group of the one process that holds this session's upstream socket."""

@@ -206,6 +206,7 @@ INSTALLED_APPS = [
     "approvals",
     "realtime_bridge",
     "compliance",
+    "notify",
 ]
 
 MIDDLEWARE = [
@@ -377,3 +378,25 @@ CLAIM_SECONDS = env_int("CLAIM_SECONDS", 120)
 # for PRESENCE_STALE_SECONDS (its process died without a disconnect) no longer counts as online.
 PRESENCE_HEARTBEAT_SECONDS = env_int("PRESENCE_HEARTBEAT_SECONDS", 20)
 PRESENCE_STALE_SECONDS = env_int("PRESENCE_STALE_SECONDS", 60)
+
+# Notifications (notify/, README "Notifications"): Web Push, email and Slack for staff who are not
+# looking at the queue. Each channel is off until configured.
+# The address staff open Countersign at, for the links in emails and Slack messages.
+SITE_URL = env_str("SITE_URL", "http://localhost:8000").rstrip("/")
+# Web Push: the VAPID key pair (`manage.py vapid_keys` prints one) and who the push services may
+# contact about this sender (a mailto: or https: URL).
+VAPID_PUBLIC_KEY = env_str("VAPID_PUBLIC_KEY")
+VAPID_PRIVATE_KEY = env_secret("VAPID_PRIVATE_KEY")
+VAPID_SUBJECT = env_str("VAPID_SUBJECT", "mailto:admin@localhost")
+# Email through any SMTP server; unset EMAIL_HOST: no email.
+EMAIL_HOST = env_str("EMAIL_HOST")
+EMAIL_PORT = env_int("EMAIL_PORT", 587)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_secret("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "countersign@localhost")
+# Slack (optional): the app's bot token and signing secret; unset SLACK_BOT_TOKEN: no Slack.
+SLACK_BOT_TOKEN = env_secret("SLACK_BOT_TOKEN")
+SLACK_SIGNING_SECRET = env_secret("SLACK_SIGNING_SECRET")
+SLACK_API_URL = env_str("SLACK_API_URL", "https://slack.com/api").rstrip("/")

@@ -16,6 +16,7 @@ urlpatterns = [
     path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
     # Browsers ask for /favicon.ico whatever the page links to.
     path("favicon.ico", RedirectView.as_view(url=static("favicon.ico"), permanent=True)),
+    path("", include("notify.urls")),
     path("", include("realtime_bridge.urls")),
     path("", include("approvals.urls")),
 ]

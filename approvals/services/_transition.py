@@ -111,11 +111,14 @@ def _after_commit(req: ApprovalRequest, *, kind: str, inserted: bool, new_deadli
     elif inserted:
         on_commit(partial(notify_new, req.pk, req))
         on_commit(partial(schedule_expiry, req.pk, req.deadline))
+        on_commit(partial(events.request_opened.send, request_id=req.pk))
         on_commit(partial(skip_step_if_nobody_online, req.pk))
     else:
         on_commit(partial(events.request_changed, req.pk))
         if new_deadline:
             on_commit(partial(schedule_expiry, req.pk, req.deadline))
+            if kind == AuditKind.ESCALATED:
+                on_commit(partial(events.request_escalated.send, request_id=req.pk))
             on_commit(partial(skip_step_if_nobody_online, req.pk))
 
 
