@@ -26,7 +26,7 @@ from approvals.services._common import (
     user_label,
 )
 from approvals.services._transition import EXPIRE_REQUEST_TASK, EXPIRY_SLACK_SECONDS
-from approvals.services.decisions import decide, expire_overdue, expire_request
+from approvals.services.decisions import check_may_decide, decide, expire_overdue, expire_request
 from approvals.services.policies import import_policies, publish_policy
 from approvals.services.registry import (
     delete_mcp_server,
@@ -61,6 +61,7 @@ __all__ = [
     "TransitionError",
     "actor_label",
     "add_conversation_line",
+    "check_may_decide",
     "close_session",
     "closed_message",
     "decide",
