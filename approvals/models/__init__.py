@@ -26,6 +26,7 @@ from approvals.models.registry import (
 )
 from approvals.models.requests import (
     CARD_CONVERSATION_LINES,
+    REVIEW_ONLY_GROUP,
     ApprovalRequest,
     ApprovalRequestQuerySet,
     audience_allows,
@@ -38,6 +39,7 @@ from audit.models import AuditChainHead, AuditEvent
 
 __all__ = [
     "CARD_CONVERSATION_LINES",
+    "REVIEW_ONLY_GROUP",
     "TOKEN_PREFIX",
     "ApprovalRequest",
     "ApprovalRequestQuerySet",
