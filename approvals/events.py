@@ -37,6 +37,12 @@ RELAY_DECISION = "relay.decision"
 # seconds.
 BRIDGE_CALLS = "bridge.calls"
 BRIDGE_ATTACH = "bridge.attach"
+# Each staff dashboard also joins its person's own group (staff_user_group), so that a logout, a
+# deactivation or a loss of staff status closes it (approvals/signals.py), with one of these
+# close codes, which the dashboard's JS knows: it then stops reconnecting and says why.
+STAFF_ENDED = "staff.ended"
+CLOSE_LOGGED_OUT = 4401
+CLOSE_NOT_ALLOWED = 4403
 
 
 class Hook:
@@ -85,6 +91,18 @@ request_escalated = Hook("request_escalated")
 def session_group(session_id: int) -> str:
     """The group of the one process that holds this session's upstream socket."""
     return f"relay.session.{session_id}"
+
+
+def staff_user_group(user_id: int) -> str:
+    """The group of one staff member's open dashboards."""
+    return f"staff.user.{user_id}"
+
+
+def staff_ended(user_id: int, *, code: int, session_key: str | None = None) -> bool:
+    """Close the open dashboards of this person with `code` (CLOSE_LOGGED_OUT or
+    CLOSE_NOT_ALLOWED); only those of one login session when `session_key` is given (a logout
+    in one browser leaves their other, still logged-in, browsers alone)."""
+    return _group_send(staff_user_group(user_id), {"type": STAFF_ENDED, "code": code, "session_key": session_key})
 
 
 def request_changed_message(

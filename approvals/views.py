@@ -20,7 +20,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from approvals import services
 from approvals.forms import DecisionForm
-from approvals.models import ApprovalRequest
+from approvals.models import REVIEW_ONLY_GROUP, ApprovalRequest
 
 HISTORY_PAGE_SIZE = 50
 
@@ -52,13 +52,18 @@ def _error(message: str, status: int, **extra: Any) -> JsonResponse:
 @require_GET
 @staff_required
 def dashboard(request: HttpRequest) -> HttpResponse:
+    groups = list(request.user.groups.values_list("name", flat=True))
     return render(
         request,
         "approvals/dashboard.html",
         {
             "max_reason_length": services.MAX_REASON_LENGTH,
             "timeout_seconds": settings.APPROVAL_TIMEOUT_SECONDS,
-            "groups": list(request.user.groups.values_list("name", flat=True)),
+            "groups": groups,
+            # A compliance reviewer sees the queue without buttons (duties do not mix; the
+            # services refuse their decisions anyway: services.check_may_decide).
+            "review_only": REVIEW_ONLY_GROUP in groups,
+            "review_group": REVIEW_ONLY_GROUP,
         },
     )
 

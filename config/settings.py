@@ -372,6 +372,10 @@ LOGGING = {
 
 # Approvals: how long a request waits for a human before its deadline decides (a denial).
 APPROVAL_TIMEOUT_SECONDS = env_int("APPROVAL_TIMEOUT_SECONDS", 60)
+# How often an open staff dashboard checks that its login session still exists, has not expired
+# and still belongs to an active staff member; it closes otherwise (approvals/consumers.py).
+DASHBOARD_RECHECK_SECONDS = env_int("DASHBOARD_RECHECK_SECONDS", 30)
+
 # A claim ("I'm on it") lapses after this many seconds without a decision (approvals/services/claims.py).
 CLAIM_SECONDS = env_int("CLAIM_SECONDS", 120)
 # Presence: a dashboard refreshes its row every PRESENCE_HEARTBEAT_SECONDS; a row not refreshed

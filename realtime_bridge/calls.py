@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import openai
 import pydantic
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core import signing
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -209,10 +210,23 @@ def answer_incoming(call: Call) -> Call:
     return _open(call, label=route.label, metadata=metadata, model=config["model"], route=route)
 
 
-def _open(call: Call, *, label: str, metadata: dict[str, Any], model: str, route: SipRoute | None = None) -> Call:
+def _open(
+    call: Call,
+    *,
+    label: str,
+    metadata: dict[str, Any],
+    model: str,
+    route: SipRoute | None = None,
+    started_by: User | None = None,
+) -> Call:
     with transaction.atomic():
         session = services.open_session(
-            kind=RealtimeSession.Kind.SIDEBAND, label=label, metadata=metadata, model=model, call_id=call.call_id
+            kind=RealtimeSession.Kind.SIDEBAND,
+            label=label,
+            metadata=metadata,
+            model=model,
+            call_id=call.call_id,
+            started_by=started_by,
         )
         # Conditional on still ringing: a hangup that came in meanwhile stays what it is.
         won = Call.objects.filter(pk=call.pk, status=Call.Status.INCOMING).update(
@@ -374,17 +388,22 @@ def transfer(call: Call, *, target_uri: str, by: User) -> Call:
 # --- Browser calls (WebRTC) -------------------------------------------------------------------
 
 
-def mint_client_secret(*, label: str, metadata: dict[str, Any], owner: str) -> dict[str, Any]:
+def mint_client_secret(
+    *, label: str, metadata: dict[str, Any], owner: str, started_by: int | None = None
+) -> dict[str, Any]:
     """A short-lived `ek_` secret for a browser, for a session that already holds the
     registered MCP servers and their credentials (they never reach the browser: the browser
-    only gets the secret), and a signed ticket to present when it asks us to attach."""
+    only gets the secret), and a signed ticket to present when it asks us to attach.
+    `started_by`: the pk of the staff member minting it, recorded on the session at attach
+    (signed into the ticket), so that they never decide its requests."""
     config = session_config()
     secret = _api().realtime.client_secrets.create(
         session=config,  # type: ignore[arg-type]
         expires_after={"anchor": "created_at", "seconds": CLIENT_SECRET_SECONDS},
     )
     ticket = signing.dumps(
-        {"label": label, "metadata": metadata, "owner": owner, "model": config["model"]}, salt=_TICKET_SALT
+        {"label": label, "metadata": metadata, "owner": owner, "model": config["model"], "started_by": started_by},
+        salt=_TICKET_SALT,
     )
     return {"client_secret": secret.value, "expires_at": secret.expires_at, "model": config["model"], "ticket": ticket}
 
@@ -408,4 +427,5 @@ def attach_browser_call(*, call_id: str, ticket: str, owner: str) -> Call:
         return Call.objects.get(call_id=call_id)
     metadata = {**(data.get("metadata") or {}), "owner": data.get("owner", "")}
     label = str(data.get("label") or "Browser call")
-    return _open(call, label=label, metadata=metadata, model=str(data.get("model") or ""))
+    started_by = get_user_model().objects.filter(pk=data["started_by"]).first() if data.get("started_by") else None
+    return _open(call, label=label, metadata=metadata, model=str(data.get("model") or ""), started_by=started_by)

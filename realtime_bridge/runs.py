@@ -109,7 +109,13 @@ def start_run(
         label, metadata = services.user_label(user), {"started_by": user.get_username()}
     with transaction.atomic():
         session = services.open_session(
-            kind=RealtimeSession.Kind.RESPONSES, label=label, metadata=metadata, client_token=token, model=model
+            kind=RealtimeSession.Kind.RESPONSES,
+            label=label,
+            metadata=metadata,
+            client_token=token,
+            model=model,
+            # Whoever started the run never decides its requests (duties do not mix).
+            started_by=user if token is None else None,
         )
         run = ResponsesRun.objects.create(
             session=session,

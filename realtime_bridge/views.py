@@ -8,12 +8,13 @@ import json
 import logging
 from collections.abc import Callable
 from functools import wraps
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import openai
 from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
+from django.utils.translation import gettext
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
@@ -21,6 +22,9 @@ from approvals import services
 from approvals.models import ClientToken
 from realtime_bridge import calls, runs
 from realtime_bridge.models import Call, ResponsesRun
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +88,22 @@ def _api_caller(request: HttpRequest, *, staff_only: bool) -> _Caller | JsonResp
         if refused is not None:
             return _error("CSRF check failed.", 403)
     return _Caller(None, user)
+
+
+# Starting a session from a login (a browser call's client secret, a Responses run) puts an agent
+# to work for a guest and costs money: it needs this permission, not only a login (superusers
+# have it; give it to a group in the admin). A client token (Bearer) is its own authority.
+START_SESSION_PERMISSION = "approvals.start_session"
+
+
+def _refuse_start(caller: _Caller) -> JsonResponse | None:
+    """403 JSON for a logged-in caller without the permission to start sessions; else None."""
+    if caller.token is None and not caller.user.has_perm(START_SESSION_PERMISSION):
+        message = gettext(
+            "Starting a call or a run needs the permission “Can start sessions” (%(perm)s): ask an administrator."
+        ) % {"perm": START_SESSION_PERMISSION}
+        return JsonResponse({"error": message, "permission": START_SESSION_PERMISSION}, status=403)
+    return None
 
 
 def _owner(caller: _Caller) -> str:
@@ -180,6 +200,9 @@ def runs_create(request: HttpRequest) -> JsonResponse:
     caller = _api_caller(request, staff_only=True)
     if isinstance(caller, JsonResponse):
         return caller
+    refused = _refuse_start(caller)
+    if refused is not None:
+        return refused
     body = _json_body(request)
     if body is None:
         return _error("The body must be a JSON object.", 400)
@@ -214,12 +237,17 @@ def webrtc_session(request: HttpRequest) -> JsonResponse:
     caller = _api_caller(request, staff_only=False)
     if isinstance(caller, JsonResponse):
         return caller
+    refused = _refuse_start(caller)
+    if refused is not None:
+        return refused
     if caller.token is not None:
         label, metadata = caller.token.label, dict(caller.token.metadata or {})
     else:
         label, metadata = f"Browser call: {services.user_label(caller.user)}", {"user": caller.user.get_username()}
+    # Whoever mints the secret started the call: they never decide its requests.
+    started_by = caller.user.pk if caller.token is None else None
     try:
-        minted = calls.mint_client_secret(label=label, metadata=metadata, owner=_owner(caller))
+        minted = calls.mint_client_secret(label=label, metadata=metadata, owner=_owner(caller), started_by=started_by)
     except openai.APIError as exc:
         log.warning("client secret not minted: %s", exc)
         return _error("Could not start a call right now.", 502)

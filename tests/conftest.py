@@ -120,6 +120,15 @@ def charlie(django_user_model, password):
     return django_user_model.objects.create_user("charlie", "charlie@example.org", password, first_name="Charlie")
 
 
+def allow_starting_sessions(user):
+    """Give `user` the permission to start sessions from a login (a browser call's client
+    secret, a Responses run): approvals.start_session. Returns the user."""
+    from django.contrib.auth.models import Permission
+
+    user.user_permissions.add(Permission.objects.get(content_type__app_label="approvals", codename="start_session"))
+    return user
+
+
 @pytest.fixture
 def admin_user(django_user_model, password):
     return django_user_model.objects.create_superuser("root", "root@example.org", password)

@@ -27,6 +27,7 @@ from approvals.models.registry import (
 )
 from approvals.models.requests import (
     CARD_CONVERSATION_LINES,
+    REVIEW_ONLY_GROUP,
     ApprovalRequest,
     ApprovalRequestQuerySet,
     audience_allows,
@@ -36,6 +37,7 @@ from approvals.models.sessions import ConversationLine, RealtimeSession
 
 __all__ = [
     "CARD_CONVERSATION_LINES",
+    "REVIEW_ONLY_GROUP",
     "TOKEN_PREFIX",
     "ApprovalRequest",
     "ApprovalRequestQuerySet",

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from approvals.models.cards import related_paths, session_details
 from approvals.models.registry import McpServer
@@ -19,6 +20,10 @@ from approvals.models.sessions import ConversationLine, RealtimeSession
 
 # How many of the latest conversation lines a dashboard card shows.
 CARD_CONVERSATION_LINES = 6
+# Members of this group review decisions (compliance/, whose COMPLIANCE_GROUP is this name) and
+# never make one, under any rule, the default included, and even when they are superusers:
+# duties do not mix. Named here because approvals/ may not import compliance/.
+REVIEW_ONLY_GROUP = "compliance"
 
 
 def plain_words(name: str) -> str:
@@ -253,6 +258,11 @@ class ApprovalRequest(models.Model):
             else 0,
             "decided_at": self.decided_at.isoformat() if self.decided_at else None,
             "decided_by_label": self.decided_by_label,
+            # Who started the session: they never decide its requests (decision_refusal), and
+            # their card says so instead of showing the buttons.
+            "started_by": {"id": session.started_by_id, "label": session.started_by_label}
+            if session.started_by_id is not None
+            else None,
             "reason": self.reason,
             "approve": self.approve,
             "decision_sent_at": self.decision_sent_at.isoformat() if self.decision_sent_at else None,
@@ -330,15 +340,35 @@ class ApprovalRequest(models.Model):
         """The groups that may decide the current stage; [] = any staff member."""
         return [name for name in self.audience.split(",") if name]
 
-    def may_decide(self, user: Any) -> bool:
-        """Whether `user` (active staff) may decide this request's current stage."""
+    def in_audience_of(self, user: Any) -> bool:
+        """Whether this request's current stage is routed to `user` (active staff): what their
+        queue shows them. Deciding it also needs decision_refusal to find nothing."""
         if not (user.is_active and user.is_staff):
             return False
-        if user.is_superuser or not self.audience:
-            return True
-        return audience_allows(
-            self.audience, superuser=False, groups=frozenset(user.groups.values_list("name", flat=True))
-        )
+        groups = frozenset(user.groups.values_list("name", flat=True))
+        return audience_allows(self.audience, superuser=bool(user.is_superuser), groups=groups)
+
+    def may_decide(self, user: Any) -> bool:
+        """Whether `user` may decide this request's current stage (decision_refusal says why not)."""
+        return self.decision_refusal(user) is None
+
+    def decision_refusal(self, user: Any) -> str | None:
+        """Why `user` may not decide this request's current stage, in words for them; None when
+        they may. The one rule behind services.check_may_decide: active staff only; never a
+        member of REVIEW_ONLY_GROUP (superusers included); never whoever started the session;
+        else the current stage's groups (any staff when it names none; superusers always)."""
+        if not (user.is_active and user.is_staff):
+            return gettext("Only staff can decide approval requests.")
+        groups = frozenset(user.groups.values_list("name", flat=True))
+        if REVIEW_ONLY_GROUP in groups:
+            return gettext("Members of %(group)s review decisions and never make them.") % {"group": REVIEW_ONLY_GROUP}
+        if self.session.started_by_id is not None and self.session.started_by_id == user.pk:
+            return gettext("You started this session: someone else must decide.")
+        if audience_allows(self.audience, superuser=bool(user.is_superuser), groups=groups):
+            return None
+        return gettext("Only members of %(groups)s may decide this request.") % {
+            "groups": " or ".join(self.audience_groups)
+        }
 
     def stage_votes(self) -> list[dict[str, Any]]:
         return [v for v in self.votes or [] if v.get("stage") == self.stage]

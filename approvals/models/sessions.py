@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -35,9 +36,20 @@ class RealtimeSession(models.Model):
     opened_at = models.DateTimeField(default=timezone.now)
     closed_at = models.DateTimeField(null=True, blank=True)
     close_code = models.IntegerField(null=True, blank=True)
+    # The staff member who started it (minted a browser call's secret, started a Responses run):
+    # they never decide its requests (duties do not mix, services.check_may_decide). NULL when a
+    # client token or a phone line started it. The label is copied, like `label`, so the card
+    # keeps the name if the account changes.
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    started_by_label = models.CharField(max_length=150, blank=True)
 
     class Meta:
         ordering = ["-opened_at"]
+        # Starting a session from a login (a browser call's client secret, a Responses run) costs
+        # OpenAI money and puts a guest-facing agent to work: it needs this, not only a login.
+        permissions = [("start_session", "Can start sessions (browser calls, Responses runs)")]
 
     def __str__(self) -> str:
         return f"{self.label} ({self.kind} #{self.pk})"

@@ -28,7 +28,13 @@ from approvals.services._common import (
 )
 from approvals.services._transition import EXPIRE_REQUEST_TASK, EXPIRY_SLACK_SECONDS
 from approvals.services.claims import claim, release_claim, release_claims_of, release_expired_claims
-from approvals.services.decisions import decide, escalate_if_nobody_online, expire_overdue, expire_request
+from approvals.services.decisions import (
+    check_may_decide,
+    decide,
+    escalate_if_nobody_online,
+    expire_overdue,
+    expire_request,
+)
 from approvals.services.policies import import_policies, publish_policy
 from approvals.services.presence import (
     dashboard_connected,
@@ -69,6 +75,7 @@ __all__ = [
     "TransitionError",
     "actor_label",
     "add_conversation_line",
+    "check_may_decide",
     "claim",
     "close_session",
     "closed_message",

@@ -34,10 +34,24 @@ def _check_reason(reason: str) -> str:
     return reason
 
 
+def check_may_decide(req: ApprovalRequest, user: User) -> None:
+    """The one check of who may decide, used by every path that records a person's decision
+    (at once, a vote toward a quorum; the dashboard, and the Slack and push channels, which all
+    call decide()). Duties do not mix: a member of the compliance group never decides (nor a
+    superuser who is one), nor does whoever started the request's session; otherwise the
+    current step's groups may (any staff member when it names none; superusers always).
+    Reads the user's groups and the session (a query each, unless loaded). No side effects.
+    Raises PermissionDenied with the reason in words for that person."""
+    refusal = req.decision_refusal(user)
+    if refusal is not None:
+        raise PermissionDenied(refusal)
+
+
 def decide(req: ApprovalRequest, *, approve: bool, by: User, reason: str = "") -> ApprovalRequest:
-    """A person approves or denies a pending request before its deadline. Only members of the
-    groups its current step names may (anyone on staff when it names none; superusers always).
-    One denial decides; an approval decides once the step's quorum of distinct people approved,
+    """A person approves or denies a pending request before its deadline. Only those
+    check_may_decide lets through may: members of the groups its current step names (anyone
+    on staff when it names none; superusers always), never a compliance reviewer, never whoever
+    started the session. One denial decides; an approval decides once the step's quorum of distinct people approved,
     else it is counted (audit VOTED) and the request stays pending. Side effects: audit DECIDED;
     after commit the relay nudge and a dashboard event. Raises TransitionError when it is no
     longer pending (or its deadline has passed, which then expires it) or this person already
@@ -66,17 +80,11 @@ def decide(req: ApprovalRequest, *, approve: bool, by: User, reason: str = "") -
     raise TransitionError(closed_message(current), request=current)
 
 
-def _not_allowed(req: ApprovalRequest) -> PermissionDenied:
-    groups = " or ".join(req.audience_groups)
-    return PermissionDenied(f"Only members of {groups} may decide this request.")
-
-
 def _decide_at_once(req: ApprovalRequest, *, approve: bool, by: User, reason: str) -> ApprovalRequest | None:
     """One conditional UPDATE: of two clicks, or a click and the deadline, exactly one matches.
     The deadline and the step are part of the guard, so a step that has passed or moved on
     cannot be decided by a stale page. None when it lost."""
-    if not req.may_decide(by):
-        raise _not_allowed(req)
+    check_may_decide(req, by)
     now = timezone.now()
     label = user_label(by)
     won = transition(
@@ -114,8 +122,7 @@ def _vote(req: ApprovalRequest, *, by: User, reason: str) -> ApprovalRequest | N
         )
         if locked is None:
             return None
-        if not locked.may_decide(by):
-            raise _not_allowed(locked)
+        check_may_decide(locked, by)
         if any(v.get("user_id") == by.pk for v in locked.votes or []):
             raise TransitionError(
                 f"You have already approved this request: it needs {locked.quorum_label or 'another approver'}, "

@@ -203,7 +203,9 @@ def mark_opened(req: ApprovalRequest, *, by: User) -> bool:
         locked = ApprovalRequest.objects.select_for_update().filter(pk=req.pk, status=Status.PENDING).first()
         if (
             locked is None
-            or not locked.may_decide(by)
+            # Routed to them, not "may decide": a compliance reviewer or whoever started the
+            # session had the card in front of them too, without buttons.
+            or not locked.in_audience_of(by)
             or AuditEvent.objects.filter(request_id=req.pk, kind=AuditKind.OPENED, actor=by).exists()
         ):
             return False

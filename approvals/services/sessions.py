@@ -5,16 +5,19 @@ from __future__ import annotations
 
 from datetime import datetime
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
 from django.utils import timezone
 
 from approvals import events
 from approvals.models import ApprovalRequest, AuditKind, ClientToken, ConversationLine, RealtimeSession
-from approvals.services._common import BY_SESSION_END, DEFAULT_CANCEL_REASON, Status, on_commit
+from approvals.services._common import BY_SESSION_END, DEFAULT_CANCEL_REASON, Status, on_commit, user_label
 from approvals.services._transition import transition
 from audit import writer
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 
 def open_session(
@@ -25,10 +28,13 @@ def open_session(
     client_token: ClientToken | None = None,
     model: str = "",
     call_id: str = "",
+    started_by: User | None = None,
 ) -> RealtimeSession:
     """Record a session the relay now sits in, named by `label`/`metadata` (copied from the
-    client token by the caller). Side effects: audit SESSION_OPENED, the token's last_used_at.
-    Raises ValueError on an unknown kind."""
+    client token by the caller). `started_by`: the staff member who started it (a browser
+    call's secret, a Responses run), who then never decides its requests (check_may_decide).
+    Side effects: audit SESSION_OPENED, the token's last_used_at. Raises ValueError on an
+    unknown kind."""
     if kind not in RealtimeSession.Kind.values:
         raise ValueError(f"Unknown session kind {kind!r}")
     now = timezone.now()
@@ -41,6 +47,8 @@ def open_session(
             model=model,
             call_id=call_id,
             opened_at=now,
+            started_by=started_by,
+            started_by_label=user_label(started_by)[:150] if started_by is not None else "",
         )
         if client_token is not None:
             # A one-column UPDATE rather than save(): an admin editing the token's label at
@@ -57,6 +65,7 @@ def open_session(
                 "model": model,
                 "call_id": call_id,
                 "client_token_id": client_token.pk if client_token is not None else None,
+                "started_by": started_by.pk if started_by is not None else None,
             },
             created_at=now,
         )

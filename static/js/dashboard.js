@@ -217,6 +217,7 @@
     renderConversation(el, req.conversation);
     renderCallAndRun(el, req);
     renderPolicy(el, req);
+    applyDuties(el, req);
     el.setAttribute("aria-label", fmt(gettext("%(tool)s, for %(session)s"), { tool: req.tool_title, session: label }));
     if (req.status === "pending") {
       // Local clock + the server's "seconds left": immune to a skewed clock on this device.
@@ -489,6 +490,7 @@
       showMessage(el, fmt(gettext("Already closed: %(outcome)s."), { outcome: outcome(entry.req) }), "info");
       return;
     }
+    if (dutyNote(entry.req)) return; // not theirs to decide (A/D keys too): the card says why
     entry.busy = true;
     el.classList.add("busy");
     showMessage(el, decision === "approve" ? gettext("Approving…") : gettext("Denying…"), "");
@@ -586,6 +588,51 @@
     }
   });
 
+  // ---------------------------------------------------------------- duties (issue 13)
+  // Who may not decide, whatever the policy says (approvals/services/decisions.py refuses them
+  // anyway): a compliance reviewer (the page's data-review-only, or the snapshot's
+  // may_decide: false) and whoever started the card's session (its started_by). Their cards
+  // show why instead of the buttons. And a socket the server closed because the login ended
+  // (4401 logged out or expired, 4403 no longer staff) is not reopened: the page says so.
+
+  let reviewOnly = root.dataset.reviewOnly === "true";
+  let reviewWhy = $(cardTemplate.content, ".duty-note").textContent.trim();
+  let ended = false;
+
+  function noteViewer(snapshot) {
+    if (snapshot.may_decide !== false) return;
+    reviewOnly = true;
+    reviewWhy = snapshot.why || reviewWhy;
+  }
+
+  function dutyNote(req) {
+    if (reviewOnly) return reviewWhy;
+    if (req.started_by && String(req.started_by.id) === userId) {
+      const groups = ((req.policy || {}).groups || []).join(" or ");
+      return groups ? root.dataset.startedNote.replace("{groups}", groups) : root.dataset.startedNoteAny;
+    }
+    return "";
+  }
+
+  function applyDuties(el, req) {
+    const note = req.status === "pending" ? dutyNote(req) : "";
+    el.classList.toggle("no-decide", Boolean(note));
+    $(el, "form.decide").hidden = reviewOnly || Boolean(note);
+    const noteEl = $(el, ".duty-note");
+    noteEl.hidden = !note;
+    noteEl.textContent = note;
+  }
+
+  function sessionEnded(code) {
+    if (code !== 4401 && code !== 4403) return false;
+    ended = true;
+    clearTimeout(retryTimer);
+    root.classList.remove("is-offline");
+    setConnection("offline", "Session ended");
+    document.getElementById("ended-note").hidden = false;
+    return true;
+  }
+
   // ---------------------------------------------------------------- the socket
 
   function onSnapshot(requests) {
@@ -681,15 +728,18 @@
       } catch {
         return;
       }
-      if (message.type === "snapshot") onSnapshot(message.requests);
-      else if (message.type === "request_changed") onChanged(message.request);
+      if (message.type === "snapshot") {
+        noteViewer(message);
+        onSnapshot(message.requests);
+      } else if (message.type === "request_changed") onChanged(message.request);
       else if (message.type === "request_removed") onRemoved(message.id);
       else if (message.type === "request_escalated") onEscalated(message.request);
       else if (message.type === "presence") coord.renderPresence(message.online);
     });
-    ws.addEventListener("close", () => {
+    ws.addEventListener("close", (event) => {
       if (socket !== ws) return;
       socket = null;
+      if (sessionEnded(event.code)) return;
       root.classList.add("is-offline");
       // Exponential backoff with jitter, so a restarted server is not hit by every tab at once.
       const delay = Math.min(15000, 1000 * 2 ** attempts) * (0.75 + Math.random() * 0.5);
@@ -702,7 +752,7 @@
 
   // Back in view or back online: reconnect now rather than at the end of a long backoff.
   const reconnectNow = () => {
-    if (!socket && document.visibilityState === "visible") {
+    if (!socket && !ended && document.visibilityState === "visible") {
       attempts = 0;
       connect();
     }

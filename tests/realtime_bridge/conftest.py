@@ -13,6 +13,7 @@ from channels.testing import WebsocketCommunicator
 from websockets.asyncio.server import ServerConnection, serve
 
 from approvals import services
+from tests.conftest import allow_starting_sessions
 
 UPSTREAM_KEY = "sk-upstream-server-key"
 
@@ -131,3 +132,9 @@ async def relay(upstream, client_token):
 
 async def db(fn, *args, **kwargs):
     return await database_sync_to_async(fn)(*args, **kwargs)
+
+
+@pytest.fixture
+def alice(alice):
+    """Alice may start sessions here: these tests mint browser-call secrets and start runs as her."""
+    return allow_starting_sessions(alice)
