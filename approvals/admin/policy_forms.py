@@ -20,6 +20,9 @@ from django.http import HttpRequest
 from approvals import policy
 from approvals.models import DeadlineAction, EscalationStep, McpServer, PolicyRule
 
+# The rule's requirements (approvals/policy/document.py, Requires) as the row's fields.
+REQUIREMENT_FIELDS = ["require_confirm", "require_reason_on_approve", "require_reason_on_deny", "require_step_up"]
+
 
 class PolicyRefused(Exception):
     """publish_policy refused the rules as a whole. Raised inside the admin's transaction so that
@@ -111,6 +114,7 @@ class PolicyRuleForm(forms.ModelForm):
             "quorum",
             "deadline_seconds",
             "on_deadline",
+            *REQUIREMENT_FIELDS,
         ]
         widgets = {
             "description": forms.Textarea(attrs={"rows": 2, "cols": 80}),
@@ -212,6 +216,9 @@ class PolicyRuleForm(forms.ModelForm):
             self.add_error("deadline_seconds", f"The deadline {only}")
         if cleaned.get("on_deadline") not in (None, DeadlineAction.DENY.value):
             self.add_error("on_deadline", f"What the deadline does {only}")
+        for name in REQUIREMENT_FIELDS:
+            if cleaned.get(name):
+                self.add_error(name, f"What a decision needs {only}")
         if steps:
             self.add_error(
                 None,
@@ -235,6 +242,7 @@ class PolicyRuleForm(forms.ModelForm):
             description=cleaned.get("description") or "",
             enabled=cleaned.get("enabled", True),
             steps=(first, *rest) if cleaned["outcome"] == policy.ASK else policy.DEFAULT_STEPS,
+            requires=policy.requires_of(cleaned) if cleaned["outcome"] == policy.ASK else policy.NO_REQUIREMENTS,
         )
         # The other rules exactly as publish_policy reads the rows, placed by (position, pk).
         places = {

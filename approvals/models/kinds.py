@@ -33,6 +33,9 @@ class AuditKind(models.TextChoices):
     TOOL_REVIEWED = "tool_reviewed", "Changed MCP tool reviewed"
     TOOL_DRIFTED = "tool_drifted", "MCP tool definition changed"
     POLICY_CHANGED = "policy_changed", "Approval policy changed"
+    # A staff member's passkeys (the step-up of rules that require one).
+    PASSKEY_ADDED = "passkey_added", "Passkey registered"
+    PASSKEY_REMOVED = "passkey_removed", "Passkey removed"
 
 
 kinds.register(AuditKind)

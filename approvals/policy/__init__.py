@@ -4,6 +4,7 @@
 - document: the rules and the policy document (YAML), and the one validator of it. Pure.
 - engine: routing a call, and compiling the rules into what OpenAI receives. Reads only.
 - dryrun: replaying a draft on the recorded requests. Reads only.
+- text: the document as YAML, and a diff of two documents in words. Pure.
 - rows: the rules <-> the PolicyRule rows; write_rows writes (for services.publish_policy).
 
 The names below are the public ones; importers use `from approvals import policy`.
@@ -26,18 +27,19 @@ from approvals.policy.document import (
     MAX_DEADLINE_SECONDS,
     MAX_RULES,
     MAX_STEPS,
+    NO_REQUIREMENTS,
+    REQUIRES_KEYS,
     UNREACHED,
     PolicyError,
+    Requires,
+    RequiresEntry,
     Rule,
     RuleEntry,
     Step,
     StepEntry,
     chain_problems,
     describe_steps,
-    diff,
     document,
-    dump_yaml,
-    load_yaml,
     parse_document,
 )
 from approvals.policy.dryrun import DryRunReport, DryRunRow, dry_run, dry_run_yaml, report_lines
@@ -53,7 +55,8 @@ from approvals.policy.engine import (
     masked,
     upstream_tools,
 )
-from approvals.policy.rows import rule_from_row, rules_from_rows, step_of, write_rows
+from approvals.policy.rows import requires_of, rule_from_row, rules_from_rows, step_of, write_rows
+from approvals.policy.text import diff, dump_yaml, load_yaml
 
 __all__ = [
     "ALLOW",
@@ -68,6 +71,8 @@ __all__ = [
     "MAX_DEADLINE_SECONDS",
     "MAX_RULES",
     "MAX_STEPS",
+    "NO_REQUIREMENTS",
+    "REQUIRES_KEYS",
     "UNREACHED",
     "Call",
     "ConditionError",
@@ -75,6 +80,8 @@ __all__ = [
     "DryRunRow",
     "Policy",
     "PolicyError",
+    "Requires",
+    "RequiresEntry",
     "Routing",
     "Rule",
     "RuleEntry",
@@ -97,6 +104,7 @@ __all__ = [
     "masked",
     "parse_document",
     "report_lines",
+    "requires_of",
     "rule_from_row",
     "rules_from_rows",
     "step_of",

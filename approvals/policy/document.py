@@ -18,13 +18,11 @@ Pure: reads the registry (server labels, group names) only when asked to check n
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-import yaml
 from django.conf import settings
 from django.contrib.auth.models import Group
 from pydantic import (
@@ -102,6 +100,56 @@ class Step:
 DEFAULT_STEPS = (Step(),)
 
 
+@dataclass(frozen=True)
+class Requires:
+    """What a person must give to decide under an ask rule, whatever the step: a confirmation
+    (of approve and of deny), a reason (the note to the guest) for an approval and/or a denial,
+    and a step-up (a passkey assertion, for approve and deny). Frozen into each request's plan
+    when it opens, like its steps (docs/policies.md)."""
+
+    confirm: bool = False
+    reason_on_approve: bool = False
+    reason_on_deny: bool = False
+    step_up: bool = False
+
+    def __bool__(self) -> bool:
+        return any(self.to_plan().values())
+
+    def to_plan(self) -> dict[str, bool]:
+        return {
+            "confirm": self.confirm,
+            "reason_on_approve": self.reason_on_approve,
+            "reason_on_deny": self.reason_on_deny,
+            "step_up": self.step_up,
+        }
+
+    def to_document(self) -> dict[str, bool]:
+        return {key: value for key, value in self.to_plan().items() if value}
+
+    @classmethod
+    def from_plan(cls, plan: Any) -> Requires:
+        """From a request's frozen plan (a plan from before requirements existed requires nothing)."""
+        given = plan.get("requires") if isinstance(plan, Mapping) else None
+        if not isinstance(given, Mapping):
+            return cls()
+        return cls(**{key: given.get(key) is True for key in REQUIRES_KEYS})
+
+    def describe(self) -> str:
+        parts = []
+        if self.confirm:
+            parts.append("a confirmation")
+        reasons = [w for w, on in (("approve", self.reason_on_approve), ("deny", self.reason_on_deny)) if on]
+        if reasons:
+            parts.append(f"a reason to {' or '.join(reasons)}")
+        if self.step_up:
+            parts.append("a passkey step-up")
+        return ", ".join(parts)
+
+
+REQUIRES_KEYS = ("confirm", "reason_on_approve", "reason_on_deny", "step_up")
+NO_REQUIREMENTS = Requires()
+
+
 def describe_steps(steps: tuple[Step, ...]) -> str:
     """'ask managers within 120 s, then escalate to …, then deny': an ask outcome in words."""
     text = "ask " + ", then escalate to ".join(step.describe() for step in steps)
@@ -122,11 +170,13 @@ class Rule:
     description: str = ""
     enabled: bool = True
     steps: tuple[Step, ...] = DEFAULT_STEPS
+    requires: Requires = NO_REQUIREMENTS
 
     def describe(self) -> str:
         if self.outcome != ASK:
             return "allow at once" if self.outcome == ALLOW else "deny at once"
-        return describe_steps(self.steps)
+        text = describe_steps(self.steps)
+        return f"{text}; requires {self.requires.describe()}" if self.requires else text
 
     def to_document(self) -> dict[str, Any]:
         out: dict[str, Any] = {"label": self.label}
@@ -145,6 +195,8 @@ class Rule:
             out.update(self.steps[0].to_document())
             if len(self.steps) > 1:
                 out["escalations"] = [step.to_document() for step in self.steps[1:]]
+            if self.requires:
+                out["requires"] = self.requires.to_document()
         return out
 
 
@@ -175,7 +227,7 @@ def chain_problems(actions: Sequence[str]) -> list[tuple[int, str]]:
 # The entries of the document, as pydantic validates them ----------------------------------------
 
 STEP_KEYS = frozenset({"approvers", "quorum", "deadline_seconds", "on_deadline"})
-ASK_ONLY_KEYS = STEP_KEYS | {"escalations"}
+ASK_ONLY_KEYS = STEP_KEYS | {"escalations", "requires"}
 # What a field must be, said once for every way it can be wrong (a type, a bound, a missing key).
 FIELD_HELP = {
     "label": "required; letters, digits, - and _ (at most 100)",
@@ -190,6 +242,7 @@ FIELD_HELP = {
     "deadline_seconds": f"a whole number of seconds from 1 to {MAX_DEADLINE_SECONDS}",
     "on_deadline": f"one of {', '.join(DeadlineAction.values)}",
     "escalations": f"a list of at most {MAX_STEPS} steps",
+    "requires": f"a mapping of {', '.join(REQUIRES_KEYS)} to true or false",
 }
 _OWN = "policy"  # the type of the errors raised below, whose message is already what to show
 
@@ -281,6 +334,21 @@ class StepEntry(BaseModel):
         return Step(self.approvers, self.quorum, self.deadline_seconds, self.on_deadline)
 
 
+class RequiresEntry(BaseModel):
+    """A rule's `requires`: {confirm, reason_on_approve, reason_on_deny, step_up}, each true or
+    false (absent: false)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    confirm: StrictBool = False
+    reason_on_approve: StrictBool = False
+    reason_on_deny: StrictBool = False
+    step_up: StrictBool = False
+
+    def to_requires(self) -> Requires:
+        return Requires(self.confirm, self.reason_on_approve, self.reason_on_deny, self.step_up)
+
+
 class RuleEntry(BaseModel):
     """One entry of the document's `rules`. Validated with the context {"servers": set | None,
     "groups": set | None}: names not in a given set are refused."""
@@ -302,6 +370,7 @@ class RuleEntry(BaseModel):
     escalations: Annotated[list[StepEntry], BeforeValidator(lambda v: v or []), Field(max_length=MAX_STEPS)] = Field(
         default_factory=list
     )
+    requires: Annotated[RequiresEntry, BeforeValidator(lambda v: {} if v is None else v)] = RequiresEntry()
 
     def to_rule(self) -> Rule:
         first = Step(self.approvers, self.quorum, self.deadline_seconds, self.on_deadline)
@@ -315,6 +384,7 @@ class RuleEntry(BaseModel):
             description=self.description,
             enabled=self.enabled,
             steps=(first, *(s.to_step() for s in self.escalations)) if self.outcome == ASK else DEFAULT_STEPS,
+            requires=self.requires.to_requires() if self.outcome == ASK else NO_REQUIREMENTS,
         )
 
 
@@ -387,7 +457,7 @@ def _parse_rule(raw: Any, index: int, seen: set[str], context: dict[str, Any]) -
     outcome = raw.get("outcome")
     if outcome in (ALLOW, DENY):
         if set(raw) & ASK_ONLY_KEYS:
-            errors.append(f"{where}: approvers, quorum, deadline and escalations apply to outcome ask only")
+            errors.append(f"{where}: approvers, quorum, deadline, escalations and requires apply to outcome ask only")
     else:
         errors += _chain_messages(raw, where)
     return rule, errors
@@ -426,55 +496,3 @@ def parse_document(
     if errors:
         raise PolicyError(errors)
     return rules
-
-
-# Text -------------------------------------------------------------------------------------------
-
-
-def diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """What changed between two documents, in words, one line per change."""
-    before = {r["label"]: (i, r) for i, r in enumerate(old.get("rules") or [])}
-    after = {r["label"]: (i, r) for i, r in enumerate(new.get("rules") or [])}
-    changes = []
-    for label, (_i, rule) in after.items():
-        if label not in before:
-            changes.append(f"added rule {label}: {json.dumps(rule, sort_keys=True)}")
-    for label in before:
-        if label not in after:
-            changes.append(f"removed rule {label}")
-    order_before = [label for label in before if label in after]
-    order_after = [label for label in after if label in before]
-    for label, (_i, rule) in after.items():
-        if label not in before:
-            continue
-        old_rule = before[label][1]
-        for key in sorted(set(old_rule) | set(rule)):
-            if old_rule.get(key) != rule.get(key):
-                changes.append(f"rule {label}: {key} {json.dumps(old_rule.get(key))} → {json.dumps(rule.get(key))}")
-    if order_before != order_after:
-        changes.append("order: " + ", ".join(order_after))
-    return changes
-
-
-def load_yaml(text: str) -> Any:
-    """Parse a YAML policy file; a syntax error becomes a PolicyError naming line and column."""
-    if len(text) > 2_000_000:
-        raise PolicyError(["the file is larger than 2 MB"])
-    try:
-        return yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise PolicyError([f"not valid YAML: {where}{problem}"]) from None
-
-
-YAML_HEADER = """\
-# Countersign approval policy (docs/policies.md). Rules are tried in order; the first whose
-# server, tool and condition (`when`, in CEL) match decides: allow, deny, or ask. A call no
-# rule matches asks any staff member and is denied at the deadline (APPROVAL_TIMEOUT_SECONDS).
-"""
-
-
-def dump_yaml(doc: dict[str, Any]) -> str:
-    return YAML_HEADER + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=100)

@@ -12,8 +12,9 @@ from typing import Any
 from django.utils import timezone
 
 from approvals.models import ApprovalRequest
-from approvals.policy.document import ASK, load_yaml, parse_document
+from approvals.policy.document import ASK, parse_document
 from approvals.policy.engine import Call, Policy
+from approvals.policy.text import load_yaml
 
 
 @dataclass
