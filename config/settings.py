@@ -365,3 +365,10 @@ LOGGING = {
 
 # Approvals: how long a request waits for a human before its deadline decides (a denial).
 APPROVAL_TIMEOUT_SECONDS = env_int("APPROVAL_TIMEOUT_SECONDS", 60)
+
+# Passkeys (the step-up of rules that require one, approvals/services/passkeys.py). Blank RP ID
+# and origin: the host and origin of each request (which ALLOWED_HOSTS has checked). Set them
+# when the console is reached under several names: a passkey belongs to one RP ID.
+WEBAUTHN_RP_ID = env_str("WEBAUTHN_RP_ID", "")
+WEBAUTHN_ORIGIN = env_str("WEBAUTHN_ORIGIN", "")
+WEBAUTHN_RP_NAME = env_str("WEBAUTHN_RP_NAME", "Countersign")

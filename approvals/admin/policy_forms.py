@@ -21,7 +21,7 @@ from approvals import policy
 from approvals.models import DeadlineAction, EscalationStep, McpServer, PolicyRule
 
 # The rule's requirements (approvals/policy/document.py, Requires) as the row's fields.
-REQUIREMENT_FIELDS = ["require_confirm", "require_reason_on_approve", "require_reason_on_deny", "require_step_up"]
+REQUIREMENT_FIELDS = ("require_confirm", "require_reason_on_approve", "require_reason_on_deny", "require_step_up")
 
 
 class PolicyRefused(Exception):
