@@ -72,6 +72,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "approvals/dashboard.html",
         {
             "max_reason_length": services.MAX_REASON_LENGTH,
+            "max_internal_note_length": services.MAX_INTERNAL_NOTE_LENGTH,
             "timeout_seconds": settings.APPROVAL_TIMEOUT_SECONDS,
             "groups": list(request.user.groups.values_list("name", flat=True)),
         },
