@@ -112,6 +112,9 @@ def _check_requirements(
     if req.status != Status.PENDING:
         return record  # the transition refuses it and says who decided: that is the news
     requires = Requires.from_plan(req.plan)
+    if requires and not req.may_decide(by):
+        # Who may decide comes first: someone who may not is not told to type a note.
+        raise _not_allowed(req)
     if not note and (requires.reason_on_approve if approve else requires.reason_on_deny):
         message = (
             _("This rule needs a note to the guest to approve: say why.")
@@ -126,8 +129,6 @@ def _check_requirements(
             )
         record["confirmed"] = True
     if requires.step_up:
-        if not req.may_decide(by):
-            raise _not_allowed(req)  # before the challenge is used up for nothing
         passkey = verify_step_up(req, user=by, step_up=step_up)
         record["step_up"] = step_up_record(passkey)
     return record
