@@ -1,6 +1,6 @@
 from django.urls import path
 
-from approvals import views
+from approvals import passkey_views, views
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
@@ -9,4 +9,9 @@ urlpatterns = [
     path("requests/<int:pk>/opened/", views.opened, name="opened"),
     path("requests/<int:pk>/claim/", views.claim, name="claim"),
     path("requests/<int:pk>/release/", views.release, name="release"),
+    path("requests/<int:pk>/step-up/options/", passkey_views.step_up_options, name="step_up_options"),
+    path("profile/passkeys/", passkey_views.passkeys, name="passkeys"),
+    path("profile/passkeys/options/", passkey_views.registration_options, name="passkey_options"),
+    path("profile/passkeys/register/", passkey_views.register, name="passkey_register"),
+    path("profile/passkeys/<int:pk>/delete/", passkey_views.delete, name="passkey_delete"),
 ]

@@ -15,7 +15,9 @@ from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.request import split_domain_port
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from approvals import services
@@ -49,6 +51,19 @@ def _error(message: str, status: int, **extra: Any) -> JsonResponse:
     return JsonResponse({"error": message, **extra}, status=status)
 
 
+def relying_party(request: HttpRequest) -> services.RelyingParty:
+    """Who passkeys sign for here: the host this request came to (Django checked it against
+    ALLOWED_HOSTS), without its port, and its origin; WEBAUTHN_RP_ID / WEBAUTHN_ORIGIN win."""
+    host = request.get_host()
+    domain, _port = split_domain_port(host)
+    return services.RelyingParty.for_host(host=domain, origin=f"{request.scheme}://{host}")
+
+
+def step_up_of(request: HttpRequest, assertion: str) -> services.StepUp | None:
+    """The step-up a decision's POST carries (the browser's assertion as JSON), if any."""
+    return services.StepUp(assertion, relying_party(request)) if assertion else None
+
+
 @require_GET
 @staff_required
 def dashboard(request: HttpRequest) -> HttpResponse:
@@ -58,6 +73,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "approvals/dashboard.html",
         {
             "max_reason_length": services.MAX_REASON_LENGTH,
+            "max_internal_note_length": services.MAX_INTERNAL_NOTE_LENGTH,
             "timeout_seconds": settings.APPROVAL_TIMEOUT_SECONDS,
             "groups": groups,
             # A compliance reviewer sees the queue without buttons (duties do not mix; the
@@ -70,8 +86,11 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 def decide(request: HttpRequest, pk: int) -> JsonResponse:
-    """POST decision=approve|deny, reason=… (form-encoded, CSRF token in X-CSRFToken).
-    Answers JSON: 200 {request}, 400/403/404/409 {error[, request]}."""
+    """POST decision=approve|deny, guest_note=… (or reason=…, its older name), internal_note=…,
+    confirmed=1, step_up=<the passkey assertion as JSON> (form-encoded, CSRF token in
+    X-CSRFToken). Answers JSON: 200 {request}; 400 {error[, field, code]} (bad input, or a note
+    or confirmation the rule requires is missing); 403 {error[, step_up]} (not allowed, or the
+    step-up is missing or does not verify); 404; 409 {error, request} (decided already)."""
     # JSON answers, not a redirect to the login page: the caller is fetch(), not a person.
     if not request.user.is_authenticated:
         return _error("Your session has ended. Log in again.", 403)
@@ -86,10 +105,26 @@ def decide(request: HttpRequest, pk: int) -> JsonResponse:
         first = next(iter(errors.values()))[0]["message"]
         return _error(first, 400, errors=errors)
     try:
-        req = services.decide(req, approve=form.approve, by=request.user, reason=form.cleaned_data["reason"])
+        req = services.decide(
+            req,
+            approve=form.approve,
+            by=request.user,
+            guest_note=form.guest_note_text,
+            internal_note=form.cleaned_data["internal_note"],
+            confirmed=form.cleaned_data["confirmed"],
+            step_up=step_up_of(request, form.cleaned_data["step_up"]),
+        )
     except services.TransitionError as e:
         current = e.request.to_dict() if e.request is not None else None
         return _error(str(e), 409, request=current)
+    except services.RequirementMissing as e:
+        # What the rule requires was not given (a note, the confirmation): nothing changed.
+        return _error(str(e), 400, field=e.field, code=e.code)
+    except services.StepUpRequired as e:
+        # No passkey assertion, or one that does not verify: the card asks for the passkey.
+        return _error(str(e), 403, step_up=True, passkeys_url=reverse("passkeys"))
+    except ValueError as e:
+        return _error(str(e), 400)
     except PermissionDenied as e:
         # Not one of the groups this request's step names: the policy decides who may.
         return _error(str(e), 403)

@@ -404,3 +404,10 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "countersign@localhost")
 SLACK_BOT_TOKEN = env_secret("SLACK_BOT_TOKEN")
 SLACK_SIGNING_SECRET = env_secret("SLACK_SIGNING_SECRET")
 SLACK_API_URL = env_str("SLACK_API_URL", "https://slack.com/api").rstrip("/")
+
+# Passkeys (the step-up of rules that require one, approvals/services/passkeys.py). Blank RP ID
+# and origin: the host and origin of each request (which ALLOWED_HOSTS has checked). Set them
+# when the console is reached under several names: a passkey belongs to one RP ID.
+WEBAUTHN_RP_ID = env_str("WEBAUTHN_RP_ID", "")
+WEBAUTHN_ORIGIN = env_str("WEBAUTHN_ORIGIN", "")
+WEBAUTHN_RP_NAME = env_str("WEBAUTHN_RP_NAME", "Countersign")

@@ -19,6 +19,7 @@ from django.utils.html import format_html
 
 from approvals import policy, services
 from approvals.admin.policy_forms import (
+    REQUIREMENT_FIELDS,
     DryRunForm,
     EscalationStepInline,
     PolicyRefused,
@@ -64,6 +65,15 @@ class PolicyRuleAdmin(admin.ModelAdmin):
                 "fields": ["groups", "quorum", "deadline_seconds", "on_deadline", "escalate_when_nobody_online"],
                 "description": "For outcome ask only. To escalate, set the deadline to escalate and add the next "
                 "step(s) below.",
+            },
+        ),
+        (
+            "Ask: what a decision needs",
+            {
+                "fields": REQUIREMENT_FIELDS,
+                "description": "For outcome ask only; at every step. A person who decides must give these: the "
+                "dashboard asks for them and Countersign refuses a decision without them (push and Slack cannot "
+                "give them, so such requests are decided on the dashboard).",
             },
         ),
     ]

@@ -20,6 +20,9 @@ from django.http import HttpRequest
 from approvals import policy
 from approvals.models import DeadlineAction, EscalationStep, McpServer, PolicyRule
 
+# The rule's requirements (approvals/policy/document.py, Requires) as the row's fields.
+REQUIREMENT_FIELDS = ("require_confirm", "require_reason_on_approve", "require_reason_on_deny", "require_step_up")
+
 
 class PolicyRefused(Exception):
     """publish_policy refused the rules as a whole. Raised inside the admin's transaction so that
@@ -112,6 +115,7 @@ class PolicyRuleForm(forms.ModelForm):
             "deadline_seconds",
             "on_deadline",
             "escalate_when_nobody_online",
+            *REQUIREMENT_FIELDS,
         ]
         widgets = {
             "description": forms.Textarea(attrs={"rows": 2, "cols": 80}),
@@ -216,6 +220,9 @@ class PolicyRuleForm(forms.ModelForm):
             self.add_error("on_deadline", f"What the deadline does {only}")
         if cleaned.get("escalate_when_nobody_online"):
             self.add_error("escalate_when_nobody_online", f"Escalating when nobody is online {only}")
+        for name in REQUIREMENT_FIELDS:
+            if cleaned.get(name):
+                self.add_error(name, f"What a decision needs {only}")
         if steps:
             self.add_error(
                 None,
@@ -252,6 +259,7 @@ class PolicyRuleForm(forms.ModelForm):
             description=cleaned.get("description") or "",
             enabled=cleaned.get("enabled", True),
             steps=(first, *rest) if cleaned["outcome"] == policy.ASK else policy.DEFAULT_STEPS,
+            requires=policy.requires_of(cleaned) if cleaned["outcome"] == policy.ASK else policy.NO_REQUIREMENTS,
         )
         # The other rules exactly as publish_policy reads the rows, placed by (position, pk).
         places = {

@@ -3,7 +3,8 @@ approval's state goes through approvals/services.py (house rule 1).
 
 registry: MCP servers, their tools, client tokens; sessions: sessions and their conversation;
 requests: approval requests; policy: the rules and their versions; kinds: the audit events
-approvals writes; cards: what the apps above add to a request's card; fields: encrypted fields."""
+approvals writes; cards: what the apps above add to a request's card; fields: encrypted fields; passkeys:
+staff passkeys and WebAuthn challenges (step-up)."""
 
 from approvals.models.cards import register_session_detail
 from approvals.models.fields import (
@@ -14,6 +15,7 @@ from approvals.models.fields import (
     field_cipher,
 )
 from approvals.models.kinds import AuditKind
+from approvals.models.passkeys import PasskeyCredential, WebAuthnChallenge
 from approvals.models.policy import DeadlineAction, EscalationStep, PolicyRule, PolicyVersion
 from approvals.models.presence import DashboardPresence, DashboardPresenceQuerySet, online_members
 from approvals.models.registry import (
@@ -54,9 +56,11 @@ __all__ = [
     "McpServer",
     "McpTool",
     "McpToolQuerySet",
+    "PasskeyCredential",
     "PolicyRule",
     "PolicyVersion",
     "RealtimeSession",
+    "WebAuthnChallenge",
     "audience_allows",
     "decrypt_text",
     "encrypt_text",

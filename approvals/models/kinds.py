@@ -37,6 +37,9 @@ class AuditKind(models.TextChoices):
     CLAIMED = "claimed", "Claimed by a staff member"
     # The claim ended without a decision: given up, its dashboards closed, or it grew old.
     CLAIM_RELEASED = "claim_released", "Claim released"
+    # A staff member's passkeys (the step-up of rules that require one).
+    PASSKEY_ADDED = "passkey_added", "Passkey registered"
+    PASSKEY_REMOVED = "passkey_removed", "Passkey removed"
 
 
 kinds.register(AuditKind)

@@ -53,6 +53,21 @@ class PolicyRule(models.Model):
         help_text="Escalate at once, without waiting out the deadline, when nobody who may decide is online "
         "or reachable (needs the deadline to escalate).",
     )
+    # Ask: what a person must give to decide, at every step (services.decide enforces it).
+    require_confirm = models.BooleanField(
+        "require a confirmation", default=False, help_text="The decider confirms approve or deny a second time."
+    )
+    require_reason_on_approve = models.BooleanField(
+        "require a reason to approve", default=False, help_text="An approval needs a note to the guest."
+    )
+    require_reason_on_deny = models.BooleanField(
+        "require a reason to deny", default=False, help_text="A denial needs a note to the guest."
+    )
+    require_step_up = models.BooleanField(
+        "require a passkey step-up",
+        default=False,
+        help_text="The decider confirms with their passkey (registered on their profile page).",
+    )
 
     class Meta:
         ordering = ["position", "pk"]

@@ -266,6 +266,7 @@ class ApprovalRequest(models.Model):
             "reason": self.reason,
             "approve": self.approve,
             "decision_sent_at": self.decision_sent_at.isoformat() if self.decision_sent_at else None,
+            "requires": self.requires,
             "policy": {
                 "rule": self.rule_label,
                 "version": self.policy_version,
@@ -334,6 +335,14 @@ class ApprovalRequest(models.Model):
         if self.stage < len(stages) and stages[self.stage].get("deadline_seconds"):
             return int(stages[self.stage]["deadline_seconds"])
         return round((self.deadline - self.created_at).total_seconds())
+
+    @property
+    def requires(self) -> dict[str, bool]:
+        """What a person must give to decide, as its rule said when the request opened (its plan):
+        {"confirm", "reason_on_approve", "reason_on_deny", "step_up"}, each a bool."""
+        given = (self.plan or {}).get("requires")
+        given = given if isinstance(given, dict) else {}
+        return {key: given.get(key) is True for key in ("confirm", "reason_on_approve", "reason_on_deny", "step_up")}
 
     @property
     def audience_groups(self) -> list[str]:

@@ -1,10 +1,12 @@
 """The approval policy (docs/policies.md): which tool call needs whose approval.
 
 - conditions: CEL conditions, compiled and checked.
-- document: the rules and the policy document (YAML), and the one validator of it. Pure.
+- shapes: rules and steps as values, and the document they convert to. Pure.
+- document: the one validator of a policy document (YAML import, admin forms). Pure.
 - engine: routing a call, and compiling the rules into what OpenAI receives. Reads only.
 - text: YAML in and out, and a document's changes in words. Pure.
 - dryrun: replaying a draft on the recorded requests. Reads only.
+- text: the document as YAML, and a diff of two documents in words. Pure.
 - rows: the rules <-> the PolicyRule rows; write_rows writes (for services.publish_policy).
 
 The names below are the public ones; importers use `from approvals import policy`.
@@ -27,8 +29,12 @@ from approvals.policy.document import (
     MAX_DEADLINE_SECONDS,
     MAX_RULES,
     MAX_STEPS,
+    NO_REQUIREMENTS,
+    REQUIRES_KEYS,
     UNREACHED,
     PolicyError,
+    Requires,
+    RequiresEntry,
     Rule,
     RuleEntry,
     Step,
@@ -51,7 +57,7 @@ from approvals.policy.engine import (
     masked,
     upstream_tools,
 )
-from approvals.policy.rows import rule_from_row, rules_from_rows, step_of, write_rows
+from approvals.policy.rows import requires_of, rule_from_row, rules_from_rows, step_of, write_rows
 from approvals.policy.text import diff, dump_yaml, load_yaml
 
 __all__ = [
@@ -67,6 +73,8 @@ __all__ = [
     "MAX_DEADLINE_SECONDS",
     "MAX_RULES",
     "MAX_STEPS",
+    "NO_REQUIREMENTS",
+    "REQUIRES_KEYS",
     "UNREACHED",
     "Call",
     "ConditionError",
@@ -74,6 +82,8 @@ __all__ = [
     "DryRunRow",
     "Policy",
     "PolicyError",
+    "Requires",
+    "RequiresEntry",
     "Routing",
     "Rule",
     "RuleEntry",
@@ -96,6 +106,7 @@ __all__ = [
     "masked",
     "parse_document",
     "report_lines",
+    "requires_of",
     "rule_from_row",
     "rules_from_rows",
     "step_of",

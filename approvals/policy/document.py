@@ -18,12 +18,9 @@ Pure: reads the registry (server labels, group names) only when asked to check n
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Annotated, Any
 
-from django.conf import settings
 from django.contrib.auth.models import Group
 from pydantic import (
     AfterValidator,
@@ -39,150 +36,33 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from approvals.models import DeadlineAction, McpServer, PolicyRule
+from approvals.models import DeadlineAction, McpServer
 from approvals.policy.conditions import ConditionError, compile_condition
-
-DOCUMENT_FORMAT = 1
-ALLOW, DENY, ASK = PolicyRule.Outcome.ALLOW.value, PolicyRule.Outcome.DENY.value, PolicyRule.Outcome.ASK.value
-MAX_RULES = 500
-MAX_STEPS = 20
-MAX_DEADLINE_SECONDS = 7 * 24 * 3600
-LABEL = re.compile(r"[-a-zA-Z0-9_]{1,100}")
-
-
-class PolicyError(ValueError):
-    """A policy document that cannot be used; `errors` lists every problem, each with where it is
-    (`rules[2] (refund-large).when: …`). Nothing is changed when this is raised."""
-
-    def __init__(self, errors: list[str]) -> None:
-        super().__init__("; ".join(errors))
-        self.errors = errors
-
-
-# The rules --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Step:
-    """One asking step: who may decide, how many distinct approvers, the deadline (None: the
-    default) and what it does when it passes."""
-
-    groups: tuple[str, ...] = ()
-    quorum: int = 1
-    deadline_seconds: int | None = None
-    on_deadline: str = DeadlineAction.DENY.value
-    # Skip to the next step at once (on routing and on reaching this step) when nobody of this
-    # step's groups is online or reachable (approvals.events.is_anyone_online).
-    escalate_when_nobody_online: bool = False
-
-    def seconds(self) -> int:
-        return self.deadline_seconds or settings.APPROVAL_TIMEOUT_SECONDS
-
-    def to_plan(self) -> dict[str, Any]:
-        plan: dict[str, Any] = {
-            "groups": list(self.groups),
-            "quorum": self.quorum,
-            "deadline_seconds": self.seconds(),
-            "on_deadline": self.on_deadline,
-        }
-        if self.escalate_when_nobody_online:
-            plan["escalate_when_nobody_online"] = True
-        return plan
-
-    def describe(self) -> str:
-        who = " or ".join(self.groups) or "any staff member"
-        if self.quorum > 1:
-            who = f"{self.quorum} distinct approvers from {who}"
-        return f"{who} within {self.seconds()} s"
-
-    def to_document(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"approvers": list(self.groups) or "any staff", "quorum": self.quorum}
-        if self.deadline_seconds is not None:
-            out["deadline_seconds"] = self.deadline_seconds
-        out["on_deadline"] = self.on_deadline
-        if self.escalate_when_nobody_online:
-            # Only when set: documents exported before the option read back unchanged.
-            out["escalate_when_nobody_online"] = True
-        return out
-
-
-DEFAULT_STEPS = (Step(),)
-
-
-def describe_steps(steps: tuple[Step, ...]) -> str:
-    """'ask managers within 120 s, then escalate to …, then deny': an ask outcome in words."""
-    text = "ask " + ", then escalate to ".join(step.describe() for step in steps)
-    return f"{text}, then {steps[-1].on_deadline}"
-
-
-@dataclass(frozen=True)
-class Rule:
-    """One rule, as the engine routes with it. `server` "" is any server; `steps` matter for
-    outcome ask only."""
-
-    label: str
-    outcome: str
-    server: str = ""
-    tool: str = "*"
-    when: str = ""
-    reason: str = ""
-    description: str = ""
-    enabled: bool = True
-    steps: tuple[Step, ...] = DEFAULT_STEPS
-
-    def describe(self) -> str:
-        if self.outcome != ASK:
-            return "allow at once" if self.outcome == ALLOW else "deny at once"
-        return describe_steps(self.steps)
-
-    def to_document(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"label": self.label}
-        if self.description:
-            out["description"] = self.description
-        if not self.enabled:
-            out["enabled"] = False
-        out["server"] = self.server or "*"
-        out["tool"] = self.tool
-        if self.when:
-            out["when"] = self.when
-        out["outcome"] = self.outcome
-        if self.reason:
-            out["reason"] = self.reason
-        if self.outcome == ASK:
-            out.update(self.steps[0].to_document())
-            if len(self.steps) > 1:
-                out["escalations"] = [step.to_document() for step in self.steps[1:]]
-        return out
-
-
-def document(rules: Iterable[Rule]) -> dict[str, Any]:
-    """The document of these rules (what parse_document reads back)."""
-    return {"format": DOCUMENT_FORMAT, "rules": [rule.to_document() for rule in rules]}
-
-
-# The escalation chain ---------------------------------------------------------------------------
-
-DEAD_END, UNREACHED = "dead_end", "unreached"
-
-
-def chain_problems(actions: Sequence[str]) -> list[tuple[int, str]]:
-    """What is wrong with a chain of steps given what each deadline does, in order: (index,
-    DEAD_END) for a step that escalates with no step after it, (index, UNREACHED) for a step
-    that ends the chain while steps follow it."""
-    problems = []
-    for index, action in enumerate(actions):
-        last = index == len(actions) - 1
-        if action == DeadlineAction.ESCALATE and last:
-            problems.append((index, DEAD_END))
-        elif action != DeadlineAction.ESCALATE and not last:
-            problems.append((index, UNREACHED))
-    return problems
-
-
-# The entries of the document, as pydantic validates them ----------------------------------------
+from approvals.policy.shapes import (  # noqa: F401  the values a document becomes, importable from here
+    ALLOW,
+    ASK,
+    DEAD_END,
+    DEFAULT_STEPS,
+    DENY,
+    DOCUMENT_FORMAT,
+    LABEL,
+    MAX_DEADLINE_SECONDS,
+    MAX_RULES,
+    MAX_STEPS,
+    NO_REQUIREMENTS,
+    REQUIRES_KEYS,
+    UNREACHED,
+    PolicyError,
+    Requires,
+    Rule,
+    Step,
+    chain_problems,
+    describe_steps,
+    document,
+)
 
 STEP_KEYS = frozenset({"approvers", "quorum", "deadline_seconds", "on_deadline", "escalate_when_nobody_online"})
-ASK_ONLY_KEYS = STEP_KEYS | {"escalations"}
+ASK_ONLY_KEYS = STEP_KEYS | {"escalations", "requires"}
 # What a field must be, said once for every way it can be wrong (a type, a bound, a missing key).
 FIELD_HELP = {
     "label": "required; letters, digits, - and _ (at most 100)",
@@ -198,6 +78,7 @@ FIELD_HELP = {
     "on_deadline": f"one of {', '.join(DeadlineAction.values)}",
     "escalations": f"a list of at most {MAX_STEPS} steps",
     "escalate_when_nobody_online": "true or false",
+    "requires": f"a mapping of {', '.join(REQUIRES_KEYS)} to true or false",
 }
 _OWN = "policy"  # the type of the errors raised below, whose message is already what to show
 
@@ -292,6 +173,21 @@ class StepEntry(BaseModel):
         )
 
 
+class RequiresEntry(BaseModel):
+    """A rule's `requires`: {confirm, reason_on_approve, reason_on_deny, step_up}, each true or
+    false (absent: false)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    confirm: StrictBool = False
+    reason_on_approve: StrictBool = False
+    reason_on_deny: StrictBool = False
+    step_up: StrictBool = False
+
+    def to_requires(self) -> Requires:
+        return Requires(self.confirm, self.reason_on_approve, self.reason_on_deny, self.step_up)
+
+
 class RuleEntry(BaseModel):
     """One entry of the document's `rules`. Validated with the context {"servers": set | None,
     "groups": set | None}: names not in a given set are refused."""
@@ -314,6 +210,7 @@ class RuleEntry(BaseModel):
     escalations: Annotated[list[StepEntry], BeforeValidator(lambda v: v or []), Field(max_length=MAX_STEPS)] = Field(
         default_factory=list
     )
+    requires: Annotated[RequiresEntry, BeforeValidator(lambda v: {} if v is None else v)] = RequiresEntry()
 
     def to_rule(self) -> Rule:
         first = Step(
@@ -329,6 +226,7 @@ class RuleEntry(BaseModel):
             description=self.description,
             enabled=self.enabled,
             steps=(first, *(s.to_step() for s in self.escalations)) if self.outcome == ASK else DEFAULT_STEPS,
+            requires=self.requires.to_requires() if self.outcome == ASK else NO_REQUIREMENTS,
         )
 
 
@@ -409,7 +307,7 @@ def _parse_rule(raw: Any, index: int, seen: set[str], context: dict[str, Any]) -
     outcome = raw.get("outcome")
     if outcome in (ALLOW, DENY):
         if set(raw) & ASK_ONLY_KEYS:
-            errors.append(f"{where}: approvers, quorum, deadline and escalations apply to outcome ask only")
+            errors.append(f"{where}: approvers, quorum, deadline, escalations and requires apply to outcome ask only")
     else:
         errors += _chain_messages(raw, where)
     return rule, errors

@@ -28,6 +28,8 @@ from approvals.policy.document import (
     ASK,
     DEFAULT_STEPS,
     DENY,
+    NO_REQUIREMENTS,
+    Requires,
     Rule,
     Step,
     describe_steps,
@@ -87,9 +89,14 @@ class Routing:
     reason: str = ""
     steps: tuple[Step, ...] = DEFAULT_STEPS
     note: str = ""  # why the rule's own outcome was not used (condition error, drift)
+    requires: Requires = NO_REQUIREMENTS
 
     def plan(self) -> dict[str, Any]:
-        return {"stages": [step.to_plan() for step in self.steps]} if self.outcome == ASK else {}
+        """What the request keeps of its routing (frozen when it opens): the steps, and what a
+        person must give to decide it (its rule's requirements)."""
+        if self.outcome != ASK:
+            return {}
+        return {"stages": [step.to_plan() for step in self.steps], "requires": self.requires.to_plan()}
 
     def summary(self) -> str:
         rule = f"rule {self.rule}" if self.rule else "the default"
@@ -162,7 +169,9 @@ class Policy:
                 for s in steps
             )
             note = "the tool's definition changed since it was reviewed: the deadline denies instead of approving"
-        return Routing(rule.outcome, rule.label, self.version, reason=rule.reason, steps=steps, note=note)
+        return Routing(
+            rule.outcome, rule.label, self.version, reason=rule.reason, steps=steps, note=note, requires=rule.requires
+        )
 
     def static_outcome(self, server_label: str, tool_name: str, *, drifted: bool = False) -> str:
         """What the rules say about this tool whatever its arguments, session or time: allow or

@@ -12,7 +12,7 @@ from typing import Any
 from django.contrib.auth.models import Group
 
 from approvals.models import EscalationStep, PolicyRule
-from approvals.policy.document import ASK, DEFAULT_STEPS, Rule, Step
+from approvals.policy.document import ASK, DEFAULT_STEPS, NO_REQUIREMENTS, Requires, Rule, Step
 
 
 def step_of(
@@ -30,6 +30,17 @@ def step_of(
         deadline_seconds=deadline_seconds,
         on_deadline=on_deadline,
         escalate_when_nobody_online=escalate_when_nobody_online,
+    )
+
+
+def requires_of(row: Any) -> Requires:
+    """A rule row's (or a form's cleaned data's) requirements."""
+    get = row.get if isinstance(row, dict) else (lambda name, default=False: getattr(row, name, default))
+    return Requires(
+        confirm=bool(get("require_confirm", False)),
+        reason_on_approve=bool(get("require_reason_on_approve", False)),
+        reason_on_deny=bool(get("require_reason_on_deny", False)),
+        step_up=bool(get("require_step_up", False)),
     )
 
 
@@ -64,6 +75,7 @@ def rule_from_row(row: PolicyRule) -> Rule:
         description=row.description,
         enabled=row.enabled,
         steps=tuple(steps) if row.outcome == ASK else DEFAULT_STEPS,
+        requires=requires_of(row) if row.outcome == ASK else NO_REQUIREMENTS,
     )
 
 
@@ -94,6 +106,10 @@ def write_rows(rules: list[Rule]) -> None:
             deadline_seconds=first.deadline_seconds,
             on_deadline=first.on_deadline,
             escalate_when_nobody_online=first.escalate_when_nobody_online,
+            require_confirm=rule.requires.confirm,
+            require_reason_on_approve=rule.requires.reason_on_approve,
+            require_reason_on_deny=rule.requires.reason_on_deny,
+            require_step_up=rule.requires.step_up,
         )
         row.groups.set([groups[name] for name in first.groups])
         if rule.outcome != ASK:

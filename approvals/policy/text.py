@@ -1,5 +1,5 @@
-"""The policy document as text: YAML in and out, and what changed between two documents in words.
-Pure (document.py holds the document's shape and its validator)."""
+"""The policy document as text: YAML in and out, and what changed between two documents in
+words (the changes a PolicyVersion records). Pure."""
 
 from __future__ import annotations
 

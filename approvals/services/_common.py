@@ -7,6 +7,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
 from approvals.models import ApprovalRequest
@@ -16,6 +17,8 @@ if TYPE_CHECKING:
 
 # The longest reason a person may type; it is read aloud by the assistant, so keep it short.
 MAX_REASON_LENGTH = 500
+# The longest internal note on a decision (audit only, never sent upstream).
+MAX_INTERNAL_NOTE_LENGTH = 2000
 # Who decided, when no person did.
 BY_DEADLINE = "deadline"
 BY_SESSION_END = "session ended"
@@ -33,6 +36,25 @@ class TransitionError(Exception):
     def __init__(self, message: str, *, request: ApprovalRequest | None = None) -> None:
         super().__init__(message)
         self.request = request
+
+
+class RequirementMissing(ValidationError):
+    """A decision lacks what its rule requires (a reason, a confirmation): nothing was changed.
+    `code` is "reason_required" or "confirm_required"; `field` names the form field to fill in
+    ("reason", "confirmed"). Views answer 400 with the message."""
+
+    def __init__(self, message: str, *, code: str, field: str) -> None:
+        super().__init__(message, code=code)
+        self.field = field
+
+    def __str__(self) -> str:
+        return str(self.message)
+
+
+class StepUpRequired(PermissionDenied):
+    """A decision under a rule that requires a step-up came without a valid passkey assertion
+    (none, expired, replayed, for another request or person, or one that does not verify):
+    nothing was changed. Views answer 403 with the message and `step_up: true`."""
 
 
 def user_label(user: User) -> str:

@@ -10,18 +10,23 @@ from typing import TYPE_CHECKING, Any
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from approvals import events
 from approvals.models import ApprovalRequest, AuditKind
+from approvals.policy import Requires
 from approvals.services._common import (
     BY_DEADLINE,
+    MAX_INTERNAL_NOTE_LENGTH,
     MAX_REASON_LENGTH,
+    RequirementMissing,
     Status,
     TransitionError,
     closed_message,
     user_label,
 )
 from approvals.services._transition import audience, reached, transition
+from approvals.services.passkeys import StepUp, step_up_record, verify_step_up
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -32,6 +37,13 @@ def _check_reason(reason: str) -> str:
     if len(reason) > MAX_REASON_LENGTH:
         raise ValueError(f"The reason is longer than {MAX_REASON_LENGTH} characters.")
     return reason
+
+
+def _check_internal_note(note: str) -> str:
+    note = note.strip()
+    if len(note) > MAX_INTERNAL_NOTE_LENGTH:
+        raise ValueError(f"The internal note is longer than {MAX_INTERNAL_NOTE_LENGTH} characters.")
+    return note
 
 
 def check_may_decide(req: ApprovalRequest, user: User) -> None:
@@ -47,24 +59,49 @@ def check_may_decide(req: ApprovalRequest, user: User) -> None:
         raise PermissionDenied(refusal)
 
 
-def decide(req: ApprovalRequest, *, approve: bool, by: User, reason: str = "") -> ApprovalRequest:
+def decide(
+    req: ApprovalRequest,
+    *,
+    approve: bool,
+    by: User,
+    reason: str = "",
+    confirmed: bool = False,
+    step_up: StepUp | None = None,
+    guest_note: str = "",
+    internal_note: str = "",
+) -> ApprovalRequest:
     """A person approves or denies a pending request before its deadline. Only those
     check_may_decide lets through may: members of the groups its current step names (anyone
     on staff when it names none; superusers always), never a compliance reviewer, never whoever
     started the session. One denial decides; an approval decides once the step's quorum of distinct people approved,
-    else it is counted (audit VOTED) and the request stays pending. Side effects: audit DECIDED;
-    after commit the relay nudge and a dashboard event. Raises TransitionError when it is no
-    longer pending (or its deadline has passed, which then expires it) or this person already
-    approved it, PermissionDenied, or ValueError for a reason that is too long."""
-    reason = _check_reason(reason)
+    else it is counted (audit VOTED) and the request stays pending.
+
+    `guest_note` (or, as before, `reason`) is the note to the guest: it goes upstream as the
+    reason of the answer, which the assistant may read out. `internal_note` is for the audit
+    only (the decision's audit row), never sent upstream. What the request's rule requires
+    (its plan's `requires`, frozen when it opened) must be given: a guest note for this outcome,
+    `confirmed`, and a `step_up` (a passkey assertion for a challenge of services.passkeys).
+
+    Side effects: audit DECIDED (or VOTED) with the internal note, the confirmation and the
+    step-up's credential; after commit the relay nudge and a dashboard event. Raises
+    RequirementMissing (a required note or confirmation is missing), StepUpRequired (a
+    PermissionDenied: the step-up is missing or does not verify), PermissionDenied,
+    TransitionError when it is no longer pending (or its deadline has passed, which then
+    expires it) or this person already approved it, or ValueError for a note that is too long.
+    Nothing is changed when it raises."""
+    note = _check_reason(guest_note or reason)
+    internal_note = _check_internal_note(internal_note)
     if not (by.is_active and by.is_staff):
         # Checked again here, not only in the view: the decider is part of the audit record.
         raise PermissionDenied("Only staff can decide approval requests.")
+    extra = _check_requirements(req, approve=approve, by=by, note=note, confirmed=confirmed, step_up=step_up)
+    if internal_note:
+        extra["internal_note"] = internal_note
     for _attempt in range(3):
         if req.quorum <= 1 or not approve:
-            outcome = _decide_at_once(req, approve=approve, by=by, reason=reason)
+            outcome = _decide_at_once(req, approve=approve, by=by, reason=note, extra=extra)
         else:
-            outcome = _vote(req, by=by, reason=reason)
+            outcome = _vote(req, by=by, reason=note, extra=extra)
         if outcome is not None:
             return outcome
         # Lost the conditional UPDATE. If the request is still pending its step changed under
@@ -80,7 +117,41 @@ def decide(req: ApprovalRequest, *, approve: bool, by: User, reason: str = "") -
     raise TransitionError(closed_message(current), request=current)
 
 
-def _decide_at_once(req: ApprovalRequest, *, approve: bool, by: User, reason: str) -> ApprovalRequest | None:
+def _check_requirements(
+    req: ApprovalRequest, *, approve: bool, by: User, note: str, confirmed: bool, step_up: StepUp | None
+) -> dict[str, Any]:
+    """What the request's rule requires of a decision, checked in the order a person fixes it
+    (type the note, confirm, touch the passkey); the step-up last, since checking it uses up
+    its one-time challenge. Returns what the audit row records of it."""
+    record: dict[str, Any] = {}
+    if req.status != Status.PENDING:
+        return record  # the transition refuses it and says who decided: that is the news
+    requires = Requires.from_plan(req.plan)
+    if requires:
+        # Who may decide comes first: someone who may not is not told to type a note.
+        check_may_decide(req, by)
+    if not note and (requires.reason_on_approve if approve else requires.reason_on_deny):
+        message = (
+            _("This rule needs a note to the guest to approve: say why.")
+            if approve
+            else _("This rule needs a note to the guest to deny: say why.")
+        )
+        raise RequirementMissing(message, code="reason_required", field="reason")
+    if requires.confirm:
+        if not confirmed:
+            raise RequirementMissing(
+                _("This rule asks you to confirm the decision."), code="confirm_required", field="confirmed"
+            )
+        record["confirmed"] = True
+    if requires.step_up:
+        passkey = verify_step_up(req, user=by, step_up=step_up)
+        record["step_up"] = step_up_record(passkey)
+    return record
+
+
+def _decide_at_once(
+    req: ApprovalRequest, *, approve: bool, by: User, reason: str, extra: dict[str, Any]
+) -> ApprovalRequest | None:
     """One conditional UPDATE: of two clicks, or a click and the deadline, exactly one matches.
     The deadline and the step are part of the guard, so a step that has passed or moved on
     cannot be decided by a stale page. None when it lost."""
@@ -97,7 +168,7 @@ def _decide_at_once(req: ApprovalRequest, *, approve: bool, by: User, reason: st
                 "kind": AuditKind.DECIDED,
                 "actor": by,
                 "actor_label": label,
-                "payload": {"approve": approve, "reason": reason, "stage": req.stage},
+                "payload": {"approve": approve, "reason": reason, "stage": req.stage, **extra},
             }
         ],
         now=now,
@@ -108,7 +179,7 @@ def _decide_at_once(req: ApprovalRequest, *, approve: bool, by: User, reason: st
     return req
 
 
-def _vote(req: ApprovalRequest, *, by: User, reason: str) -> ApprovalRequest | None:
+def _vote(req: ApprovalRequest, *, by: User, reason: str, extra: dict[str, Any]) -> ApprovalRequest | None:
     """An approval toward a quorum (two-person rule): counted once per person and request,
     under the row lock so that two approvers at once are counted in turn. None when the
     request is no longer pending at this step."""
@@ -134,7 +205,7 @@ def _vote(req: ApprovalRequest, *, by: User, reason: str) -> ApprovalRequest | N
             {"user_id": by.pk, "label": label, "stage": locked.stage, "at": now.isoformat()},
         ]
         approvers = [v["label"] for v in votes if v.get("stage") == locked.stage]
-        payload: dict[str, Any] = {"approve": True, "reason": reason, "stage": locked.stage}
+        payload: dict[str, Any] = {"approve": True, "reason": reason, "stage": locked.stage, **extra}
         fields: dict[str, Any] = {"votes": votes}
         if len(approvers) < locked.quorum:
             # Counted, still pending: the row lock above makes this change ours.
@@ -168,8 +239,9 @@ def expire_request(pk: int, *, now: datetime | None = None) -> ApprovalRequest |
         return None
     stages = (req.plan or {}).get("stages") or []
     step = stages[req.stage] if req.stage < len(stages) else {}
-    waited = step.get("deadline_seconds") or round((req.deadline - req.created_at).total_seconds())
-    why = f"No decision within {waited} s"
+    step_seconds = step.get("deadline_seconds") or round((req.deadline - req.created_at).total_seconds())
+    # For the record (audit), with the rule's label; the guest is told the real wait instead.
+    why = f"No decision within {step_seconds} s at step {req.stage + 1}"
     # Conditional again: a person may have decided since the read above; then they won.
     guard = {"deadline__lte": now, "stage": req.stage}
     if step.get("on_deadline", "deny") == "escalate" and req.stage + 1 < len(stages):
@@ -184,6 +256,30 @@ def expire_request(pk: int, *, now: datetime | None = None) -> ApprovalRequest |
 
 def _rule_note(req: ApprovalRequest) -> str:
     return f" (rule {req.rule_label})" if req.rule_label else ""
+
+
+def wait_in_words(seconds: float) -> str:
+    """A wait as a guest hears it: "45 s", "1 min 30 s", "2 min"."""
+    total = max(0, round(seconds))
+    minutes, rest = divmod(total, 60)
+    if not minutes:
+        return f"{rest} s"
+    return f"{minutes} min {rest} s" if rest else f"{minutes} min"
+
+
+def guest_deadline_message(*, approve: bool, waited_seconds: float) -> str:
+    """What the guest is told when nobody decided in time: the real total wait since the call
+    was asked (over every step), in plain words, never a rule's label."""
+    # English on purpose, not gettext: it goes upstream as the answer's reason for the model,
+    # which speaks the guest's language; it must not depend on whichever staff member's
+    # language is active when the deadline happens to be applied in their request.
+    waited = wait_in_words(waited_seconds)
+    if approve:
+        return (
+            f"Nobody from the staff answered in time (waited {waited}); the hotel's rules allow this without "
+            "a confirmation, so it was done."
+        )
+    return f"Nobody from the staff could confirm this in time (waited {waited}), so it was not done."
 
 
 def escalate_if_nobody_online(pk: int, *, now: datetime | None = None) -> ApprovalRequest | None:
@@ -248,8 +344,11 @@ def _escalate(req: ApprovalRequest, nxt: dict[str, Any], *, now: datetime, guard
 
 
 def _answer_at_deadline(req: ApprovalRequest, *, approve: bool, now: datetime, guard: dict[str, Any], why: str) -> bool:
-    """Answer a request whose last step timed out as the step says: approve, or deny (expired)."""
-    reason = f"{why}: {'approved' if approve else 'denied'} by deadline{_rule_note(req)}"
+    """Answer a request whose last step timed out as the step says: approve, or deny (expired).
+    The guest hears the real wait (guest_deadline_message); the audit keeps the step and rule."""
+    waited = (now - req.created_at).total_seconds()
+    reason = guest_deadline_message(approve=approve, waited_seconds=waited)
+    record = f"{why}: {'approved' if approve else 'denied'} by deadline{_rule_note(req)}"
     deadline = req.deadline.isoformat()
     return transition(
         req,
@@ -260,7 +359,14 @@ def _answer_at_deadline(req: ApprovalRequest, *, approve: bool, now: datetime, g
             {
                 "kind": AuditKind.DECIDED if approve else AuditKind.EXPIRED,
                 "actor_label": BY_DEADLINE,
-                "payload": {"approve": approve, "reason": reason, "deadline": deadline},
+                "payload": {
+                    "approve": approve,
+                    "reason": reason,
+                    "deadline": deadline,
+                    "record": record,
+                    "rule": req.rule_label or None,
+                    "waited_seconds": round(waited),
+                },
             }
         ],
         now=now,

@@ -218,6 +218,8 @@
     renderCallAndRun(el, req);
     renderPolicy(el, req);
     applyDuties(el, req);
+    // [decide-rules] the notes' fields and what the rule requires (static/js/decide_rules.js)
+    if (window.countersignRules) window.countersignRules.render(el, req);
     el.setAttribute("aria-label", fmt(gettext("%(tool)s, for %(session)s"), { tool: req.tool_title, session: label }));
     if (req.status === "pending") {
       // Local clock + the server's "seconds left": immune to a skewed clock on this device.
@@ -482,7 +484,7 @@
 
   // ---------------------------------------------------------------- deciding
 
-  async function decide(id, decision) {
+  async function decide(id, decision, viaKey = false) {
     const entry = cards.get(id);
     if (!entry || entry.busy) return;
     const el = entry.el;
@@ -492,9 +494,17 @@
     }
     if (dutyNote(entry.req)) return; // not theirs to decide (A/D keys too): the card says why
     entry.busy = true;
+    // [decide-rules] confirm (always after a key), required notes, passkey step-up: the extra
+    // fields to send, or null when the person cancelled or something is missing (decide_rules.js).
+    const rules = window.countersignRules;
+    const extra = rules ? await rules.prepare(el, entry.req, decision, { viaKey }) : {};
+    if (extra === null || entry.done) {
+      entry.busy = false;
+      return;
+    }
     el.classList.add("busy");
     showMessage(el, decision === "approve" ? gettext("Approving…") : gettext("Denying…"), "");
-    const body = new URLSearchParams({ decision, reason: $(el, ".reason").value.trim() });
+    const body = new URLSearchParams({ decision, reason: $(el, ".reason").value.trim(), ...extra });
     let response;
     let data = {};
     try {
@@ -575,7 +585,7 @@
     const key = event.key.toLowerCase();
     if ((key === "a" || key === "d") && card) {
       event.preventDefault();
-      decide(Number(card.dataset.id), key === "a" ? "approve" : "deny");
+      decide(Number(card.dataset.id), key === "a" ? "approve" : "deny", true); // [decide-rules] via a key: confirm
     } else if (key === "r" && card && !card.classList.contains("closed")) {
       event.preventDefault();
       $(card, ".reason").focus();

@@ -115,7 +115,11 @@ def test_an_answer_reaches_the_relay_group_after_commit(
     decision = (
         {"upstream_id": req.upstream_id, "approve": True, "reason": ""}
         if closer == "decide"
-        else {"upstream_id": req.upstream_id, "approve": False, "reason": "No decision within 60 s: denied by deadline"}
+        else {
+            "upstream_id": req.upstream_id,
+            "approve": False,
+            "reason": "Nobody from the staff could confirm this in time (waited 1 min), so it was not done.",
+        }
     )
     assert receive(relay) == {"type": "relay.decision", "request_id": req.pk, "decision": decision}
     message = receive(dashboard)

@@ -134,7 +134,7 @@ def test_a_document_lists_every_problem_with_where_it_is():
     errors = caught.value.errors
     assert "rules[0] (a).outcome: one of allow, deny, ask" in errors
     assert "rules[1] (a).label: used by an earlier rule too" in errors
-    assert "rules[1] (a): approvers, quorum, deadline and escalations apply to outcome ask only" in errors
+    assert "rules[1] (a): approvers, quorum, deadline, escalations and requires apply to outcome ask only" in errors
     assert "rules[2] (b).server: no MCP server is registered as 'nowhere'" in errors
     assert "rules[2] (b).approvers: there is no group named 'ghosts'" in errors
     assert "rules[2] (b).quorum: a whole number from 1 to 20" in errors
@@ -176,6 +176,8 @@ def test_diff_says_what_changed_in_words():
 
 # Routing -----------------------------------------------------------------------------------------
 
+NOTHING_REQUIRED = {"confirm": False, "reason_on_approve": False, "reason_on_deny": False, "step_up": False}
+
 
 def test_first_match_wins_and_the_default_asks_any_staff(settings):
     settings.APPROVAL_TIMEOUT_SECONDS = 45
@@ -188,12 +190,16 @@ def test_first_match_wins_and_the_default_asks_any_staff(settings):
         "stages": [
             {"groups": ["managers"], "quorum": 2, "deadline_seconds": 120, "on_deadline": "escalate"},
             {"groups": ["general-managers"], "quorum": 1, "deadline_seconds": 60, "on_deadline": "deny"},
-        ]
+        ],
+        "requires": NOTHING_REQUIRED,
     }
     # 200 in room 904: neither refund rule matches; no other rule names the tool: the default.
     default = p.route(call(args={"amount": 200}, metadata={"room": "904"}))
     assert (default.outcome, default.rule) == (ASK, "")
-    assert default.plan() == {"stages": [{"groups": [], "quorum": 1, "deadline_seconds": 45, "on_deadline": "deny"}]}
+    assert default.plan() == {
+        "stages": [{"groups": [], "quorum": 1, "deadline_seconds": 45, "on_deadline": "deny"}],
+        "requires": NOTHING_REQUIRED,
+    }
     door = p.route(call("unlock_door", server="spa"))
     assert (door.outcome, door.rule, door.reason) == (DENY, "no-doors", "Doors are opened by the front desk.")
 

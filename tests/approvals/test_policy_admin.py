@@ -536,3 +536,22 @@ def test_a_server_named_by_rules_cannot_be_deleted(admin_client):
     page = admin_client.get(f"/admin/approvals/mcpserver/{server.pk}/delete/", follow=True)
     assert "change or delete them before deleting the server" in page.content.decode()
     assert McpServer.objects.filter(pk=server.pk).exists()
+
+
+def test_a_rule_says_what_a_decision_needs_in_the_admin(root_client):
+    response = root_client.post(ADD_URL, rule_form(require_confirm="on", require_step_up="on"))
+
+    assert response.status_code == 302
+    (rule,) = policy.current().rules
+    assert rule.requires == policy.Requires(confirm=True, step_up=True)
+    [(_number, _source, changes)] = versions()
+    assert '"requires": {"confirm": true, "step_up": true}' in changes[0]
+    assert "requires a confirmation, a passkey step-up" in html(root_client.get("/admin/approvals/policyrule/"))
+
+
+def test_an_allow_rule_may_not_require_anything_of_a_decision(root_client):
+    response = root_client.post(ADD_URL, rule_form(outcome="allow", require_reason_on_deny="on"))
+
+    assert response.status_code == 200
+    assert "What a decision needs applies to outcome ask only" in html(response)
+    assert not PolicyRule.objects.exists()

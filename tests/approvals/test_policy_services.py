@@ -211,7 +211,12 @@ def test_the_deadline_escalates_then_denies(
         services.decide(escalated, approve=True, by=people["max"])
     final = services.expire_request(req.pk, now=escalated.deadline)
     assert (final.status, final.decided_by_label) == (Status.EXPIRED, "deadline")
-    assert final.reason == "No decision within 60 s: denied by deadline (rule large-refunds)"
+    # The guest hears the whole wait over both steps (120 s + 60 s), never the rule's label.
+    assert final.reason == "Nobody from the staff could confirm this in time (waited 3 min), so it was not done."
+    # The rule and the step stay in the audit record.
+    row = AuditEvent.objects.get(request=final, kind=Kind.EXPIRED)
+    assert row.payload["record"] == "No decision within 60 s at step 2: denied by deadline (rule large-refunds)"
+    assert (row.payload["rule"], row.payload["waited_seconds"]) == ("large-refunds", 180)
     assert kinds(final)[-3:] == [Kind.VOTED, Kind.ESCALATED, Kind.EXPIRED]
 
 
@@ -219,7 +224,10 @@ def test_the_deadline_can_approve(policies, make_request):
     req = make_request(name="extend_checkout", arguments='{"until": "14:00"}')
     done = services.expire_request(req.pk, now=req.deadline)
     assert (done.status, done.decided_by_label, done.approve) == (Status.APPROVED, "deadline", True)
-    assert done.reason == "No decision within 30 s: approved by deadline (rule late-checkout)"
+    assert done.reason == (
+        "Nobody from the staff answered in time (waited 30 s); the hotel's rules allow this without a "
+        "confirmation, so it was done."
+    )
 
 
 def test_a_stale_page_cannot_decide_a_step_that_moved_on(policies, make_request, people):

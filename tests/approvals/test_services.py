@@ -311,7 +311,11 @@ def test_decide_on_a_closed_request_raises_and_changes_nothing(make_request, ali
     [
         (approved, "This request was already approved by Alice."),
         (denied, "This request was already denied by Alice."),
-        (expired, "This request has expired: No decision within 60 s: denied by deadline"),
+        (
+            expired,
+            "This request has expired: Nobody from the staff could confirm this in time (waited 1 min), "
+            "so it was not done.",
+        ),
         (cancelled, "This request was cancelled because the session ended (Guest hung up)"),
     ],
 )
@@ -421,7 +425,7 @@ def test_expire_request_denies_an_overdue_request_by_deadline(
     assert result is not None
     assert result.status == Status.EXPIRED
     assert result.decided_by_label == "deadline"
-    assert result.reason == "No decision within 60 s: denied by deadline"
+    assert result.reason == "Nobody from the staff could confirm this in time (waited 1 min), so it was not done."
     assert result.decided_at == req.deadline
     assert result.approve is False  # the denial goes upstream
     assert kinds(req) == [Kind.REQUESTED, Kind.POLICY_ROUTED, Kind.EXPIRED]
@@ -474,7 +478,7 @@ def test_expire_overdue_expires_only_overdue_pending_requests(session, make_requ
     result = services.expire_overdue(now=soon.deadline + timedelta(seconds=20))
 
     assert [r.pk for r in result] == [soon.pk, other_soon.pk]
-    assert result[0].reason == "No decision within 10 s: denied by deadline"
+    assert result[0].reason == "Nobody from the staff could confirm this in time (waited 30 s), so it was not done."
     assert ApprovalRequest.objects.get(pk=later.pk).status == Status.PENDING
     assert ApprovalRequest.objects.get(pk=decided.pk).status == Status.DENIED
 

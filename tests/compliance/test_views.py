@@ -216,3 +216,12 @@ def test_a_403_logs_one_line_without_a_traceback(client, alice, case, caplog):
         f"Forbidden: {reverse('review_place_hold', args=[case.pk])} (user alice)",
     ]
     assert all(r.exc_info is None for r in records)
+
+
+def test_the_case_page_shows_the_internal_note_apart_from_the_guests(client, make_request, alice, rita, effects):
+    req = make_request()
+    services.decide(req, approve=False, by=alice, guest_note="Please see the front desk", internal_note="No ID shown")
+    client.force_login(rita)
+    page = client.get(reverse("review_case", args=[req.pk])).content.decode()
+    assert "Please see the front desk" in page and "(told to the guest)" in page
+    assert "Internal note:</strong> No ID shown" in page

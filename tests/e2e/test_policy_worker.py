@@ -6,6 +6,7 @@ the worker's countdown tasks, with no beat running, so nothing but the worker mo
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
@@ -138,15 +139,16 @@ def test_each_deadline_action_deny_and_approve(hotel_policy):
     session, _ = hotel_policy
     wake, late = ask(session, "wake_up_call"), ask(session, "extend_checkout")
     wake, late = settled(wake), settled(late)
-    assert (wake.status, wake.approve, wake.reason) == (
-        Status.EXPIRED,
-        False,
-        "No decision within 1 s: denied by deadline (rule wake-up)",
+    # The worker applies the deadline a moment after it passes: the wait the guest hears is real.
+    assert (wake.status, wake.approve) == (Status.EXPIRED, False)
+    assert re.fullmatch(
+        r"Nobody from the staff could confirm this in time \(waited \d s\), so it was not done\.", wake.reason
     )
-    assert (late.status, late.approve, late.reason) == (
-        Status.APPROVED,
-        True,
-        "No decision within 1 s: approved by deadline (rule late-checkout)",
+    assert (late.status, late.approve) == (Status.APPROVED, True)
+    assert re.fullmatch(
+        r"Nobody from the staff answered in time \(waited \d s\); the hotel's rules allow this without a "
+        r"confirmation, so it was done\.",
+        late.reason,
     )
     # Both answers are in the outbox for the relay.
     assert set(ApprovalRequest.objects.unsent_decisions().values_list("pk", flat=True)) >= {wake.pk, late.pk}
@@ -166,7 +168,10 @@ def test_an_escalation_chain_of_three_runs_out_step_by_step(hotel_policy):
         assert time.monotonic() < give_up, f"the chain did not end; steps seen: {seen}"
         time.sleep(0.05)
     assert seen == [(0, ("front-desk",)), (1, ("managers",)), (2, ("general-managers",))]
-    assert (r.status, r.reason) == (Status.EXPIRED, "No decision within 1 s: denied by deadline (rule chain)")
+    assert r.status == Status.EXPIRED and r.reason.startswith(
+        "Nobody from the staff could confirm this in time (waited "
+    )
+    assert "chain" not in r.reason  # the rule's label stays in the audit record
     kinds = list(AuditEvent.objects.filter(request=req).order_by("seq").values_list("kind", flat=True))
     assert kinds == [Kind.REQUESTED, Kind.POLICY_ROUTED, Kind.NOTIFIED, Kind.ESCALATED, Kind.ESCALATED, Kind.EXPIRED]
     # Each step lasted its own second, measured by the worker, not by us.
