@@ -24,6 +24,9 @@ async def _close_worker_thread_connections():
     await database_sync_to_async(connections.close_all)()
 
 
+from tests.approvals.test_consumers import DashboardCommunicator  # noqa: E402  skips presence frames
+
+
 @database_sync_to_async
 def logged_in(user) -> Client:
     client = Client()
@@ -38,7 +41,7 @@ async def dashboard(client: Client) -> WebsocketCommunicator:
         (b"origin", b"http://localhost"),
         (b"cookie", f"{settings.SESSION_COOKIE_NAME}={cookie}".encode()),
     ]
-    comm = WebsocketCommunicator(application, "/ws/dashboard/", headers=headers)
+    comm = DashboardCommunicator(application, "/ws/dashboard/", headers=headers)
     connected, _ = await comm.connect()
     assert connected
     assert (await comm.receive_json_from())["type"] == "snapshot"
