@@ -11,6 +11,7 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
 
+from approvals import policy
 from approvals.models import ApprovalRequest
 from notify.models import NotificationPreference, PushSubscription, SlackLink
 
@@ -39,17 +40,12 @@ def routed_staff(req: ApprovalRequest, *, channel: str | None = None) -> QuerySe
 
 
 def quick_actions_allowed(req: ApprovalRequest) -> bool:
-    """Whether a notification may offer Approve and Deny buttons for this request: only when its
-    step asks for no reason, no confirmation and no step-up (a button press can give none of
-    them). Read defensively, so that a request or plan without these flags allows them."""
+    """Whether a notification may offer Approve and Deny buttons for this request: only while it
+    is pending and its rule requires nothing a button press cannot give (a note to the guest, a
+    confirmation, a passkey step-up: the plan's `requires`, frozen when the request opened)."""
     if req.status != ApprovalRequest.Status.PENDING:
         return False
-    stages = (req.plan or {}).get("stages") or []
-    step: dict[str, Any] = stages[req.stage] if req.stage < len(stages) else {}
-    for flag in ("requires_reason", "requires_confirmation", "requires_step_up"):
-        if getattr(req, flag, False) or step.get(flag, False):
-            return False
-    return True
+    return not policy.Requires.from_plan(req.plan)
 
 
 def is_claimed(req: ApprovalRequest) -> bool:

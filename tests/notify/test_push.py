@@ -89,11 +89,11 @@ def test_a_request_any_staff_may_decide_reaches_all_staff(hooks, people, browser
     assert len(push_service.wait_for(4)) == 4
 
 
-@pytest.mark.parametrize("flag", ["requires_reason", "requires_confirmation", "requires_step_up"])
-def test_no_buttons_when_the_step_asks_for_more_than_a_press(hooks, flag):
+@pytest.mark.parametrize("flag", ["confirm", "reason_on_approve", "reason_on_deny", "step_up"])
+def test_no_buttons_when_the_rule_asks_for_more_than_a_press(hooks, flag):
     req = hooks.open()
     plan = req.plan
-    plan["stages"][0][flag] = True
+    plan["requires"] = {flag: True}
     ApprovalRequest.objects.filter(pk=req.pk).update(plan=plan)
     req.refresh_from_db()
     assert services.quick_actions_allowed(req) is False
