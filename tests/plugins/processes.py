@@ -45,7 +45,7 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
 
 class ServerProcess:
     """A subprocess that is ready once `port` accepts connections (and `ready_url`, if given,
-    answers with `ready_status`)."""
+    answers with `ready_status`; and `ready_log`, if given, is in its output)."""
 
     def __init__(
         self,
@@ -58,6 +58,7 @@ class ServerProcess:
         timeout: float = 60.0,
         name: str | None = None,
         fail_on: str | None = None,
+        ready_log: str | None = None,
     ) -> None:
         self.argv = list(argv)
         self.port = port
@@ -73,6 +74,8 @@ class ServerProcess:
         self.url = ""
         # A line that, if the process ever logs it, fails the test that used it (checked on stop).
         self.fail_on = fail_on
+        # A line the process logs once it serves (a Celery worker has no port to probe).
+        self.ready_log = ready_log
 
     def start(self) -> ServerProcess:
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
@@ -95,6 +98,8 @@ class ServerProcess:
             time.sleep(0.1)
 
     def _ready(self) -> bool:
+        if self.ready_log is not None and self.ready_log not in self.output(tail=0):
+            return False
         if self.port is not None and not port_open(self.port):
             return False
         if self.ready_url:

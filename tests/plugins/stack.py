@@ -75,7 +75,9 @@ class Stack:
     def worker(self, **env: str) -> ServerProcess:
         argv = [PYTHON, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO", "--concurrency", "2"]
         argv += ["--without-gossip", "--without-mingle", "--pool", "prefork", "-n", f"test-{free_port()}@%h"]
-        return self._start(ServerProcess(argv, env={**self.env, **env}, name="celery-worker"))
+        # Ready once it consumes: on a loaded machine a worker takes seconds to start, and a test's
+        # deadline of one or two seconds must not be spent waiting for it.
+        return self._start(ServerProcess(argv, env={**self.env, **env}, name="celery-worker", ready_log=" ready."))
 
     def beat(self, schedule: Path, **env: str) -> ServerProcess:
         argv = [PYTHON, "-m", "celery", "-A", "config", "beat", "--loglevel", "INFO", "--schedule", str(schedule)]
