@@ -10,6 +10,8 @@ from django import forms
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.db.models import DurationField, Exists, ExpressionWrapper, F, OuterRef, Q, QuerySet
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
 
 from approvals.models import ApprovalRequest, RealtimeSession
 
@@ -17,22 +19,22 @@ from approvals.models import ApprovalRequest, RealtimeSession
 RUBBER_STAMP_SECONDS = 2
 
 SORTS = {
-    "-created_at": "Newest first",
-    "created_at": "Oldest first",
-    "-decided_at": "Latest decision",
-    "decision_time": "Fastest decision",
-    "-decision_time": "Slowest decision",
-    "tool_name": "Tool",
-    "server_label": "Server",
-    "status": "Decision",
-    "session__label": "Session",
+    "-created_at": _("Newest first"),
+    "created_at": _("Oldest first"),
+    "-decided_at": _("Latest decision"),
+    "decision_time": _("Fastest decision"),
+    "-decision_time": _("Slowest decision"),
+    "tool_name": _("Tool"),
+    "server_label": _("Server"),
+    "status": _("Decision"),
+    "session__label": _("Session"),
 }
 
 OUTCOMES = [
-    ("", "any"),
-    ("ok", "ran, returned output"),
-    ("error", "ran, returned an error"),
-    ("none", "nothing recorded"),
+    ("", _("any")),
+    ("ok", _("ran, returned output")),
+    ("error", _("ran, returned an error")),
+    ("none", _("nothing recorded")),
 ]
 
 
@@ -40,24 +42,39 @@ def decision_time() -> ExpressionWrapper:
     return ExpressionWrapper(F("decided_at") - F("created_at"), output_field=DurationField())
 
 
+class DisplayNameChoiceField(forms.ModelChoiceField):
+    """People by their display name (full name, else username), as everywhere on the screens."""
+
+    def label_from_instance(self, obj: Any) -> str:
+        return obj.get_full_name() or obj.get_username()
+
+
 class SearchForm(forms.Form):
     start = forms.DateTimeField(
-        required=False, label="From", widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
+        required=False, label=_("From"), widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
     )
-    end = forms.DateTimeField(required=False, label="To", widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
-    session = forms.CharField(required=False, label="Session label", max_length=100)
+    end = forms.DateTimeField(
+        required=False, label=_("To"), widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
+    )
+    session = forms.CharField(required=False, label=_("Session label"), max_length=100)
     meta = forms.CharField(
-        required=False, label="Session metadata", max_length=200, help_text="key=value, e.g. room=1204"
+        required=False, label=_("Session metadata"), max_length=200, help_text=_("key=value, e.g. room=1204")
     )
-    server = forms.CharField(required=False, max_length=64)
-    tool = forms.CharField(required=False, max_length=128)
-    decision = forms.ChoiceField(required=False, choices=[("", "any"), *ApprovalRequest.Status.choices])
-    decided_by = forms.ModelChoiceField(required=False, queryset=get_user_model().objects.none(), label="Decided by")
-    rule = forms.CharField(required=False, max_length=100, label="Rule", help_text="The policy rule that applied")
-    outcome = forms.ChoiceField(required=False, choices=OUTCOMES, label="Tool call")
-    text = forms.CharField(required=False, max_length=200, label="Text in the arguments")
-    fast = forms.BooleanField(required=False, label=f"Decided by a person in under {RUBBER_STAMP_SECONDS} s")
-    sort = forms.ChoiceField(required=False, choices=list(SORTS.items()))
+    server = forms.CharField(required=False, max_length=64, label=_("Server"))
+    tool = forms.CharField(required=False, max_length=128, label=_("Tool"))
+    decision = forms.ChoiceField(
+        required=False,
+        label=_("Decision"),
+        choices=[("", _("any")), *((v, _(label)) for v, label in ApprovalRequest.Status.choices)],
+    )
+    decided_by = DisplayNameChoiceField(required=False, queryset=get_user_model().objects.none(), label=_("Decided by"))
+    rule = forms.CharField(required=False, max_length=100, label=_("Rule"), help_text=_("The policy rule that applied"))
+    outcome = forms.ChoiceField(required=False, choices=OUTCOMES, label=_("Tool call"))
+    text = forms.CharField(required=False, max_length=200, label=_("Text in the arguments"))
+    fast = forms.BooleanField(
+        required=False, label=format_lazy(_("Decided by a person in under {seconds} s"), seconds=RUBBER_STAMP_SECONDS)
+    )
+    sort = forms.ChoiceField(required=False, choices=list(SORTS.items()), label=_("Sort"))
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -79,7 +96,7 @@ class SearchForm(forms.Form):
             return None
         key, sep, value = raw.partition("=")
         if not sep or not key.strip().isidentifier():
-            raise forms.ValidationError("Write key=value, e.g. room=1204.")
+            raise forms.ValidationError(_("Write key=value, e.g. room=1204."))
         return key.strip(), value.strip()
 
     def queryset(self) -> QuerySet[ApprovalRequest]:

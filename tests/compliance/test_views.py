@@ -225,3 +225,12 @@ def test_the_case_page_shows_the_internal_note_apart_from_the_guests(client, mak
     page = client.get(reverse("review_case", args=[req.pk])).content.decode()
     assert "Please see the front desk" in page and "(told to the guest)" in page
     assert "Internal note:</strong> No ID shown" in page
+
+
+def test_the_search_form_speaks_the_readers_language_and_names_people_by_display_name(client, rita, alice):
+    alice.first_name, alice.last_name = "Alice", "Archer"
+    alice.save()
+    client.force_login(rita)
+    page = client.get(reverse("review_search"), HTTP_ACCEPT_LANGUAGE="de").content.decode()
+    assert "Entschieden von" in page and "Neueste zuerst" in page and "Genehmigt" in page
+    assert ">Alice Archer<" in page
