@@ -5,6 +5,7 @@ gets an `error` event and the session goes on."""
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import json
 import logging
@@ -31,23 +32,23 @@ pytestmark = pytest.mark.django_db(transaction=True)
 NESTED = '{"type":"session.update","session":' + "[" * 3000 + "]" * 3000 + "}"
 
 
-class Guest:
-    """A client of the relay, whichever server carries it."""
+class Guest(abc.ABC):
+    """A client of the relay, whichever server carries it (Daphne or run_relay, below)."""
 
     server_error_code: int
 
-    async def recv(self) -> dict[str, Any]:
-        raise NotImplementedError
+    @abc.abstractmethod
+    async def recv(self) -> dict[str, Any]: ...
 
-    async def send(self, text: str) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    async def send(self, text: str) -> None: ...
 
+    @abc.abstractmethod
     async def closed(self) -> tuple[int | None, str | None]:
         """Wait for the relay to close this guest: its close code and reason."""
-        raise NotImplementedError
 
-    async def leave(self) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    async def leave(self) -> None: ...
 
     async def recv_until(self, kind: str) -> dict[str, Any]:
         async with asyncio.timeout(5):
