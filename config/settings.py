@@ -207,6 +207,7 @@ INSTALLED_APPS = [
     "realtime_bridge",
     "compliance",
     "notify",
+    "sso",
 ]
 
 MIDDLEWARE = [
@@ -236,6 +237,7 @@ TEMPLATES = [
                 "django.template.context_processors.i18n",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "sso.context.sso",
             ],
         },
     },
@@ -335,6 +337,26 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "/accounts/login/"
+
+# Single sign-on through the hotel group's OpenID Connect provider (sso/; README "Single sign-on").
+# Off unless OIDC_ISSUER is set; local accounts keep working beside it.
+OIDC_ISSUER = env_str("OIDC_ISSUER").rstrip("/")
+OIDC_RP_CLIENT_ID = env_str("OIDC_CLIENT_ID")
+OIDC_RP_CLIENT_SECRET = env_secret("OIDC_CLIENT_SECRET")
+OIDC_RP_SCOPES = env_str("OIDC_SCOPES", "openid email profile groups")
+OIDC_RP_SIGN_ALGO = env_str("OIDC_SIGN_ALGO", "RS256")
+OIDC_GROUPS_CLAIM = env_str("OIDC_GROUPS_CLAIM", "groups")
+OIDC_GROUP_MAP = env_list("OIDC_GROUP_MAP", "")
+OIDC_SUPERUSER_GROUPS = env_list("OIDC_SUPERUSER_GROUPS", "")
+OIDC_LOGIN_LABEL = env_str("OIDC_LOGIN_LABEL", "")
+# A CA bundle for a provider whose certificate a private CA signed; else the system's.
+OIDC_VERIFY_SSL: str | bool = env_str("OIDC_CA_BUNDLE") or True
+OIDC_TIMEOUT = 10
+OIDC_DISCOVERY_TTL_SECONDS = 3600
+OIDC_USE_PKCE = True
+OIDC_STORE_ID_TOKEN = False
+OIDC_CALLBACK_CLASS = "sso.views.Callback"
+AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend", "sso.backend.OIDCBackend"]
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
 

@@ -9,6 +9,8 @@ from config import health
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("accounts/", include("django.contrib.auth.urls")),
+    # Single sign-on (OpenID Connect): answers 404 unless OIDC_ISSUER is set.
+    path("oidc/", include("sso.urls")),
     path("admin/", admin.site.urls),
     path("review/", include("compliance.urls")),
     # The language picked in the navigation (Django's set_language) and the dashboard's strings.
