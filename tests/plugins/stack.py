@@ -83,6 +83,12 @@ class Stack:
         argv = [PYTHON, "-m", "celery", "-A", "config", "beat", "--loglevel", "INFO", "--schedule", str(schedule)]
         return self._start(ServerProcess(argv, env={**self.env, **env}, name="celery-beat"))
 
+    def run(
+        self, argv: list[str], *, name: str, port: int | None = None, ready_log: str | None = None, **env: str
+    ) -> ServerProcess:
+        """Any other process of this run (a relay, a bridge, a unit's command) with its environment."""
+        return self._start(ServerProcess(argv, port=port, env={**self.env, **env}, name=name, ready_log=ready_log))
+
     def _start(self, proc: ServerProcess) -> ServerProcess:
         self.processes.append(proc)
         return proc.start()
