@@ -96,8 +96,8 @@ def topology(stack: Stack, sim_url, tls, nginx_dir: Path, tmp_path: Path) -> Ite
         "APPROVAL_TIMEOUT_SECONDS": "90",
     }
     # The migrate unit's second step: nginx serves the static files from disk.
-    (migrate, collect) = exec_start("countersign-migrate.service")
-    subprocess.run(localize(collect) + ["-v", "0"], check=True, cwd=BASE_DIR, env={**stack.env, "PATH": ""})
+    (_migrate, collect) = exec_start("countersign-migrate.service")
+    subprocess.run([*localize(collect), "-v", "0"], check=True, cwd=BASE_DIR, env={**stack.env, "PATH": ""})
     var_dir = str(tmp_path / "var")
     Path(var_dir).mkdir()
 
