@@ -7,6 +7,7 @@ POST over HTTPS, the hotel's door opened by the simulator's MCP call."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import ssl
 import subprocess
@@ -78,8 +79,6 @@ def nginx_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def topology(stack: Stack, sim_url, tls, nginx_dir: Path, tmp_path: Path) -> Iterator[Nginx]:  # noqa: F811
-    import os
-
     if nginx_binary() is None:
         if os.environ.get("CI"):
             pytest.fail("nginx is missing in CI (.ci/run installs Debian's nginx)")
@@ -97,7 +96,7 @@ def topology(stack: Stack, sim_url, tls, nginx_dir: Path, tmp_path: Path) -> Ite
     }
     # The migrate unit's second step: nginx serves the static files from disk.
     (_migrate, collect) = exec_start("countersign-migrate.service")
-    subprocess.run([*localize(collect), "-v", "0"], check=True, cwd=BASE_DIR, env={**stack.env, "PATH": ""})
+    subprocess.run([*localize(collect), "-v", "0"], check=True, cwd=BASE_DIR, env={**os.environ, **stack.env})
     var_dir = str(tmp_path / "var")
     Path(var_dir).mkdir()
 
