@@ -10,6 +10,8 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
+    # The approval API for other gateways and programs (docs/approval_api.md).
+    path("api/v1/", include("approval_api.urls")),
     path("review/", include("compliance.urls")),
     # The language picked in the navigation (Django's set_language) and the dashboard's strings.
     path("i18n/", include("django.conf.urls.i18n")),
