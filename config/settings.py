@@ -208,6 +208,10 @@ INSTALLED_APPS = [
     "compliance",
     "notify",
     "sso",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "approval_api",
 ]
 
 MIDDLEWARE = [
@@ -312,6 +316,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    # Approval API webhooks whose delivery task was lost, or whose retry is due.
+    "approval-api-webhooks": {"task": "approval_api.tasks.sweep_webhooks", "schedule": 5.0, "options": {"expires": 10}},
     # Heals a lost or late deadline task (approvals/tasks.py); expires so beats queued while no
     # worker ran do not pile up: the next sweep does the same work.
     "approvals-sweep-overdue": {"task": "approvals.tasks.sweep_overdue", "schedule": 2.0, "options": {"expires": 10}},
@@ -433,3 +439,29 @@ SLACK_API_URL = env_str("SLACK_API_URL", "https://slack.com/api").rstrip("/")
 WEBAUTHN_RP_ID = env_str("WEBAUTHN_RP_ID", "")
 WEBAUTHN_ORIGIN = env_str("WEBAUTHN_ORIGIN", "")
 WEBAUTHN_RP_NAME = env_str("WEBAUTHN_RP_NAME", "Countersign")
+
+# The approval API (approval_api/; docs/approval_api.md): REST for other gateways and programs.
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Countersign approval API",
+    "DESCRIPTION": "Ask a hotel's staff to approve a tool call, wait for the answer, or hear it by webhook.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # The long poll is an async view outside DRF: approval_api/schema.py adds it to the schema.
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "approval_api.schema.add_wait_path"],
+}
+# The longest a long poll (GET /api/v1/requests/{id}/wait) may be asked to wait, in seconds.
+APPROVAL_API_MAX_WAIT_SECONDS = env_int("APPROVAL_API_MAX_WAIT_SECONDS", 60)
+# Webhook retries: seconds before each retry after a failed try (Standard Webhooks' suggested backoff).
+APPROVAL_API_WEBHOOK_RETRY_SECONDS = env_list("APPROVAL_API_WEBHOOK_RETRY_SECONDS", "5,300,1800,7200,18000,36000")
+APPROVAL_API_WEBHOOK_TIMEOUT_SECONDS = 10

@@ -12,6 +12,8 @@ urlpatterns = [
     # Single sign-on (OpenID Connect): answers 404 unless OIDC_ISSUER is set.
     path("oidc/", include("sso.urls")),
     path("admin/", admin.site.urls),
+    # The approval API for other gateways and programs (docs/approval_api.md).
+    path("api/v1/", include("approval_api.urls")),
     path("review/", include("compliance.urls")),
     # The language picked in the navigation (Django's set_language) and the dashboard's strings.
     path("i18n/", include("django.conf.urls.i18n")),

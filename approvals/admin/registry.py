@@ -271,11 +271,12 @@ class McpToolAdmin(admin.ModelAdmin):
 
 @admin.register(ClientToken)
 class ClientTokenAdmin(admin.ModelAdmin):
-    list_display = ["label", "prefix", "metadata", "created_at", "is_active", "revoked_at", "last_used_at"]
+    list_display = ["label", "prefix", "scopes", "metadata", "created_at", "is_active", "revoked_at", "last_used_at"]
     list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
     search_fields = ["label", "prefix"]
-    fields = ["label", "metadata", "prefix", "created_at", "created_by", "revoked_at", "last_used_at"]
-    readonly_fields = ["prefix", "created_at", "created_by", "revoked_at", "last_used_at"]
+    fields = ["label", "metadata", "prefix", "scopes", "created_at", "created_by", "revoked_at", "last_used_at"]
+    # Scopes are fixed when the token is issued (audited with it): widening one would be a new token.
+    readonly_fields = ["prefix", "scopes", "created_at", "created_by", "revoked_at", "last_used_at"]
     actions = ["revoke"]
 
     @admin.display(boolean=True, description="Active")

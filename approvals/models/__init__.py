@@ -25,6 +25,7 @@ from approvals.models.registry import (
     McpServer,
     McpTool,
     McpToolQuerySet,
+    Scope,
     tool_definition_hash,
 )
 from approvals.models.requests import (
@@ -60,6 +61,7 @@ __all__ = [
     "PolicyRule",
     "PolicyVersion",
     "RealtimeSession",
+    "Scope",
     "WebAuthnChallenge",
     "audience_allows",
     "decrypt_text",

@@ -17,6 +17,20 @@ from approvals.models.fields import EncryptedJSONField, EncryptedTextField
 TOKEN_PREFIX = "cst_"
 
 
+class Scope(models.TextChoices):
+    """What a client token may do. A token for a room tablet needs only `realtime`; a program in
+    front of an MCP server that asks Countersign needs `requests:write` and `requests:read`."""
+
+    REALTIME = "realtime", "Open Realtime sessions through the relay"
+    REQUESTS_WRITE = "requests:write", "Create approval requests (approval API)"
+    REQUESTS_READ = "requests:read", "Read its approval requests and wait for their decisions (approval API)"
+    WEBHOOKS = "webhooks", "Subscribe webhooks to its requests' decisions (approval API)"
+
+
+def default_scopes() -> list[str]:
+    return [Scope.REALTIME.value]
+
+
 class McpServer(models.Model):
     """A remote MCP server the agents may use. Its credentials stay on the server side: the
     relay puts them into the upstream session and never shows them to a client."""
@@ -124,11 +138,15 @@ class ClientTokenQuerySet(models.QuerySet["ClientToken"]):
     def active(self) -> ClientTokenQuerySet:
         return self.filter(revoked_at__isnull=True)
 
-    def for_plaintext(self, token: str) -> ClientToken | None:
-        """The active token matching `token`, or None. Only the hash is ever stored or compared."""
+    def for_plaintext(self, token: str, scope: str | None = Scope.REALTIME) -> ClientToken | None:
+        """The active token matching `token` that has `scope` (any scope when None), or None.
+        Only the hash is ever stored or compared."""
         if not token or not token.startswith(TOKEN_PREFIX) or len(token) > 200:
             return None
-        return self.active().filter(token_hash=ClientToken.hash(token)).first()
+        found = self.active().filter(token_hash=ClientToken.hash(token)).first()
+        if found is None or (scope is not None and not found.has_scope(scope)):
+            return None
+        return found
 
 
 class ClientToken(models.Model):
@@ -143,6 +161,7 @@ class ClientToken(models.Model):
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    scopes = models.JSONField(default=default_scopes, blank=True, help_text="What it may do (Scope).")
 
     objects = ClientTokenQuerySet.as_manager()
 
@@ -165,3 +184,6 @@ class ClientToken(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+    def has_scope(self, scope: str) -> bool:
+        return isinstance(self.scopes, list) and scope in self.scopes

@@ -19,6 +19,7 @@ class RealtimeSession(models.Model):
         RELAY = "relay", "Relayed WebSocket"
         SIDEBAND = "sideband", "Sideband (SIP/WebRTC call)"
         RESPONSES = "responses", "Responses API run"
+        API = "api", "Approval API"
 
     class Status(models.TextChoices):
         OPEN = "open", "Open"
@@ -33,6 +34,8 @@ class RealtimeSession(models.Model):
     model = models.CharField(max_length=100, blank=True)
     upstream_session_id = models.CharField(max_length=100, blank=True)
     call_id = models.CharField(max_length=100, blank=True)
+    # An approval API session: the caller's own id for it, unique per client token.
+    external_id = models.CharField(max_length=200, blank=True)
     opened_at = models.DateTimeField(default=timezone.now)
     closed_at = models.DateTimeField(null=True, blank=True)
     close_code = models.IntegerField(null=True, blank=True)
@@ -50,6 +53,13 @@ class RealtimeSession(models.Model):
         # Starting a session from a login (a browser call's client secret, a Responses run) costs
         # OpenAI money and puts a guest-facing agent to work: it needs this, not only a login.
         permissions = [("start_session", "Can start sessions (browser calls, Responses runs)")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["client_token", "external_id"],
+                condition=~models.Q(external_id=""),
+                name="session_unique_external_id",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.label} ({self.kind} #{self.pk})"

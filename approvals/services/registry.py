@@ -13,7 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from approvals import probe
-from approvals.models import AuditKind, ClientToken, McpServer, McpTool, PolicyRule, tool_definition_hash
+from approvals.models import AuditKind, ClientToken, McpServer, McpTool, PolicyRule, Scope, tool_definition_hash
 from approvals.services._common import actor_label, user_label
 from audit import writer
 
@@ -21,9 +21,16 @@ if TYPE_CHECKING:
     from django.contrib.auth.models import User
 
 
-def issue_token(*, label: str, metadata: dict[str, Any], by: User | None = None) -> tuple[ClientToken, str]:
+def issue_token(
+    *, label: str, metadata: dict[str, Any], by: User | None = None, scopes: list[str] | None = None
+) -> tuple[ClientToken, str]:
     """Create a client token and return it with its plaintext, which exists only in this return
-    value: only the hash is stored. Side effect: audit TOKEN_ISSUED (without the secret)."""
+    value: only the hash is stored. `scopes` (Scope values): default `realtime` only. Raises
+    ValueError on an unknown scope. Side effect: audit TOKEN_ISSUED (without the secret)."""
+    scopes = list(dict.fromkeys(scopes)) if scopes else [Scope.REALTIME.value]
+    unknown = [s for s in scopes if s not in Scope.values]
+    if unknown:
+        raise ValueError(f"Unknown scope {unknown[0]!r}; known: {', '.join(Scope.values)}")
     plaintext = ClientToken.generate()
     with transaction.atomic():
         token = ClientToken.objects.create(
@@ -32,12 +39,19 @@ def issue_token(*, label: str, metadata: dict[str, Any], by: User | None = None)
             token_hash=ClientToken.hash(plaintext),
             prefix=plaintext[:12],
             created_by=by,
+            scopes=scopes,
         )
         writer.record(
             kind=AuditKind.TOKEN_ISSUED,
             actor=by,
             actor_label=actor_label(by),
-            payload={"token_id": token.pk, "label": label, "prefix": token.prefix, "metadata": metadata},
+            payload={
+                "token_id": token.pk,
+                "label": label,
+                "prefix": token.prefix,
+                "metadata": metadata,
+                "scopes": scopes,
+            },
         )
     return token, plaintext
 

@@ -219,8 +219,9 @@ def mark_opened(req: ApprovalRequest, *, by: User) -> bool:
     return True
 
 
-def mark_decision_sent(req: ApprovalRequest) -> bool:
-    """The outbox claim, made by the relay right before it sends the mcp_approval_response.
+def mark_decision_sent(req: ApprovalRequest, *, via: str = "relay") -> bool:
+    """The outbox claim, made by the relay right before it sends the mcp_approval_response
+    (`via`: who delivers it; the approval API when its caller has read the answer).
     True: the caller now owns the sending. False: already sent (or not answered), so the caller
     must NOT send. Side effect: audit SENT. Not a status change (the answer stays what it is),
     so not a transition: nothing leaves the process."""
@@ -237,7 +238,7 @@ def mark_decision_sent(req: ApprovalRequest) -> bool:
                 kind=AuditKind.SENT,
                 request_id=req.pk,
                 session_id=req.session_id,
-                actor_label="relay",
+                actor_label=via,
                 payload={"approve": req.approve, "reason": req.reason},
                 created_at=now,
             )

@@ -29,6 +29,7 @@ def open_session(
     model: str = "",
     call_id: str = "",
     started_by: User | None = None,
+    external_id: str = "",
 ) -> RealtimeSession:
     """Record a session the relay now sits in, named by `label`/`metadata` (copied from the
     client token by the caller). `started_by`: the staff member who started it (a browser
@@ -49,6 +50,7 @@ def open_session(
             opened_at=now,
             started_by=started_by,
             started_by_label=user_label(started_by)[:150] if started_by is not None else "",
+            external_id=external_id,
         )
         if client_token is not None:
             # A one-column UPDATE rather than save(): an admin editing the token's label at
@@ -66,6 +68,7 @@ def open_session(
                 "call_id": call_id,
                 "client_token_id": client_token.pk if client_token is not None else None,
                 "started_by": started_by.pk if started_by is not None else None,
+                **({"external_id": external_id} if external_id else {}),
             },
             created_at=now,
         )

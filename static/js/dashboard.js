@@ -205,6 +205,8 @@
     entry.req = req;
     const label = req.session.label || fmt(gettext("Session %(id)s"), { id: req.session.id });
     setText(el, ".session-label", label);
+    // Where a request came from when it is not a guest's session: another gateway or program.
+    setText(el, ".session-origin", req.session.kind === "api" ? gettext("via the approval API") : "");
     renderMeta($(el, ".session-meta"), req.session.metadata);
     const asked = $(el, ".asked");
     asked.dateTime = req.created_at;

@@ -2,6 +2,10 @@
 
     python manage.py create_client_token --label "Room 1204" --meta room=1204 --meta floor=12
     python manage.py create_client_token --label "Room 1204" --reuse "$TOKEN"   # for set-up scripts
+    python manage.py create_client_token --label "Envoy gateway" --scope requests:write --scope requests:read
+
+--scope (repeatable; default `realtime`): what the token may do. `realtime` opens sessions through the
+relay; `requests:write`, `requests:read` and `webhooks` use the approval API (docs/approval_api.md).
 
 The token is printed once, as the last line (so scripts can take it with `tail -n1`); only
 its hash is stored. With --reuse, a token that is still valid is kept (and printed back as the
@@ -15,7 +19,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from approvals import services
-from approvals.models import ClientToken
+from approvals.models import ClientToken, Scope
 
 
 def parse_pairs(pairs: list[str], what: str) -> dict[str, str]:
@@ -37,18 +41,30 @@ class Command(BaseCommand):
             "--meta", action="append", default=[], metavar="KEY=VALUE", help="metadata shown on cards (repeatable)"
         )
         parser.add_argument("--reuse", metavar="TOKEN", help="keep TOKEN if it is still valid instead of issuing one")
+        parser.add_argument(
+            "--scope",
+            action="append",
+            default=[],
+            choices=Scope.values,
+            help="what the token may do (repeatable; default: realtime)",
+        )
 
-    def handle(self, *args: Any, label: str, meta: list[str], reuse: str | None = None, **options: Any) -> None:
+    def handle(
+        self, *args: Any, label: str, meta: list[str], reuse: str | None = None, scope: list[str], **options: Any
+    ) -> None:
         label = label.strip()
         if not label:
             raise CommandError("--label must not be empty")
         metadata = parse_pairs(meta, "--meta")
-        kept = ClientToken.objects.for_plaintext(reuse) if reuse else None
+        scopes = scope or [Scope.REALTIME.value]
+        kept = ClientToken.objects.for_plaintext(reuse, scopes[0]) if reuse else None
         if kept is not None:
             self.stdout.write(f"Client token #{kept.pk} for {kept.label!r} is still valid; kept.")
             self.stdout.write(str(reuse))
             return
-        token, plaintext = services.issue_token(label=label, metadata=metadata)
-        self.stdout.write(f"Issued client token #{token.pk} for {token.label!r} (prefix {token.prefix}).")
+        token, plaintext = services.issue_token(label=label, metadata=metadata, scopes=scopes)
+        self.stdout.write(
+            f"Issued client token #{token.pk} for {token.label!r} (prefix {token.prefix}; {', '.join(token.scopes)})."
+        )
         self.stdout.write("Store it now: it is shown only this once.")
         self.stdout.write(plaintext)
