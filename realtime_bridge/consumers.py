@@ -17,7 +17,11 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from approvals.dispatch import LeanDispatchMixin
 from realtime_bridge import protocol
 from realtime_bridge.client import UpstreamClosed
+from realtime_bridge.gate import MAX_CLIENT_MESSAGE_CHARS
 from realtime_bridge.relay import Relay
+
+# Set in the scope by the server of config/daphne_server.py (which may not be imported here).
+CLOSE_CODES_EXTENSION = "countersign.close_codes"
 
 
 class _ConsumerSocket:
@@ -56,15 +60,19 @@ class RelayConsumer(LeanDispatchMixin, AsyncWebsocketConsumer):
         await self.accept(subprotocol="realtime" if "realtime" in offered else None)
         headers = {k.decode("latin1").lower(): v.decode("latin1") for k, v in self.scope.get("headers", [])}
         query = parse_qs(self.scope.get("query_string", b"").decode("latin1"))
-        # Daphne (autobahn) can send only 1000 and 3000-4999 as close codes.
-        self.relay = Relay(_ConsumerSocket(self), name="relay", server_limited=True)
+        # Daphne as shipped (autobahn) can send only 1000 and 3000-4999 as close codes; the
+        # server of config/daphne_server.py sends every code and says so in the scope.
+        limited = CLOSE_CODES_EXTENSION not in (self.scope.get("extensions") or {})
+        self.relay = Relay(_ConsumerSocket(self), name="relay", server_limited=limited)
         await self.relay.open(headers=headers, subprotocols=offered, query=query)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         relay = self.relay
         if relay is None or relay.core is None or relay.closing:
             return
-        if text_data is not None and protocol.is_plain_audio_append(text_data):
+        if text_data is not None and len(text_data) > MAX_CLIENT_MESSAGE_CHARS:
+            await relay.too_large()
+        elif text_data is not None and protocol.is_plain_audio_append(text_data):
             # The audio fast path (relay.py): straight onto the upstream socket.
             try:
                 await relay.core.upstream.send(text_data)
@@ -72,6 +80,8 @@ class RelayConsumer(LeanDispatchMixin, AsyncWebsocketConsumer):
                 pass  # the reader sees the close too and closes the guest with its code
             except Exception as exc:
                 relay.fail("sending audio upstream", exc)
+        elif bytes_data is not None and len(bytes_data) > MAX_CLIENT_MESSAGE_CHARS:
+            await relay.too_large()
         else:
             await relay.client_frame(text_data if text_data is not None else bytes_data or b"")
 

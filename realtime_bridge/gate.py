@@ -9,6 +9,7 @@ and the scrubbing of what goes back. `RelayConsumer` (Channels, on Daphne) and `
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
@@ -27,6 +28,8 @@ MAX_CLIENT_MESSAGE_CHARS = 16 * 2**20  # OpenAI accepts audio appends of up to 1
 # event afterwards. 128 is serde_json's default limit; no Realtime event nests anywhere near it.
 MAX_CLIENT_JSON_DEPTH = 128
 TOKEN_SUBPROTOCOL = "openai-insecure-api-key."
+# How long upstream may take to send its first frame (session.created, or its refusal).
+FIRST_FRAME_SECONDS = 15.0
 
 
 class Refused(Exception):
@@ -39,6 +42,14 @@ class Refused(Exception):
         self.event = protocol.dumps(event)
         self.close_code = close_code
         self.reason = f"{error_type}.{code}" if code else error_type
+
+    @classmethod
+    def by_upstream(cls, frame: str, *, close_code: int, reason: str) -> Refused:
+        """Upstream refused the session (an unknown model: `error` invalid_model, then 4000):
+        the client gets upstream's own `error` event and close, as if it had connected there."""
+        refused = cls("The Realtime API refused the session.", code=None, close_code=close_code)
+        refused.event, refused.reason = frame, reason
+        return refused
 
 
 def _mask(token: str) -> str:
@@ -113,11 +124,13 @@ class RelayGate:
         return token, model
 
     async def open_upstream(
-        self, token: ClientToken, model: str, *, server_error_code: int = 1011, on_failure: FailureHook | None = None
+        self, token: ClientToken, model: str, *, server_limited: bool = False, on_failure: FailureHook | None = None
     ) -> UpstreamSession:
         """Open the upstream session with the registered MCP servers put in, and its session row.
-        Raises Refused when upstream cannot be reached; on any other error, closes what it had
-        opened (the upstream socket, the session row) and re-raises."""
+        Raises Refused when upstream cannot be reached or refuses the session (with upstream's
+        own `error` event and close code); on any other error, closes what it had opened (the
+        upstream socket, the session row) and re-raises."""
+        server_error_code = 4011 if server_limited else 1011
         self.tools, self.secret_values = await database_sync_to_async(handlers.registered_tools)()
         try:
             upstream = await client.connect(model=model)
@@ -129,6 +142,14 @@ class RelayGate:
                 close_code=server_error_code,
                 error_type="server_error",
             ) from None
+        # Before any row is written or the tools are sent: a session upstream refuses (an
+        # unknown model) must reach the client as upstream's error, not as a failed send.
+        try:
+            first = await self._first_frame(upstream, server_limited=server_limited)
+        except BaseException:
+            await upstream.close(code=1011, reason="server error")  # a no-op when upstream closed it
+            raise
+        upstream.unread(first)
         session_id: int | None = None
         try:
             session = await database_sync_to_async(handlers.open_relay_session)(token=token, model=model)
@@ -154,6 +175,48 @@ class RelayGate:
                 )
             raise
         return self.core
+
+    async def _first_frame(self, upstream: client.Upstream, *, server_limited: bool) -> str | bytes:
+        """Upstream's first frame: `session.created`, or an `error` followed by a close when it
+        refuses the session (section 1.3), which raises Refused.by_upstream."""
+        try:
+            frame = await asyncio.wait_for(upstream.recv(), FIRST_FRAME_SECONDS)
+        except client.UpstreamClosed as closed:
+            code, _ = client_close_code(closed.code, server_limited=server_limited)
+            raise Refused(
+                f"The Realtime API closed the session as it opened ({closed.code} {closed.reason}).".strip(),
+                code="upstream_closed",
+                close_code=code,
+                error_type="server_error",
+            ) from None
+        except TimeoutError:
+            await upstream.close(code=1011, reason="no session.created")
+            raise Refused(
+                "The Realtime API did not open the session. Try again shortly.",
+                code="upstream_unavailable",
+                close_code=4011 if server_limited else 1011,
+                error_type="server_error",
+            ) from None
+        if not isinstance(frame, str) or '"error"' not in frame[:200]:
+            return frame
+        try:
+            event = json.loads(frame)
+        except ValueError:
+            return frame
+        if not isinstance(event, dict) or event.get("type") != "error":
+            return frame
+        # A refusal: its close follows at once (OpenAI sends both in the same instant).
+        try:
+            while True:
+                await asyncio.wait_for(upstream.recv(), FIRST_FRAME_SECONDS)
+        except client.UpstreamClosed as closed:
+            code, note = client_close_code(closed.code, server_limited=server_limited)
+            reason = ": ".join(part for part in (note, closed.reason) if part)
+        except TimeoutError:
+            # An error that did not end the session: it goes on, and the client sees the error.
+            return frame
+        log.info("relay: upstream refused the session: %s", reason)
+        raise Refused.by_upstream(frame, close_code=code, reason=reason)
 
     async def from_client(self, text: str) -> tuple[str | None, list[str]]:
         """One client text frame: what to send upstream (None: nothing) and error events for the

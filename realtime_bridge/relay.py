@@ -37,7 +37,7 @@ from websockets.exceptions import ConnectionClosed
 from approvals import events
 from realtime_bridge import handlers, outbound, protocol
 from realtime_bridge.client import UpstreamClosed
-from realtime_bridge.gate import Refused, RelayGate, client_close_code
+from realtime_bridge.gate import MAX_CLIENT_MESSAGE_CHARS, Refused, RelayGate, client_close_code
 from realtime_bridge.session import UpstreamSession
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ class Relay:
         try:
             token, model = await self.gate.admit(headers=headers, subprotocols=subprotocols, query=query)
             self.core = await self.gate.open_upstream(
-                token, model, server_error_code=self.server_error_code, on_failure=self.fail
+                token, model, server_limited=self.server_limited, on_failure=self.fail
             )
         except Refused as refused:
             await self._refuse(refused)
@@ -157,6 +157,9 @@ class Relay:
         is_plain_audio_append = protocol.is_plain_audio_append
         try:
             async for frame in frames:
+                if len(frame) > MAX_CLIENT_MESSAGE_CHARS:
+                    await self.too_large()
+                    return
                 if isinstance(frame, str) and is_plain_audio_append(frame):
                     try:
                         await send(frame)
@@ -168,6 +171,21 @@ class Relay:
             pass
         except Exception as exc:
             self.fail("reading the client", exc)
+
+    async def too_large(self) -> None:
+        """A client message over the relay's limit (OpenAI's own is about 15 MiB of audio): an
+        `error` event, then a close with 1009 (message too big; 4009 where the server cannot
+        send it) and the error in the reason, as OpenAI closes on a refusal (section 1.3)."""
+        if self.closing:
+            return
+        refused = Refused(
+            f"Event too large: a client event may be at most {MAX_CLIENT_MESSAGE_CHARS} bytes.",
+            code="message_too_large",
+            close_code=4009 if self.server_limited else 1009,
+        )
+        log.warning("%s: session %s sent a message over the limit; closing it", self.name, self.session_id)
+        await self._refuse(refused)
+        await self.end(refused.close_code)
 
     async def client_frame(self, frame: str | bytes) -> None:
         """One client frame off the audio fast path: checked by the gate, answered with `error`
