@@ -27,7 +27,7 @@ MIB = 2**20
 
 def start(stack: Stack, server: str, **env: str) -> str:
     """The relay's ws:// URL on `server`, started with `env`."""
-    proc = stack.web(**env) if server == "daphne" else stack.relay(**env)
+    proc = stack.web(None, **env) if server == "daphne" else stack.relay(None, **env)
     return proc.url.replace("http://", "ws://") + "/v1/realtime"
 
 
