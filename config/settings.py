@@ -336,6 +336,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     # Resumes Responses API runs whose approvals are all decided, and re-drives runs whose worker
     # died mid-step or whose retry is due (realtime_bridge/tasks.py).
     "runs-sweep-decided": {"task": "realtime_bridge.tasks.sweep_runs", "schedule": 1.0, "options": {"expires": 10}},
+    # Closes relay sessions whose process died (lease run out) and cancels their pending requests.
+    "relay-sweep-leases": {
+        "task": "realtime_bridge.tasks.sweep_relay_leases",
+        "schedule": 5.0,
+        "options": {"expires": 15},
+    },
 }
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -64,7 +64,9 @@ class RelayConsumer(LeanDispatchMixin, AsyncWebsocketConsumer):
         # server of config/daphne_server.py sends every code and says so in the scope.
         limited = CLOSE_CODES_EXTENSION not in (self.scope.get("extensions") or {})
         self.relay = Relay(_ConsumerSocket(self), name="relay", server_limited=limited)
-        await self.relay.open(headers=headers, subprotocols=offered, query=query)
+        client = self.scope.get("client")
+        address = str(client[0]) if client else None
+        await self.relay.open(headers=headers, subprotocols=offered, query=query, address=address)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         relay = self.relay

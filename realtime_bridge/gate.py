@@ -15,9 +15,11 @@ import logging
 from typing import Any
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 
-from approvals.models import ClientToken
-from realtime_bridge import client, handlers, protocol
+from approvals import services
+from approvals.models import ClientToken, RealtimeSession
+from realtime_bridge import client, handlers, leases, limits, protocol
 from realtime_bridge.session import FailureHook, UpstreamSession
 
 log = logging.getLogger(__name__)
@@ -83,6 +85,13 @@ def client_close_code(code: int, *, server_limited: bool = False) -> tuple[int, 
     return 4000, f"upstream closed with {code}"
 
 
+def _open_leased(token: ClientToken, model: str) -> RealtimeSession:
+    """The session row, with this process's lease on it from the start (realtime_bridge/leases.py)."""
+    session = handlers.open_relay_session(token=token, model=model)
+    services.hold_sessions([session.pk], holder=leases.holder_name(), seconds=leases.lease_seconds())
+    return session
+
+
 class RelayGate:
     def __init__(self) -> None:
         self.tools: list[dict[str, Any]] = []
@@ -91,10 +100,22 @@ class RelayGate:
         self.session_id: int | None = None
 
     async def admit(
-        self, *, headers: dict[str, str], subprotocols: list[str], query: dict[str, list[str]]
+        self,
+        *,
+        headers: dict[str, str],
+        subprotocols: list[str],
+        query: dict[str, list[str]],
+        address: str | None = None,
+        server_limited: bool = False,
     ) -> tuple[ClientToken, str]:
         """Check the handshake; returns (client token, model) or raises Refused.
-        `headers` are lower-cased names; `subprotocols` what the client offered."""
+        `headers` are lower-cased names; `subprotocols` what the client offered; `address` the
+        client's, when this server has not counted its handshake already (run_relay has)."""
+        if address is not None and not limits.HANDSHAKES.allow(address):
+            # First, before any database work: a flood must cost as little as possible.
+            raise Refused(
+                limits.RATE_LIMITED_MESSAGE, code="rate_limit_exceeded", close_code=4008 if server_limited else 1008
+            )
         if "openai-beta" in headers:
             raise Refused(
                 "The OpenAI-Beta header is not supported by the GA Realtime API.",
@@ -121,6 +142,13 @@ class RelayGate:
         model = (query.get("model") or [""])[0]
         if not model:
             raise Refused("You must provide a model parameter", code="missing_model", close_code=4000)
+        if not await database_sync_to_async(limits.sessions_left)(token):
+            raise Refused(
+                "This client token has as many live sessions as it may hold "
+                f"({settings.RELAY_MAX_SESSIONS_PER_TOKEN}). Close one first.",
+                code="rate_limit_exceeded",
+                close_code=4008 if server_limited else 1008,
+            )
         return token, model
 
     async def open_upstream(
@@ -152,7 +180,7 @@ class RelayGate:
         upstream.unread(first)
         session_id: int | None = None
         try:
-            session = await database_sync_to_async(handlers.open_relay_session)(token=token, model=model)
+            session = await database_sync_to_async(_open_leased)(token, model)
             session_id = self.session_id = session.pk
             if self.tools:
                 # Put the registered MCP servers (with their credentials) into the upstream session.

@@ -35,7 +35,7 @@ from channels.db import database_sync_to_async
 from websockets.exceptions import ConnectionClosed
 
 from approvals import events
-from realtime_bridge import handlers, outbound, protocol
+from realtime_bridge import handlers, leases, outbound, protocol
 from realtime_bridge.client import UpstreamClosed
 from realtime_bridge.gate import MAX_CLIENT_MESSAGE_CHARS, Refused, RelayGate, client_close_code
 from realtime_bridge.session import UpstreamSession
@@ -86,12 +86,26 @@ class Relay:
 
     # --- Opening ---------------------------------------------------------------------------
 
-    async def open(self, *, headers: dict[str, str], subprotocols: list[str], query: dict[str, list[str]]) -> bool:
+    async def open(
+        self,
+        *,
+        headers: dict[str, str],
+        subprotocols: list[str],
+        query: dict[str, list[str]],
+        address: str | None = None,
+    ) -> bool:
         """Admit the client and open its upstream session, join its decision group and start
         reading upstream. False when the session did not open: the client got an `error` event
-        and a close (section 1.3), and nothing of it is left open."""
+        and a close (section 1.3), and nothing of it is left open. `address`: the client's, to
+        count its handshake (limits.py); None when the server counted it before the upgrade."""
         try:
-            token, model = await self.gate.admit(headers=headers, subprotocols=subprotocols, query=query)
+            token, model = await self.gate.admit(
+                headers=headers,
+                subprotocols=subprotocols,
+                query=query,
+                address=address,
+                server_limited=self.server_limited,
+            )
             self.core = await self.gate.open_upstream(
                 token, model, server_limited=self.server_limited, on_failure=self.fail
             )
@@ -118,7 +132,11 @@ class Relay:
             await self.end(self.server_error_code)
             return False
         self._reader = asyncio.create_task(self._read_upstream())
+        leases.LEASES.hold(self.core.session_id, self._lease_lost)
         return True
+
+    def _lease_lost(self) -> None:
+        self.fail("keeping its lease", RuntimeError("the session was closed by the lease sweep"))
 
     async def _refuse(self, refused: Refused) -> None:
         self.closing = True
@@ -266,6 +284,7 @@ class Relay:
                 await self._reader
         if core is None:
             return
+        leases.LEASES.release(core.session_id)
         try:
             await core.stop(reason="client disconnected")
             if self.group is not None:

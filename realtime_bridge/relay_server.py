@@ -27,6 +27,7 @@ from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
 from approvals import events
+from realtime_bridge import limits
 from realtime_bridge.gate import MAX_CLIENT_MESSAGE_CHARS
 from realtime_bridge.relay import Relay
 from realtime_bridge.routing import origin_allowed
@@ -40,6 +41,13 @@ def _process_request(connection: ServerConnection, request: Request) -> Response
         return connection.respond(HTTPStatus.NOT_FOUND, "Not found\n")
     if not origin_allowed(request.headers.get("Origin")):
         return connection.respond(HTTPStatus.FORBIDDEN, "Origin not allowed\n")
+    address = connection.remote_address[0] if connection.remote_address else None
+    if not limits.HANDSHAKES.allow(address):
+        # Before the upgrade, with no database or Redis work (limits.py): HTTP 429, as OpenAI
+        # answers too many requests, with the time after which a handshake is allowed again.
+        response = connection.respond(HTTPStatus.TOO_MANY_REQUESTS, limits.RATE_LIMITED_MESSAGE + "\n")
+        response.headers["Retry-After"] = "60"
+        return response
     return None
 
 
