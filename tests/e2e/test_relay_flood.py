@@ -48,7 +48,14 @@ def test_healthz_stays_200_under_a_flood_of_bad_handshakes(stack: Stack, server:
     url = target.url.replace("http://", "ws://") + "/v1/realtime?model=gpt-realtime"
     outcomes: Counter[str] = Counter()
     done = threading.Event()
-    flooder = threading.Thread(target=lambda: (asyncio.run(flood(url, outcomes)), done.set()), daemon=True)
+
+    def run_flood() -> None:
+        try:
+            asyncio.run(flood(url, outcomes))
+        finally:
+            done.set()
+
+    flooder = threading.Thread(target=run_flood, daemon=True)
 
     health: Counter[int] = Counter()
     with httpx.Client(base_url=web.url, timeout=30) as http:

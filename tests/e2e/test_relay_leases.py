@@ -44,7 +44,7 @@ def test_a_killed_run_relay_has_its_session_closed_and_its_request_cancelled_by_
     threaded_upstream.request_approval(0, "mcpr_lease")
     req = wait_until(lambda: ApprovalRequest.objects.filter(upstream_id="mcpr_lease").first(), message="the request")
     session = RealtimeSession.objects.get(pk=req.session_id)
-    assert session.status == "open" and session.lease_holder.endswith(f":{relay.proc.pid}")  # type: ignore[union-attr]
+    assert session.status == "open" and session.lease_holder.endswith(f":{relay.proc.pid}")
 
     relay.signal(signal.SIGKILL)
 
