@@ -32,6 +32,7 @@ from collections.abc import AsyncIterable, Awaitable
 from typing import Any, Protocol
 
 from channels.db import database_sync_to_async
+from channels.layers import BaseChannelLayer, get_channel_layer
 from websockets.exceptions import ConnectionClosed
 
 from approvals import events
@@ -58,6 +59,41 @@ class ClientSocket(Protocol):
         ...
 
     def leave(self, group: str, /) -> Awaitable[None]: ...
+
+
+class DecisionChannel:
+    """A session's own channel on the channel layer, joined to its decision group once the
+    session is open, with a task that hands the group's `relay.decision` nudges to the relay.
+    Both servers use it: a channel taken only for an admitted session, so a refused handshake
+    (a flood of bad tokens included) costs no Redis work at all."""
+
+    def __init__(self) -> None:
+        self.layer = get_channel_layer()
+        self.channel: str | None = None
+        self.listener: asyncio.Task[None] | None = None
+
+    async def join(self, group: str, relay: Relay) -> None:
+        if self.layer is None:
+            raise RuntimeError("the relay needs a channel layer (CHANNEL_LAYERS) to receive decisions")
+        self.channel = await self.layer.new_channel()
+        await self.layer.group_add(group, self.channel)
+        self.listener = asyncio.create_task(self._listen(self.layer, self.channel, relay))
+
+    @staticmethod
+    async def _listen(layer: BaseChannelLayer, channel: str, relay: Relay) -> None:
+        while True:
+            message = await layer.receive(channel)
+            if message.get("type") == events.RELAY_DECISION:
+                await relay.on_decision(message)
+
+    async def leave(self, group: str) -> None:
+        if self.listener is not None:
+            # Awaited: the channel layer unsubscribes in the cancelled receive().
+            self.listener.cancel()
+            with contextlib.suppress(BaseException):
+                await self.listener
+        if self.layer is not None and self.channel is not None:
+            await self.layer.group_discard(group, self.channel)
 
 
 class Relay:
