@@ -9,7 +9,6 @@ takes once it is open (relay.DecisionChannel), as on run_relay.
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import parse_qs
 
 from channels.generic.websocket import AsyncWebsocketConsumer
