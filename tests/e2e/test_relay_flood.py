@@ -12,7 +12,7 @@ from collections import Counter
 import httpx
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import InvalidStatus
 
 from tests.plugins.stack import Stack
 
@@ -30,7 +30,7 @@ async def flood(url: str, outcomes: Counter[str]) -> None:
                 outcomes[event["error"]["code"]] += 1
         except InvalidStatus as exc:
             outcomes[f"http {exc.response.status_code}"] += 1
-        except (ConnectionClosed, OSError, TimeoutError) as exc:
+        except Exception as exc:  # a handshake the loaded machine did not finish: counted, by kind
             outcomes[type(exc).__name__] += 1
 
     tasks = []
