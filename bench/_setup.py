@@ -61,6 +61,10 @@ def bench_env(**extra: str) -> dict[str, str]:
         "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
         # A fresh key for the scratch database's MCP credentials (required outside demo mode).
         "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+        # Hundreds of sessions on one token from one address: the relay's limits would refuse
+        # them (realtime_bridge/limits.py); a benchmark measures the relay, not its limits.
+        "RELAY_MAX_SESSIONS_PER_TOKEN": "0",
+        "RELAY_HANDSHAKES_PER_MINUTE_PER_ADDRESS": "0",
     }
     url = os.environ.get("DATABASE_URL")
     if not url:

@@ -131,8 +131,9 @@ def cmd_run(env: dict[str, str], redis: EmbeddedRedis | None) -> int:
         seed_demo(env)
     host = env.get("HOST", "127.0.0.1")
     port = env.get("PORT", "8000")
+    relay_port = env.setdefault("RELAY_PORT", "8001")
     env["WEB_HOST"], env["WEB_PORT"] = host, port
-    names = ["web", "bridge", "worker", "beat"]
+    names = ["web", "relay", "bridge", "worker", "beat"]
     if demo:
         names += ["hotel", "simulator", "guests"]
     procfile = read_procfile(BASE_DIR / "Procfile")
@@ -141,6 +142,7 @@ def cmd_run(env: dict[str, str], redis: EmbeddedRedis | None) -> int:
         # Supervised too: restarted on the same port if it dies; stopped after the others.
         programs.append(Program("redis", redis.argv, quiet=True, last=True, proc=redis.proc))
     print(f"\n  Countersign: open http://{host}:{port}/  (health: http://{host}:{port}/healthz)", flush=True)
+    print(f"  Relay for guests and SDKs: ws://{host}:{relay_port}/v1/realtime", flush=True)
     if demo:
         print("  Demo mode (no OPENAI_API_KEY): the local simulator stands in for OpenAI.", flush=True)
     else:

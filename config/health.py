@@ -7,11 +7,13 @@ back, and a Celery worker answers a ping; otherwise 503 with the failing part na
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 
 from asgiref.sync import sync_to_async
-from channels.layers import get_channel_layer
+from channels import DEFAULT_CHANNEL_LAYER
+from channels.layers import channel_layers, get_channel_layer
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
@@ -24,20 +26,36 @@ RECONNECTABLE = (RedisConnectionError, OperationalError, OSError)
 
 
 def _check_database() -> str:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
-        cursor.fetchone()
+    # Run in a thread of its own (thread_sensitive=False below), with a connection of its own,
+    # closed after: on Daphne every database_sync_to_async of every consumer queues on one
+    # shared thread, and a health check waiting in that queue behind a flood of handshakes
+    # answered 503 while the database was fine (issue 16.5).
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    finally:
+        connection.close()
     return "ok"
 
 
 async def _check_redis() -> str:
-    layer = get_channel_layer()
-    if layer is None:
+    # A layer of its own, with its own connection, closed after: the process's shared layer
+    # carries every consumer's subscriptions, and a round trip queued behind a flood of them
+    # said "Redis is down" while Redis was fine (issue 16.5).
+    if get_channel_layer() is None:
         raise RuntimeError("no channel layer configured")
-    channel = await layer.new_channel()
-    token = f"{time.monotonic_ns()}"
-    await layer.send(channel, {"type": "healthz.ping", "token": token})
-    message = await layer.receive(channel)
+    layer = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
+    try:
+        channel = await layer.new_channel()
+        token = f"{time.monotonic_ns()}"
+        await layer.send(channel, {"type": "healthz.ping", "token": token})
+        message = await layer.receive(channel)
+    finally:
+        flush = getattr(layer, "flush", None)
+        if flush is not None:
+            with contextlib.suppress(Exception):
+                await flush()
     if message.get("token") != token:
         raise RuntimeError("channel layer returned a different message")
     return "ok"
@@ -79,7 +97,7 @@ async def _run(check: Callable[[], Awaitable[str]]) -> dict[str, object]:
 @require_GET
 async def healthz(request: HttpRequest) -> JsonResponse:
     database, redis, celery = await asyncio.gather(
-        _run(sync_to_async(_check_database)),
+        _run(sync_to_async(_check_database, thread_sensitive=False)),
         _run(_check_redis),
         # thread_sensitive=False: the ping blocks for up to 1.5 s and must not hold the
         # thread that serves every other sync view.

@@ -178,6 +178,16 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
 # Browser origins allowed on the relay (/v1/realtime); clients without an Origin always pass.
 RELAY_ALLOWED_ORIGINS = env_list("RELAY_ALLOWED_ORIGINS", "")
+# The relay's own server (`run_relay`; the `relay` process of `make run`) listens on this port.
+RELAY_PORT = env_int("RELAY_PORT", 8001)
+# Handshakes one client address may start on /v1/realtime per minute, per relay process (0: no
+# limit). Counted in the process before any database or Redis work, so a flood costs little.
+RELAY_HANDSHAKES_PER_MINUTE_PER_ADDRESS = env_int("RELAY_HANDSHAKES_PER_MINUTE_PER_ADDRESS", 120)
+# Live relay sessions one client token may hold at once, across every process (0: no limit).
+RELAY_MAX_SESSIONS_PER_TOKEN = env_int("RELAY_MAX_SESSIONS_PER_TOKEN", 20)
+# A relay process renews the lease of each session it holds every third of this; a session whose
+# lease ran out (its process died) is closed by the beat sweep and its pending requests cancelled.
+RELAY_LEASE_SECONDS = env_int("RELAY_LEASE_SECONDS", 15)
 
 # Behind a TLS-terminating proxy (production), turn these on with SECURE_SSL=True.
 SECURE_SSL = env_bool("SECURE_SSL", False)
@@ -334,6 +344,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     # Resumes Responses API runs whose approvals are all decided, and re-drives runs whose worker
     # died mid-step or whose retry is due (realtime_bridge/tasks.py).
     "runs-sweep-decided": {"task": "realtime_bridge.tasks.sweep_runs", "schedule": 1.0, "options": {"expires": 10}},
+    # Closes relay sessions whose process died (lease run out) and cancels their pending requests.
+    "relay-sweep-leases": {
+        "task": "realtime_bridge.tasks.sweep_relay_leases",
+        "schedule": 5.0,
+        "options": {"expires": 15},
+    },
 }
 
 AUTH_PASSWORD_VALIDATORS = [

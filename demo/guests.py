@@ -103,15 +103,16 @@ async def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     host = os.environ.get("WEB_HOST") or os.environ.get("HOST", "127.0.0.1")
     port = os.environ.get("WEB_PORT") or os.environ.get("PORT", "8000")
-    base = f"http://{host}:{port}"
+    # Guests speak to the relay's own server (run_relay, RELAY_PORT), as a hotel's devices would.
+    relay = f"http://{host}:{os.environ.get('RELAY_PORT', '8001')}"
     tokens = json.loads((VAR_DIR / "demo-guests.json").read_text())
-    await wait_for_server(base)
+    await wait_for_server(f"http://{host}:{port}")
     log.info("demo guests start, one every %.0f s", args.interval)
     scenarios = list(SCENARIOS)
     while True:
         for label, small_talk, command in scenarios:
             try:
-                outcome = await visit(base, tokens[label], label, small_talk, command)
+                outcome = await visit(relay, tokens[label], label, small_talk, command)
                 log.info("%s: %s", label, outcome)
             except Exception as exc:  # a demo guest must never take the demo down
                 log.warning("%s: visit failed: %s", label, exc)

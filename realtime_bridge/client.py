@@ -74,6 +74,17 @@ class Upstream:
             frame = exc.rcvd
             raise UpstreamClosed(frame.code if frame else 1006, frame.reason if frame else "") from None
 
+    def unread(self, frame: str | bytes) -> None:
+        """Give back a frame read already (the relay reads upstream's first frame itself): the
+        next recv() returns it. The instance's recv is replaced once, for that one call, so the
+        path of every other frame is left as it is."""
+
+        async def first() -> str | bytes:
+            del self.recv  # the class's own recv again
+            return frame
+
+        self.recv = first  # type: ignore[method-assign]
+
     async def send(self, data: str | bytes) -> None:
         # Straight onto the socket: the SDK's send_raw() keeps a send queue and receipts for its
         # own reconnects, which a relay never uses (a `?model=` session dies with its socket),

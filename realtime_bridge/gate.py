@@ -9,14 +9,17 @@ and the scrubbing of what goes back. `RelayConsumer` (Channels, on Daphne) and `
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 
-from approvals.models import ClientToken
-from realtime_bridge import client, handlers, protocol
+from approvals import services
+from approvals.models import ClientToken, RealtimeSession
+from realtime_bridge import client, handlers, leases, limits, protocol
 from realtime_bridge.session import FailureHook, UpstreamSession
 
 log = logging.getLogger(__name__)
@@ -27,6 +30,8 @@ MAX_CLIENT_MESSAGE_CHARS = 16 * 2**20  # OpenAI accepts audio appends of up to 1
 # event afterwards. 128 is serde_json's default limit; no Realtime event nests anywhere near it.
 MAX_CLIENT_JSON_DEPTH = 128
 TOKEN_SUBPROTOCOL = "openai-insecure-api-key."
+# How long upstream may take to send its first frame (session.created, or its refusal).
+FIRST_FRAME_SECONDS = 15.0
 
 
 class Refused(Exception):
@@ -39,6 +44,14 @@ class Refused(Exception):
         self.event = protocol.dumps(event)
         self.close_code = close_code
         self.reason = f"{error_type}.{code}" if code else error_type
+
+    @classmethod
+    def by_upstream(cls, frame: str, *, close_code: int, reason: str) -> Refused:
+        """Upstream refused the session (an unknown model: `error` invalid_model, then 4000):
+        the client gets upstream's own `error` event and close, as if it had connected there."""
+        refused = cls("The Realtime API refused the session.", code=None, close_code=close_code)
+        refused.event, refused.reason = frame, reason
+        return refused
 
 
 def _mask(token: str) -> str:
@@ -72,6 +85,13 @@ def client_close_code(code: int, *, server_limited: bool = False) -> tuple[int, 
     return 4000, f"upstream closed with {code}"
 
 
+def _open_leased(token: ClientToken, model: str) -> RealtimeSession:
+    """The session row, with this process's lease on it from the start (realtime_bridge/leases.py)."""
+    session = handlers.open_relay_session(token=token, model=model)
+    services.hold_sessions([session.pk], holder=leases.holder_name(), seconds=leases.lease_seconds())
+    return session
+
+
 class RelayGate:
     def __init__(self) -> None:
         self.tools: list[dict[str, Any]] = []
@@ -80,10 +100,22 @@ class RelayGate:
         self.session_id: int | None = None
 
     async def admit(
-        self, *, headers: dict[str, str], subprotocols: list[str], query: dict[str, list[str]]
+        self,
+        *,
+        headers: dict[str, str],
+        subprotocols: list[str],
+        query: dict[str, list[str]],
+        address: str | None = None,
+        server_limited: bool = False,
     ) -> tuple[ClientToken, str]:
         """Check the handshake; returns (client token, model) or raises Refused.
-        `headers` are lower-cased names; `subprotocols` what the client offered."""
+        `headers` are lower-cased names; `subprotocols` what the client offered; `address` the
+        client's, when this server has not counted its handshake already (run_relay has)."""
+        if address is not None and not limits.HANDSHAKES.allow(address):
+            # First, before any database work: a flood must cost as little as possible.
+            raise Refused(
+                limits.RATE_LIMITED_MESSAGE, code="rate_limit_exceeded", close_code=4008 if server_limited else 1008
+            )
         if "openai-beta" in headers:
             raise Refused(
                 "The OpenAI-Beta header is not supported by the GA Realtime API.",
@@ -110,14 +142,23 @@ class RelayGate:
         model = (query.get("model") or [""])[0]
         if not model:
             raise Refused("You must provide a model parameter", code="missing_model", close_code=4000)
+        if not await database_sync_to_async(limits.sessions_left)(token):
+            raise Refused(
+                "This client token has as many live sessions as it may hold "
+                f"({settings.RELAY_MAX_SESSIONS_PER_TOKEN}). Close one first.",
+                code="rate_limit_exceeded",
+                close_code=4008 if server_limited else 1008,
+            )
         return token, model
 
     async def open_upstream(
-        self, token: ClientToken, model: str, *, server_error_code: int = 1011, on_failure: FailureHook | None = None
+        self, token: ClientToken, model: str, *, server_limited: bool = False, on_failure: FailureHook | None = None
     ) -> UpstreamSession:
         """Open the upstream session with the registered MCP servers put in, and its session row.
-        Raises Refused when upstream cannot be reached; on any other error, closes what it had
-        opened (the upstream socket, the session row) and re-raises."""
+        Raises Refused when upstream cannot be reached or refuses the session (with upstream's
+        own `error` event and close code); on any other error, closes what it had opened (the
+        upstream socket, the session row) and re-raises."""
+        server_error_code = 4011 if server_limited else 1011
         self.tools, self.secret_values = await database_sync_to_async(handlers.registered_tools)()
         try:
             upstream = await client.connect(model=model)
@@ -129,9 +170,17 @@ class RelayGate:
                 close_code=server_error_code,
                 error_type="server_error",
             ) from None
+        # Before any row is written or the tools are sent: a session upstream refuses (an
+        # unknown model) must reach the client as upstream's error, not as a failed send.
+        try:
+            first = await self._first_frame(upstream, server_limited=server_limited)
+        except BaseException:
+            await upstream.close(code=1011, reason="server error")  # a no-op when upstream closed it
+            raise
+        upstream.unread(first)
         session_id: int | None = None
         try:
-            session = await database_sync_to_async(handlers.open_relay_session)(token=token, model=model)
+            session = await database_sync_to_async(_open_leased)(token, model)
             session_id = self.session_id = session.pk
             if self.tools:
                 # Put the registered MCP servers (with their credentials) into the upstream session.
@@ -154,6 +203,48 @@ class RelayGate:
                 )
             raise
         return self.core
+
+    async def _first_frame(self, upstream: client.Upstream, *, server_limited: bool) -> str | bytes:
+        """Upstream's first frame: `session.created`, or an `error` followed by a close when it
+        refuses the session (section 1.3), which raises Refused.by_upstream."""
+        try:
+            frame = await asyncio.wait_for(upstream.recv(), FIRST_FRAME_SECONDS)
+        except client.UpstreamClosed as closed:
+            code, _ = client_close_code(closed.code, server_limited=server_limited)
+            raise Refused(
+                f"The Realtime API closed the session as it opened ({closed.code} {closed.reason}).".strip(),
+                code="upstream_closed",
+                close_code=code,
+                error_type="server_error",
+            ) from None
+        except TimeoutError:
+            await upstream.close(code=1011, reason="no session.created")
+            raise Refused(
+                "The Realtime API did not open the session. Try again shortly.",
+                code="upstream_unavailable",
+                close_code=4011 if server_limited else 1011,
+                error_type="server_error",
+            ) from None
+        if not isinstance(frame, str) or '"error"' not in frame[:200]:
+            return frame
+        try:
+            event = json.loads(frame)
+        except ValueError:
+            return frame
+        if not isinstance(event, dict) or event.get("type") != "error":
+            return frame
+        # A refusal: its close follows at once (OpenAI sends both in the same instant).
+        try:
+            while True:
+                await asyncio.wait_for(upstream.recv(), FIRST_FRAME_SECONDS)
+        except client.UpstreamClosed as closed:
+            code, note = client_close_code(closed.code, server_limited=server_limited)
+            reason = ": ".join(part for part in (note, closed.reason) if part)
+        except TimeoutError:
+            # An error that did not end the session: it goes on, and the client sees the error.
+            return frame
+        log.info("relay: upstream refused the session: %s", reason)
+        raise Refused.by_upstream(frame, close_code=code, reason=reason)
 
     async def from_client(self, text: str) -> tuple[str | None, list[str]]:
         """One client text frame: what to send upstream (None: nothing) and error events for the

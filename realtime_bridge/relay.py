@@ -32,12 +32,13 @@ from collections.abc import AsyncIterable, Awaitable
 from typing import Any, Protocol
 
 from channels.db import database_sync_to_async
+from channels.layers import BaseChannelLayer, get_channel_layer
 from websockets.exceptions import ConnectionClosed
 
 from approvals import events
-from realtime_bridge import handlers, outbound, protocol
+from realtime_bridge import handlers, leases, outbound, protocol
 from realtime_bridge.client import UpstreamClosed
-from realtime_bridge.gate import Refused, RelayGate, client_close_code
+from realtime_bridge.gate import MAX_CLIENT_MESSAGE_CHARS, Refused, RelayGate, client_close_code
 from realtime_bridge.session import UpstreamSession
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,41 @@ class ClientSocket(Protocol):
         ...
 
     def leave(self, group: str, /) -> Awaitable[None]: ...
+
+
+class DecisionChannel:
+    """A session's own channel on the channel layer, joined to its decision group once the
+    session is open, with a task that hands the group's `relay.decision` nudges to the relay.
+    Both servers use it: a channel taken only for an admitted session, so a refused handshake
+    (a flood of bad tokens included) costs no Redis work at all."""
+
+    def __init__(self) -> None:
+        self.layer = get_channel_layer()
+        self.channel: str | None = None
+        self.listener: asyncio.Task[None] | None = None
+
+    async def join(self, group: str, relay: Relay) -> None:
+        if self.layer is None:
+            raise RuntimeError("the relay needs a channel layer (CHANNEL_LAYERS) to receive decisions")
+        self.channel = await self.layer.new_channel()
+        await self.layer.group_add(group, self.channel)
+        self.listener = asyncio.create_task(self._listen(self.layer, self.channel, relay))
+
+    @staticmethod
+    async def _listen(layer: BaseChannelLayer, channel: str, relay: Relay) -> None:
+        while True:
+            message = await layer.receive(channel)
+            if message.get("type") == events.RELAY_DECISION:
+                await relay.on_decision(message)
+
+    async def leave(self, group: str) -> None:
+        if self.listener is not None:
+            # Awaited: the channel layer unsubscribes in the cancelled receive().
+            self.listener.cancel()
+            with contextlib.suppress(BaseException):
+                await self.listener
+        if self.layer is not None and self.channel is not None:
+            await self.layer.group_discard(group, self.channel)
 
 
 class Relay:
@@ -86,14 +122,28 @@ class Relay:
 
     # --- Opening ---------------------------------------------------------------------------
 
-    async def open(self, *, headers: dict[str, str], subprotocols: list[str], query: dict[str, list[str]]) -> bool:
+    async def open(
+        self,
+        *,
+        headers: dict[str, str],
+        subprotocols: list[str],
+        query: dict[str, list[str]],
+        address: str | None = None,
+    ) -> bool:
         """Admit the client and open its upstream session, join its decision group and start
         reading upstream. False when the session did not open: the client got an `error` event
-        and a close (section 1.3), and nothing of it is left open."""
+        and a close (section 1.3), and nothing of it is left open. `address`: the client's, to
+        count its handshake (limits.py); None when the server counted it before the upgrade."""
         try:
-            token, model = await self.gate.admit(headers=headers, subprotocols=subprotocols, query=query)
+            token, model = await self.gate.admit(
+                headers=headers,
+                subprotocols=subprotocols,
+                query=query,
+                address=address,
+                server_limited=self.server_limited,
+            )
             self.core = await self.gate.open_upstream(
-                token, model, server_error_code=self.server_error_code, on_failure=self.fail
+                token, model, server_limited=self.server_limited, on_failure=self.fail
             )
         except Refused as refused:
             await self._refuse(refused)
@@ -118,7 +168,11 @@ class Relay:
             await self.end(self.server_error_code)
             return False
         self._reader = asyncio.create_task(self._read_upstream())
+        leases.LEASES.hold(self.core.session_id, self._lease_lost)
         return True
+
+    def _lease_lost(self) -> None:
+        self.fail("keeping its lease", RuntimeError("the session was closed by the lease sweep"))
 
     async def _refuse(self, refused: Refused) -> None:
         self.closing = True
@@ -157,6 +211,9 @@ class Relay:
         is_plain_audio_append = protocol.is_plain_audio_append
         try:
             async for frame in frames:
+                if len(frame) > MAX_CLIENT_MESSAGE_CHARS:
+                    await self.too_large()
+                    return
                 if isinstance(frame, str) and is_plain_audio_append(frame):
                     try:
                         await send(frame)
@@ -168,6 +225,21 @@ class Relay:
             pass
         except Exception as exc:
             self.fail("reading the client", exc)
+
+    async def too_large(self) -> None:
+        """A client message over the relay's limit (OpenAI's own is about 15 MiB of audio): an
+        `error` event, then a close with 1009 (message too big; 4009 where the server cannot
+        send it) and the error in the reason, as OpenAI closes on a refusal (section 1.3)."""
+        if self.closing:
+            return
+        refused = Refused(
+            f"Event too large: a client event may be at most {MAX_CLIENT_MESSAGE_CHARS} bytes.",
+            code="message_too_large",
+            close_code=4009 if self.server_limited else 1009,
+        )
+        log.warning("%s: session %s sent a message over the limit; closing it", self.name, self.session_id)
+        await self._refuse(refused)
+        await self.end(refused.close_code)
 
     async def client_frame(self, frame: str | bytes) -> None:
         """One client frame off the audio fast path: checked by the gate, answered with `error`
@@ -248,6 +320,7 @@ class Relay:
                 await self._reader
         if core is None:
             return
+        leases.LEASES.release(core.session_id)
         try:
             await core.stop(reason="client disconnected")
             if self.group is not None:

@@ -20,15 +20,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from http import HTTPStatus
 from urllib.parse import parse_qs, urlsplit
 
-from channels.layers import BaseChannelLayer, get_channel_layer
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
-from approvals import events
+from realtime_bridge import limits
 from realtime_bridge.gate import MAX_CLIENT_MESSAGE_CHARS
-from realtime_bridge.relay import Relay
+from realtime_bridge.relay import DecisionChannel, Relay
 from realtime_bridge.routing import origin_allowed
 
 log = logging.getLogger(__name__)
@@ -40,6 +39,13 @@ def _process_request(connection: ServerConnection, request: Request) -> Response
         return connection.respond(HTTPStatus.NOT_FOUND, "Not found\n")
     if not origin_allowed(request.headers.get("Origin")):
         return connection.respond(HTTPStatus.FORBIDDEN, "Origin not allowed\n")
+    address = connection.remote_address[0] if connection.remote_address else None
+    if not limits.HANDSHAKES.allow(address):
+        # Before the upgrade, with no database or Redis work (limits.py): HTTP 429, as OpenAI
+        # answers too many requests, with the time after which a handshake is allowed again.
+        response = connection.respond(HTTPStatus.TOO_MANY_REQUESTS, limits.RATE_LIMITED_MESSAGE + "\n")
+        response.headers["Retry-After"] = "60"
+        return response
     return None
 
 
@@ -54,8 +60,7 @@ def _offered(headers: Headers) -> list[str]:
 
 class _ServerSocket:
     """The guest's websockets connection as the relay sees it (relay.ClientSocket). Decisions
-    come from the channel layer, on a channel of the session's own: a process without consumers
-    has nobody to dispatch them."""
+    come from the channel layer on a channel of the session's own (relay.DecisionChannel)."""
 
     send: Callable[[str | bytes], Awaitable[None]]
 
@@ -63,35 +68,16 @@ class _ServerSocket:
         self.ws = ws
         # The connection's own send: every frame upstream sends passes here.
         self.send = ws.send
-        self.layer = get_channel_layer()
-        self.channel: str | None = None
-        self.listener: asyncio.Task[None] | None = None
+        self.decisions = DecisionChannel()
 
     async def close(self, code: int, reason: str) -> None:
         await self.ws.close(code, reason)
 
     async def join(self, group: str, relay: Relay) -> None:
-        if self.layer is None:
-            raise RuntimeError("run_relay needs a channel layer (CHANNEL_LAYERS) to receive decisions")
-        self.channel = await self.layer.new_channel()
-        await self.layer.group_add(group, self.channel)
-        self.listener = asyncio.create_task(self._listen(self.layer, self.channel, relay))
-
-    @staticmethod
-    async def _listen(layer: BaseChannelLayer, channel: str, relay: Relay) -> None:
-        while True:
-            message = await layer.receive(channel)
-            if message.get("type") == events.RELAY_DECISION:
-                await relay.on_decision(message)
+        await self.decisions.join(group, relay)
 
     async def leave(self, group: str) -> None:
-        if self.listener is not None:
-            # Awaited: the channel layer unsubscribes in the cancelled receive().
-            self.listener.cancel()
-            with contextlib.suppress(BaseException):
-                await self.listener
-        if self.layer is not None and self.channel is not None:
-            await self.layer.group_discard(group, self.channel)
+        await self.decisions.leave(group)
 
 
 async def relay(ws: ServerConnection) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from celery import shared_task
 from django.utils import timezone
 
+from approvals import services
 from realtime_bridge import runs
 
 
@@ -27,3 +28,9 @@ def advance_run(pk: int) -> None:
 def sweep_runs() -> None:
     for pk in runs.runs_to_advance(now=timezone.now()):
         advance_run.delay(pk)
+
+
+@shared_task(ignore_result=True)
+def sweep_relay_leases() -> None:
+    """Close the relay sessions whose process died (their lease ran out; realtime_bridge/leases.py)."""
+    services.close_lapsed_sessions(now=timezone.now())

@@ -47,6 +47,11 @@ class RealtimeSession(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     started_by_label = models.CharField(max_length=150, blank=True)
+    # A relayed session's lease: the relay process that holds its sockets (host:pid) renews it
+    # every third of RELAY_LEASE_SECONDS; when it runs out the process is gone, and the beat
+    # sweep closes the session (services.close_lapsed_sessions). NULL: no lease (other kinds).
+    lease_holder = models.CharField(max_length=100, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
 
     class Meta:
         ordering = ["-opened_at"]

@@ -75,7 +75,13 @@ from approvals.services.requests import (
     record_mcp_call,
     record_unasked_call,
 )
-from approvals.services.sessions import add_conversation_line, close_session, open_session
+from approvals.services.sessions import (
+    add_conversation_line,
+    close_lapsed_sessions,
+    close_session,
+    hold_sessions,
+    open_session,
+)
 
 __all__ = [
     "BY_COMMAND_LINE",
@@ -97,6 +103,7 @@ __all__ = [
     "add_conversation_line",
     "check_may_decide",
     "claim",
+    "close_lapsed_sessions",
     "close_session",
     "closed_message",
     "dashboard_connected",
@@ -110,6 +117,7 @@ __all__ = [
     "expire_request",
     "forget_stale_dashboards",
     "guest_deadline_message",
+    "hold_sessions",
     "import_policies",
     "is_anyone_online",
     "issue_token",

@@ -3,7 +3,8 @@ still pending in it, since nobody can answer it any more)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -94,17 +95,25 @@ def close_session(session: RealtimeSession, *, code: int | None, reason: str) ->
             .order_by("pk")
             .values_list("pk", flat=True)
         )
+        # Decided, but the answer never went upstream, and now it never can (a Realtime
+        # session is gone with its socket): named in the close's audit row, so the case says so.
+        undelivered = list(
+            ApprovalRequest.objects.unsent_decisions().filter(session_id=session.pk).values_list("pk", flat=True)
+        )
         # Conditional: only the first close is recorded (the relay may close on an error path
         # and again in disconnect()).
         closed = RealtimeSession.objects.filter(pk=session.pk, status=RealtimeSession.Status.OPEN).update(
             status=RealtimeSession.Status.CLOSED, closed_at=now, close_code=code
         )
         if closed:
+            payload: dict[str, Any] = {"code": code, "reason": reason}
+            if undelivered:
+                payload["undelivered"] = undelivered
             writer.record(
                 kind=AuditKind.SESSION_CLOSED,
                 session_id=session.pk,
                 actor_label=session.label,
-                payload={"code": code, "reason": reason},
+                payload=payload,
                 created_at=now,
             )
         # Also on a repeated close: a request that slipped in after the first one must not
@@ -131,6 +140,42 @@ def _cancel_request(req: ApprovalRequest, *, now: datetime, reason: str, code: i
         ],
         now=now,
     )
+
+
+LAPSED_REASON = "The relay process holding the session stopped (its lease ran out)."
+
+
+def hold_sessions(session_ids: Iterable[int], *, holder: str, seconds: float) -> list[int]:
+    """Renew the leases of open sessions a relay process holds (`holder`: its host:pid) for
+    `seconds` from now, in one UPDATE. Returns the ids renewed: an id missing was closed under
+    its holder (by the sweep, when the holder was too slow), and the holder ends it. Not audited:
+    a heartbeat changes nothing anyone decides on; the session's close is audited."""
+    ids = list(session_ids)
+    if not ids:
+        return []
+    expires = timezone.now() + timedelta(seconds=seconds)
+    open_ones = RealtimeSession.objects.filter(pk__in=ids, status=RealtimeSession.Status.OPEN)
+    if open_ones.update(lease_holder=holder[:100], lease_expires_at=expires) == len(ids):
+        return ids
+    return list(open_ones.values_list("pk", flat=True))
+
+
+def close_lapsed_sessions(*, now: datetime | None = None) -> list[int]:
+    """The sweep (beat): close every open session whose lease ran out, i.e. whose relay process
+    died, and cancel its pending requests, through close_session (audited, one transition per
+    request). A decision committed for it but never sent upstream stays what staff decided: a
+    Realtime session cannot be resumed on a new socket, so it can never be delivered; the
+    SESSION_CLOSED row names those requests (`undelivered`). Returns the ids closed now."""
+    now = now or timezone.now()
+    closed: list[int] = []
+    lapsed = RealtimeSession.objects.filter(status=RealtimeSession.Status.OPEN, lease_expires_at__lt=now)
+    for session in lapsed.order_by("pk"):
+        # Claimed with a conditional UPDATE: a holder that renewed since the read keeps it.
+        if not RealtimeSession.objects.filter(pk=session.pk, lease_expires_at__lt=now).update(lease_expires_at=None):
+            continue
+        close_session(session, code=None, reason=LAPSED_REASON)
+        closed.append(session.pk)
+    return closed
 
 
 def add_conversation_line(*, session: RealtimeSession, role: str, text: str, item_id: str = "") -> ConversationLine:

@@ -83,10 +83,10 @@ def wait_until(predicate, timeout: float = 15.0, message: str = "condition"):
         time.sleep(0.05)
 
 
-def open_guest(web_url: str, upstream) -> Guest:
+def open_guest(web_url: str, upstream, guest_class: type[Guest] = Guest) -> Guest:
     _, plaintext = services.issue_token(label="Room 1204", metadata={"room": "1204"})
     before = len(upstream.sessions)
-    guest = Guest(web_url, plaintext)
+    guest = guest_class(web_url, plaintext)
     guest.start()
     assert guest.connected.wait(15)
     wait_until(lambda: len(upstream.sessions) > before, message="the upstream session")

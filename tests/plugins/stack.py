@@ -64,11 +64,21 @@ class Stack:
     def web(self, port: int | None = None, **env: str) -> ServerProcess:
         port = port or free_port()
         proc = ServerProcess(
-            [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
+            # As the Procfile runs it: Daphne with the relay's close codes, reasons and limits.
+            [PYTHON, "-m", "config.daphne_server", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
             port=port,
             env={**self.env, **env},
             name="daphne",
         )
+        proc.url = f"http://127.0.0.1:{port}"
+        return self._start(proc)
+
+    def relay(self, port: int | None = None, *args: str, **env: str) -> ServerProcess:
+        """`run_relay` as the Procfile's `relay` process; `proc.url` is its http:// base (the
+        SDK's base_url is `proc.url + "/v1"`)."""
+        port = port or free_port()
+        argv = [PYTHON, "manage.py", "run_relay", "--host", "127.0.0.1", "--port", str(port), *args]
+        proc = ServerProcess(argv, port=port, env={**self.env, **env}, name="run_relay", ready_log="serving")
         proc.url = f"http://127.0.0.1:{port}"
         return self._start(proc)
 

@@ -32,7 +32,8 @@ class ThreadedUpstream:
 
     async def _serve(self) -> None:
         self._stop = asyncio.Event()
-        async with serve(self._handler, "127.0.0.1", 0) as server:
+        # max_size=None: OpenAI takes audio appends of about 15 MiB, and so must its stand-in.
+        async with serve(self._handler, "127.0.0.1", 0, max_size=None) as server:
             self.port = server.sockets[0].getsockname()[1]
             self._ready.set()
             await self._stop.wait()
@@ -64,6 +65,11 @@ class ThreadedUpstream:
 
     def send(self, session: int, event: dict[str, Any]) -> None:
         future = asyncio.run_coroutine_threadsafe(self.sessions[session].send(json.dumps(event)), self.loop)
+        future.result(5)
+
+    def close(self, session: int, code: int, reason: str) -> None:
+        """Close a session from upstream's side, as OpenAI does on a restart (1012)."""
+        future = asyncio.run_coroutine_threadsafe(self.sessions[session].close(code, reason), self.loop)
         future.result(5)
 
     def request_approval(self, session: int, approval_id: str, *, tool: str = "unlock_door") -> None:

@@ -45,7 +45,10 @@ async def wait_for(predicate, timeout: float = 15):
 
 async def test_workers_share_the_port_are_restarted_and_stop_together(upstream, client_token):
     port = free_port()
-    env = django_env(OPENAI_BASE_URL=settings.OPENAI_BASE_URL, OPENAI_API_KEY=UPSTREAM_KEY)
+    # 28 sessions on one token: above the per-token limit, which is not what this test is about.
+    env = django_env(
+        OPENAI_BASE_URL=settings.OPENAI_BASE_URL, OPENAI_API_KEY=UPSTREAM_KEY, RELAY_MAX_SESSIONS_PER_TOKEN="0"
+    )
     relay = ServerProcess(
         [PYTHON, "manage.py", "run_relay", "--port", str(port), "--workers", "2", "--loop", "uvloop"],
         port=port,
