@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('approvals', '0012_rule_requirements'),
+        ('approvals', '0013_api_tokens_and_sessions'),
     ]
 
     operations = [
