@@ -12,7 +12,7 @@ ALLOWED_HOSTS), or one of CSRF_TRUSTED_ORIGINS (`https://*.example.com` for subd
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from channels.security.websocket import WebsocketDenier
@@ -83,7 +83,8 @@ class DashboardOriginValidator:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         if scope["type"] == "websocket" and not origin_allowed(_header(scope, b"origin"), scope):
-            return await WebsocketDenier()(scope, receive, send)
+            # Channels' stubs type an ASGI scope as their own TypedDict; it is this dict.
+            return await WebsocketDenier()(cast(Any, scope), receive, send)
         return await self.application(scope, receive, send)
 
 
