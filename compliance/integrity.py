@@ -129,7 +129,7 @@ class PurgeCoverage:
             )
 
 
-DECISIONS = {
+DECISIONS: dict[str, str | None] = {
     ApprovalsKind.DECIDED: None,  # approved or denied, by its payload's "approve"
     ApprovalsKind.EXPIRED: ApprovalRequest.Status.EXPIRED,
     ApprovalsKind.CANCELLED: ApprovalRequest.Status.CANCELLED,
@@ -185,11 +185,9 @@ class RequestStates:
             expected: tuple[Any, ...] = ("pending", None, None)
             if unasked and req["status"] != "pending":
                 expected = ("approved", requested.at, None)
-            actual = (req["status"], req["decided_at"], req["decided_by_id"])
-            if actual != expected:
-                return (
-                    f"is {self._state(actual)}, but its audit rows say {self._state(expected)} (row #{requested.seq})"
-                )
+            found = (req["status"], req["decided_at"], req["decided_by_id"])
+            if found != expected:
+                return f"is {self._state(found)}, but its audit rows say {self._state(expected)} (row #{requested.seq})"
             return None
         status = DECISIONS[decision.kind]
         approve = decision.payload.get("approve") if decision.payload is not None else None
@@ -200,9 +198,9 @@ class RequestStates:
         if req["status"] not in allowed:
             return f"is {req['status']}, but {row} says {' or '.join(allowed)}"
         if (req["decided_at"], req["decided_by_id"]) != (decision.at, decision.actor_id):
-            actual = self._state((req["status"], req["decided_at"], req["decided_by_id"]))
+            state = self._state((req["status"], req["decided_at"], req["decided_by_id"]))
             said = f"decided at {chain.format_time(decision.at)} by user {decision.actor_id}"
-            return f"is {actual}, but {row} says it was {said}"
+            return f"is {state}, but {row} says it was {said}"
         if decision.payload is not None:
             approvers = decision.payload.get("approvers")
             label = " and ".join(approvers)[:150] if isinstance(approvers, list) else decision.actor_label
