@@ -158,6 +158,21 @@ def _failed(report: Report, problem: ChainProblem) -> Report:
     return report
 
 
+def verify_published(published: Iterable[dict[str, Any]]) -> str | None:
+    """Each checkpoint published outside the database (audit/sealing.py publish()) must still be
+    in it, unchanged: else the database lost or rewrote it, and the rows it sealed with it
+    (verify_chain checks the stored ones against the rows). The first problem, or None."""
+    stored = {c.seq: c.to_dict() for c in Checkpoint.objects.all()}
+    for entry in published:
+        seq = entry.get("seq")
+        sealed = f"published checkpoint #{seq} (sealed {entry.get('sealed_at')})"
+        if seq not in stored:
+            return f"{sealed} is missing from the database"
+        if stored[seq] != entry:
+            return f"{sealed} differs from the database's checkpoint #{seq}"
+    return None
+
+
 @dataclass
 class RowStatus:
     event: AuditEvent

@@ -6,9 +6,11 @@ both ways (with and without DATABASE_URL=postgres://...)."""
 from __future__ import annotations
 
 from datetime import timedelta
+from io import StringIO
 from typing import Any
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
@@ -292,3 +294,56 @@ def test_the_window_a_truncated_unsealed_tail_with_a_rewritten_head(decided, mak
     AuditChainHead.objects.update(seq=sealed.seq, row_hash=sealed.row_hash)
     ApprovalRequest.objects.filter(audit__isnull=True).delete()
     assert verified().ok
+
+
+# Checkpoints published outside the database ----------------------------------------------------
+
+
+def run_verify_audit(*args: str) -> str:
+    out = StringIO()
+    call_command("verify_audit", *args, stdout=out)
+    return out.getvalue()
+
+
+def test_each_checkpoint_is_published_once(decided, make_request, settings, tmp_path):
+    settings.AUDIT_CHECKPOINT_PUBLISH_DIR = str(tmp_path / "published")
+    make_request()
+    second = sealing.ensure_sealed()
+    assert second is not None
+    published = sealing.read_published(tmp_path / "published")
+    # The checkpoint sealed before publishing was on is published too, in order.
+    assert published == [c.to_dict() for c in Checkpoint.objects.order_by("seq")]
+    assert sealing.publish(tmp_path / "published") == 0 and sealing.ensure_sealed() is None
+    assert len(sealing.read_published(tmp_path / "published")) == 2
+    assert "2 published checkpoints are all in the database, unchanged." in run_verify_audit()
+
+
+def test_seal_audit_publishes_to_a_directory(decided, tmp_path):
+    out = StringIO()
+    call_command("seal_audit", "--publish", str(tmp_path), stdout=out)
+    assert "Published 1 checkpoints" in out.getvalue()
+    assert sealing.read_published(tmp_path / "checkpoints.jsonl") == [Checkpoint.objects.get().to_dict()]
+
+
+def test_a_truncated_tail_with_its_checkpoint_deleted_is_named_by_the_published_one(
+    decided, make_request, settings, tmp_path
+):
+    settings.AUDIT_CHECKPOINT_PUBLISH_DIR = str(tmp_path)
+    first = Checkpoint.objects.get()
+    sealing.publish(tmp_path)
+    make_request()
+    lost = sealing.ensure_sealed()
+    assert lost is not None
+    # The attacker removes the sealed tail, its checkpoint and the new request, and rewinds the
+    # head: the database alone cannot tell.
+    forced("DELETE FROM approvals_auditevent WHERE seq > %s", [first.seq])
+    forced("DELETE FROM compliance_checkpoint WHERE seq > %s", [first.seq])
+    AuditChainHead.objects.update(seq=first.seq, row_hash=first.row_hash)
+    ApprovalRequest.objects.filter(audit__isnull=True).delete()
+    assert verified().ok
+    with pytest.raises(
+        CommandError, match=rf"published checkpoint #{lost.seq} \(sealed .*\) is missing from the database"
+    ):
+        run_verify_audit()
+    with pytest.raises(CommandError, match=rf"published checkpoint #{lost.seq} .* is missing"):
+        run_verify_audit("--published", str(tmp_path / "checkpoints.jsonl"))
