@@ -148,6 +148,21 @@ def test_the_case_page_shows_a_row_that_does_not_verify(client, rita, case):
     assert "DOES NOT VERIFY" in html and "content does not match" in html
 
 
+def test_the_case_page_shows_a_forged_payload_behind_a_purge_flag(client, rita, case):
+    from django.utils import timezone
+
+    from tests.audit.tampering import forced
+
+    event = AuditEvent.objects.get(request=case, kind="decided")
+    forced(
+        "UPDATE approvals_auditevent SET payload = %s, payload_purged_at = %s WHERE id = %s",
+        ['{"approve": false}', timezone.now(), event.pk],
+    )
+    client.force_login(rita)
+    html = client.get(reverse("review_case", args=[case.pk])).content.decode()
+    assert "DOES NOT VERIFY" in html and "it is marked purged, but holds a payload that does not match" in html
+
+
 def test_the_metrics_page_shows_rates_timings_and_the_rubber_stamps(client, rita, case, make_request, bob):
     services.decide(make_request(name="unlock_door"), approve=False, by=bob)
     client.force_login(rita)
