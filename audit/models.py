@@ -57,9 +57,9 @@ def chain_dict(values: Mapping[str, Any]) -> dict[str, Any]:
 
 class AuditEvent(models.Model):
     """One event of a request's (or the system's) life, written in the same transaction as the
-    change it records, by audit.writer.record() only. Rows form a hash chain (audit/chain.py); on
-    PostgreSQL a trigger refuses UPDATE and DELETE, except the retention purge that empties
-    `payload` and keeps every hash.
+    change it records, by audit.writer.record() only. Rows form a hash chain (audit/chain.py); the
+    database refuses UPDATE and DELETE (triggers on PostgreSQL and SQLite, audit migration 0002),
+    except the retention purge that empties `payload` and keeps every hash (audit/purging.py).
 
     `kind` is one of the kinds the apps register (audit/kinds.py)."""
 
@@ -115,7 +115,7 @@ class AuditChainHead(models.Model):
 
 class Checkpoint(models.Model):
     """The chain's head at one moment, signed with the audit key (audit/chain.py, audit/sealing.py).
-    Append-only on PostgreSQL (a trigger)."""
+    Append-only: the database refuses UPDATE and DELETE (triggers, audit migration 0002)."""
 
     seq = models.PositiveBigIntegerField(unique=True)
     row_hash = models.CharField(max_length=64)

@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.db.models import Q
 from django.http import QueryDict
 from django.utils import timezone
 
 from audit import chain, signing
 from audit.models import AuditEvent, Checkpoint
 from audit.sealing import ensure_sealed
-from compliance.models import Export
+from compliance.models import AuditKind, Export
 from compliance.search import SearchForm
 
 # 2: checkpoints may be signed by several keys (rotation), listed in the manifest's
@@ -47,7 +48,13 @@ def write(export: Export) -> str:
     query = QueryDict(mutable=True)
     query.update(export.query)
     requests = SearchForm(query).queryset().order_by().values("pk")
-    events = AuditEvent.objects.filter(request_id__in=requests, seq__lte=last_seq).order_by("seq")
+    # The rows of the requests, and the retention purge records that emptied any of them (the
+    # verifier checks each purged row against its record: verify_bundle.py).
+    of_requests = AuditEvent.objects.filter(request_id__in=requests, seq__lte=last_seq)
+    purge_times = of_requests.filter(payload_purged_at__isnull=False).values("payload_purged_at")
+    events = AuditEvent.objects.filter(
+        Q(request_id__in=requests) | Q(kind=AuditKind.PURGED, created_at__in=purge_times), seq__lte=last_seq
+    ).order_by("seq")
     total = events.count()
     first = events.values_list("seq", "prev_hash").first()
     first_seq, anchor = first if first else (last_seq + 1, "")
@@ -90,7 +97,8 @@ def write(export: Export) -> str:
                 line = _line(event.to_chain_dict())
                 digest.update(line)
                 f.write(line)
-                request_ids.add(event.request_id or 0)
+                if event.request_id is not None:
+                    request_ids.add(event.request_id)
                 progress(1)
         digests["rows.jsonl"] = digest.hexdigest()
 

@@ -1,5 +1,6 @@
 """Export jobs: an evidence bundle of a search, queued by a reviewer and built by the worker
-(compliance/bundle.py writes the file). Who may read an export: compliance/views.py."""
+(compliance/bundle.py writes the file), and shared by its creator with other reviewers. Who may
+open an export: Export.visible_to()."""
 
 from __future__ import annotations
 
@@ -9,8 +10,13 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from celery import shared_task
+from django import forms
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.db import transaction
+from django.db.models import Q, QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from approvals.services import user_label
 from audit import writer
@@ -36,6 +42,68 @@ def request_export(*, by: User, query: dict[str, Any]) -> Export:
         )
         transaction.on_commit(partial(build_export_task.delay, export.pk), robust=True)
     return export
+
+
+class ShareError(Exception):
+    pass
+
+
+def reviewers() -> QuerySet[User]:
+    """The people an export can be shared with: active holders of compliance.view_review."""
+    permission = Permission.objects.filter(content_type__app_label="compliance", codename="view_review")
+    return (
+        get_user_model()
+        .objects.filter(is_active=True)
+        .filter(Q(is_superuser=True) | Q(groups__permissions__in=permission) | Q(user_permissions__in=permission))
+        .distinct()
+        .order_by("first_name", "last_name", "username")
+    )
+
+
+class ShareForm(forms.Form):
+    """Who, besides its creator, may open an export: reviewers only."""
+
+    people = forms.ModelMultipleChoiceField(
+        queryset=get_user_model().objects.none(),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        label=_("Shared with"),
+    )
+
+    def __init__(self, *args: Any, export: Export, **kwargs: Any) -> None:
+        kwargs.setdefault("initial", {"people": list(export.shared_with.values_list("pk", flat=True))})
+        super().__init__(*args, **kwargs)
+        field = self.fields["people"]
+        assert isinstance(field, forms.ModelMultipleChoiceField)
+        field.queryset = reviewers().exclude(pk=export.requested_by_id)
+        field.label_from_instance = user_label  # type: ignore[method-assign,assignment]
+
+
+def share(export: Export, *, by: User, people: list[User]) -> bool:
+    """Make `export` visible to exactly `people` besides its creator. Only its creator may;
+    everyone in `people` must be a reviewer (reviewers()), else ShareError and nothing changes.
+    False when the list was already that. Side effect: audit EXPORT_SHARED."""
+    if export.requested_by_id != by.pk:
+        raise ShareError("Only the person who made an export can share it.")
+    wanted = {person.pk for person in people} - {by.pk}
+    if wanted - set(reviewers().filter(pk__in=wanted).values_list("pk", flat=True)):
+        raise ShareError("An export can only be shared with compliance reviewers.")
+    with transaction.atomic():
+        # Locked: two shares at once each see what the other did, and each writes its own row.
+        locked = Export.objects.select_for_update().get(pk=export.pk)
+        current = set(locked.shared_with.values_list("pk", flat=True))
+        added, removed = sorted(wanted - current), sorted(current - wanted)
+        if not added and not removed:
+            return False
+        locked.shared_with.remove(*removed)
+        locked.shared_with.add(*added)
+        writer.record(
+            kind=AuditKind.EXPORT_SHARED,
+            actor=by,
+            actor_label=user_label(by),
+            payload={"export_id": export.pk, "shared_with": sorted(wanted), "added": added, "removed": removed},
+        )
+    return True
 
 
 def build_export(pk: int) -> Export | None:

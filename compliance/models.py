@@ -3,6 +3,8 @@ kinds of audit events it writes. Changed only through compliance/services.py."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -10,6 +12,10 @@ from django.utils import timezone
 
 from approvals.models import ApprovalRequest
 from audit import kinds
+
+if TYPE_CHECKING:
+    from django.contrib.auth.base_user import AbstractBaseUser
+    from django.contrib.auth.models import AnonymousUser
 
 __all__ = ["COMPLIANCE_GROUP", "AuditKind", "Export", "LegalHold", "ReviewAccess"]
 
@@ -24,6 +30,7 @@ class AuditKind(models.TextChoices):
     LEGAL_HOLD_PLACED = "legal_hold_placed", "Legal hold placed"
     LEGAL_HOLD_RELEASED = "legal_hold_released", "Legal hold released"
     EXPORTED = "exported", "Audit exported"
+    EXPORT_SHARED = "export_shared", "Audit export shared"
     PURGED = "purged", "Retention purge"
 
 
@@ -85,6 +92,8 @@ class Export(models.Model):
         FAILED = "failed", "Failed"
 
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    # The reviewers its creator shared it with (compliance/exports.py share()): they may open it too.
+    shared_with = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
     query = models.JSONField(default=dict, help_text="The search's parameters.")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
@@ -102,6 +111,14 @@ class Export(models.Model):
 
     def __str__(self) -> str:
         return f"export {self.pk} ({self.status})"
+
+    def visible_to(self, user: AbstractBaseUser | AnonymousUser) -> bool:
+        """Its creator, those it is shared with, and superusers may open it."""
+        if not user.is_authenticated:
+            return False
+        if user.is_superuser or self.requested_by_id == user.pk:  # type: ignore[attr-defined]
+            return True
+        return self.shared_with.filter(pk=user.pk).exists()
 
     @property
     def percent(self) -> int:

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from approvals.models import ApprovalRequest, ConversationLine
 from approvals.services import user_label
-from audit import chain, writer
+from audit import chain, purging, writer
 from audit.models import AuditEvent
 from compliance.models import AuditKind, LegalHold
 
@@ -81,12 +81,23 @@ def release_hold(hold: LegalHold, *, by: User) -> bool:
 # Retention -----------------------------------------------------------------------------------
 
 
-def purge(*, before: datetime, now: datetime | None = None) -> dict[str, int]:
+def purge_expired(*, now: datetime | None = None) -> dict[str, int] | None:
+    """The retention job (the beat task's body), the only way contents are purged: purge what is
+    older than AUDIT_RETENTION_DAYS (never when it is 0)."""
+    days = settings.AUDIT_RETENTION_DAYS
+    if days <= 0:
+        return None
+    now = now or timezone.now()
+    return _purge(before=now - timedelta(days=days), now=now, retention_days=days)
+
+
+def _purge(*, before: datetime, now: datetime, retention_days: int) -> dict[str, int]:
     """Remove the contents of every decided request created before `before` and not under legal
     hold: its arguments, raw item and call result, the payloads of its audit rows, and older
     conversation lines of sessions without a held case. Payload hashes and row hashes stay, so the
-    chain still verifies. Idempotent. Side effect: one audit PURGED row when anything was purged."""
-    now = now or timezone.now()
+    chain still verifies. Idempotent. Side effect: one audit PURGED row when anything was purged,
+    naming every audit row it emptied (and a digest of their payload hashes): verify_audit names
+    a purged row that no such record covers (compliance/integrity.py)."""
     held = LegalHold.objects.active().values("request_id")
     held_sessions = ApprovalRequest.objects.filter(pk__in=held).values("session_id")
     with transaction.atomic():
@@ -100,37 +111,29 @@ def purge(*, before: datetime, now: datetime | None = None) -> dict[str, int]:
         # A case's rows go with it, even those written after `before` (its call result, say);
         # rows of no case go by their own age, unless their session has a held case.
         # The purge's own records stay whole: they say what retention removed, and when.
-        events = (
-            AuditEvent.objects.filter(payload_purged_at__isnull=True)
-            .exclude(kind=AuditKind.PURGED)
-            .filter(
-                Q(request__purged_at=now)
-                | (
-                    Q(request__isnull=True, created_at__lt=before)
-                    & (Q(session__isnull=True) | ~Q(session_id__in=held_sessions))
-                )
+        events = AuditEvent.objects.exclude(kind=AuditKind.PURGED).filter(
+            Q(request__purged_at=now)
+            | (
+                Q(request__isnull=True, created_at__lt=before)
+                & (Q(session__isnull=True) | ~Q(session_id__in=held_sessions))
             )
         )
-        # The one UPDATE the append-only trigger lets through: payload emptied, hashes untouched.
-        n_events = events.update(payload={}, payload_purged_at=now)
+        # The one UPDATE the append-only triggers let through (audit/purging.py).
+        purged = purging.purge_payloads(events, now=now)
         n_lines, _ = (
             ConversationLine.objects.filter(created_at__lt=before).exclude(session_id__in=held_sessions).delete()
         )
-        counts = {"requests": n_requests, "audit_rows": n_events, "conversation_lines": n_lines}
+        counts = {"requests": n_requests, "audit_rows": len(purged), "conversation_lines": n_lines}
         if any(counts.values()):
             writer.record(
                 kind=AuditKind.PURGED,
                 actor_label="retention",
-                payload={"before": chain.format_time(before), **counts},
+                payload={
+                    "before": chain.format_time(before),
+                    "retention_days": retention_days,
+                    **counts,
+                    **purging.covering(purged),
+                },
                 created_at=now,
             )
     return counts
-
-
-def purge_expired(*, now: datetime | None = None) -> dict[str, int] | None:
-    """The beat task's body: purge what is older than AUDIT_RETENTION_DAYS (never when it is 0)."""
-    days = settings.AUDIT_RETENTION_DAYS
-    if days <= 0:
-        return None
-    now = now or timezone.now()
-    return purge(before=now - timedelta(days=days), now=now)

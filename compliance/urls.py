@@ -11,5 +11,6 @@ urlpatterns = [
     path("holds/<int:pk>/release/", views.release_hold, name="review_release_hold"),
     path("exports/", views.export_create, name="review_export_create"),
     path("exports/<int:pk>/", views.export_status, name="review_export"),
+    path("exports/<int:pk>/share/", views.export_share, name="review_export_share"),
     path("exports/<int:pk>/download/", views.export_download, name="review_export_download"),
 ]

@@ -15,6 +15,7 @@ import json
 import sys
 import zipfile
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from audit import chain
@@ -22,6 +23,9 @@ from audit import chain
 # 1: every checkpoint signed by the manifest's key. 2: each checkpoint by a key the manifest
 # lists in "checkpoint_keys" (the audit key was rotated within the bundle's range).
 FORMATS = ("countersign-audit-bundle/1", "countersign-audit-bundle/2")
+
+
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # chain.format_time
 
 
 class BundleError(Exception):
@@ -156,6 +160,7 @@ def verify(path: str, *, public_keys: Sequence[str] = (), sha256: str | None = N
         raise BundleError(f"the chain segment does not end at the signed checkpoint #{last}")
     if rows and not links:
         raise BundleError("the bundle has rows but no chain to check them against")
+    _check_purges(rows)
     lines = [
         f"OK: {len(rows)} audit rows of {manifest['requests']} requests; chain #{first}..#{last} "
         f"matches checkpoint #{last}.",
@@ -172,6 +177,57 @@ def verify(path: str, *, public_keys: Sequence[str] = (), sha256: str | None = N
         also = "the manifest and " if signer == key else ""
         lines.append(f"  {chain.key_fingerprint(signer)}  signed {also}{_seqs(seqs)}")
     return "\n".join(lines)
+
+
+def _check_purges(rows: dict[int, dict[str, Any]]) -> None:
+    """Every row whose payload is gone must be listed by a retention purge record of the bundle
+    (a later row of kind "purged", which the chain vouches for) that ran with retention on, cut
+    before the row's case was opened, while the case was not under a legal hold (as the case's
+    own rows in the bundle tell). Records written before they listed their rows cover by
+    presence only."""
+    opened: dict[int, str] = {}
+    held: set[int] = set()
+    pending: dict[int, dict[str, Any]] = {}
+    for seq, row in sorted(rows.items()):
+        request = row["request"]
+        if request is not None:
+            opened.setdefault(request, row["at"])
+            if row["kind"] == "legal_hold_placed":
+                held.add(request)
+            elif row["kind"] == "legal_hold_released":
+                held.discard(request)
+        if row["payload"] is None:
+            pending[seq] = row
+        elif row["kind"] == "purged":
+            _cover(row, pending, opened, held)
+    if pending:
+        seq = min(pending)
+        raise BundleError(
+            f"row #{seq} ({pending[seq]['kind']}) has its payload purged, but no retention purge record "
+            "in the bundle covers it"
+        )
+
+
+def _cover(record: dict[str, Any], pending: dict[int, dict[str, Any]], opened: dict[int, str], held: set[int]) -> None:
+    payload, name = record["payload"], f"retention purge record #{record['seq']}"
+    days, before = payload.get("retention_days"), str(payload.get("before", ""))
+    if "rows" in payload:
+        covered = [s for first, last in payload["rows"] for s in range(first, last + 1) if s in pending]
+    else:
+        covered = list(pending)
+    for seq in covered:
+        row = pending.pop(seq)
+        if days is not None and (not isinstance(days, int) or days <= 0):
+            raise BundleError(f"{name} purged row #{seq} with retention off")
+        if days is not None:
+            at = datetime.strptime(record["at"], TIME_FORMAT).replace(tzinfo=UTC)
+            if datetime.strptime(before, TIME_FORMAT).replace(tzinfo=UTC) > at - timedelta(days=days):
+                raise BundleError(f"{name} cut later than its retention of {days} days allows")
+        if row["request"] in held:
+            raise BundleError(f"row #{seq} was purged by {name} while request {row['request']} was under legal hold")
+        # The times have one fixed-width format: as strings they sort as times do.
+        if opened.get(row["request"], row["at"]) >= before:
+            raise BundleError(f"row #{seq} was purged by {name}, but is not older than its cut ({before})")
 
 
 def main(argv: list[str] | None = None) -> int:

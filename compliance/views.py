@@ -14,7 +14,7 @@ from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Q, QuerySet
+from django.db.models import Q
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
@@ -23,6 +23,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from approvals.models import ApprovalRequest, ConversationLine
+from approvals.services import user_label
 from audit.models import AuditEvent
 from audit.verify import verify_rows
 from compliance import bundle, exports, metrics, services
@@ -75,7 +76,9 @@ def search(request: HttpRequest) -> HttpResponse:
             "querystring": params.urlencode(),
             "query_json": json.dumps(query),
             "sorts": SORTS,
-            "exports": Export.objects.filter(requested_by_id=request.user.pk)[:5],
+            "exports": Export.objects.filter(
+                Q(requested_by_id=request.user.pk) | Q(shared_with=request.user.pk)
+            ).distinct()[:5],
         },
     )
 
@@ -236,30 +239,65 @@ def export_create(request: HttpRequest) -> HttpResponse:
     return redirect("review_export", pk=export.pk)
 
 
-def visible_exports(request: HttpRequest) -> QuerySet[Export]:
-    """The exports this person may open: their own (an export is not shared), or any for a
-    superuser. Another reviewer's export is a 404, as if it did not exist."""
-    if request.user.is_superuser:
-        return Export.objects.all()
-    return Export.objects.filter(requested_by_id=request.user.pk)
+def _export(request: HttpRequest, pk: int) -> Export | HttpResponse:
+    """The export, if this person may open it (Export.visible_to); else the 403 page."""
+    export = get_object_or_404(Export, pk=pk)
+    if not export.visible_to(request.user):
+        return forbidden(request, "This export is neither yours nor shared with you.")
+    return export
 
 
 @require_GET
 @review_required
 def export_status(request: HttpRequest, pk: int) -> HttpResponse:
-    export = get_object_or_404(visible_exports(request), pk=pk)
+    export = _export(request, pk)
+    if isinstance(export, HttpResponse):
+        return export
     if request.GET.get("format") == "json":
         data = export.to_dict()
         if export.status == Export.Status.DONE:
             data["download"] = reverse("review_export_download", args=[export.pk])
         return JsonResponse(data)
-    return render(request, "compliance/export.html", {"export": export})
+    owner = export.requested_by_id == request.user.pk
+    return render(
+        request,
+        "compliance/export.html",
+        {
+            "export": export,
+            "shared_with": [user_label(u) for u in export.shared_with.order_by("first_name", "username")],
+            "share_form": exports.ShareForm(export=export) if owner else None,
+        },
+    )
+
+
+@require_POST
+@review_required
+def export_share(request: HttpRequest, pk: int) -> HttpResponse:
+    export = _export(request, pk)
+    if isinstance(export, HttpResponse):
+        return export
+    if export.requested_by_id != request.user.pk:
+        return forbidden(request, "Only the person who made an export can share it.")
+    form = exports.ShareForm(request.POST, export=export)
+    if not form.is_valid():
+        messages.error(request, "An export can only be shared with compliance reviewers.")
+        return redirect("review_export", pk=pk)
+    try:
+        if exports.share(export, by=request.user, people=list(form.cleaned_data["people"])):
+            messages.success(request, "Sharing saved.")
+    except exports.ShareError as e:
+        messages.error(request, str(e))
+    return redirect("review_export", pk=pk)
 
 
 @require_GET
 @review_required
 def export_download(request: HttpRequest, pk: int) -> HttpResponseBase:
-    export = get_object_or_404(visible_exports(request), pk=pk, status=Export.Status.DONE)
+    export = _export(request, pk)
+    if isinstance(export, HttpResponse):
+        return export
+    if export.status != Export.Status.DONE:
+        raise Http404("The bundle is not ready.")
     path = bundle.export_path(export.file_name)
     if not path.exists():
         raise Http404("The bundle file is gone from AUDIT_EXPORT_DIR.")

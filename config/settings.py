@@ -174,6 +174,9 @@ FIELD_ENCRYPTION_KEYS = _field_encryption_keys()
 AUDIT_RETENTION_DAYS = env_int("AUDIT_RETENTION_DAYS", 0)
 # Where export bundles are written; the web processes and the Celery worker must share it.
 AUDIT_EXPORT_DIR = Path(env_str("AUDIT_EXPORT_DIR", str(VAR_DIR / "exports")))
+# A directory outside the database where every checkpoint is also appended (checkpoints.jsonl),
+# to be shipped elsewhere; verify_audit then names a checkpoint the database lost. Empty: off.
+AUDIT_CHECKPOINT_PUBLISH_DIR = env_str("AUDIT_CHECKPOINT_PUBLISH_DIR")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
 # Browser origins allowed on the relay (/v1/realtime); clients without an Origin always pass.

@@ -58,6 +58,34 @@ def _guarded_connect(self: Any, address: Any) -> None:
 
 
 @pytest.fixture(autouse=True, scope="session")
+def _sqlite_flush_under_the_flush_permit() -> None:
+    """On SQLite a transactional test's flush is DELETE FROM every table, which the audit
+    tables' triggers refuse (audit migration 0002) unless the flush permit is held: hold it
+    while the flush runs. (PostgreSQL's flush is a TRUNCATE, which row triggers do not see.)"""
+    from collections.abc import Iterable
+
+    from django.db import transaction
+    from django.db.backends.sqlite3 import base  # first: operations alone is a circular import
+    from django.db.backends.sqlite3.operations import DatabaseOperations
+
+    from audit.purging import FLUSH_SCOPE, PERMIT_TABLE
+
+    def execute_sql_flush(self: DatabaseOperations, sql_list: Iterable[str]) -> None:
+        with transaction.atomic(using=self.connection.alias), self.connection.cursor() as cursor:
+            # A test that migrated back before the triggers has neither them nor the permit table.
+            permit = PERMIT_TABLE in self.connection.introspection.table_names(cursor)
+            if permit:
+                cursor.execute(f"INSERT INTO {PERMIT_TABLE} (scope) VALUES (%s)", [FLUSH_SCOPE])
+            for sql in sql_list:
+                cursor.execute(sql)
+            if permit:
+                cursor.execute(f"DELETE FROM {PERMIT_TABLE} WHERE scope = %s", [FLUSH_SCOPE])
+
+    assert base.DatabaseWrapper.ops_class is DatabaseOperations
+    DatabaseOperations.execute_sql_flush = execute_sql_flush  # type: ignore[method-assign,assignment]
+
+
+@pytest.fixture(autouse=True, scope="session")
 def _network_guard() -> None:
     socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
 

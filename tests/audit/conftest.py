@@ -10,4 +10,4 @@ from tests.approvals.conftest import (  # noqa: F401  (fixtures)
     scheduled,
     session,
 )
-from tests.compliance.conftest import _audit_settings, rotate  # noqa: F401  (fixtures)
+from tests.compliance.conftest import _audit_settings, compliance_group, rita, rotate  # noqa: F401  (fixtures)

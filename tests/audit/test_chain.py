@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 import itertools
+import json
 import subprocess
 import textwrap
-from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -14,6 +14,7 @@ from approvals import services
 from audit import chain, sealing, writer
 from audit.models import AuditChainHead, AuditEvent, Checkpoint
 from audit.verify import verify_chain
+from tests.audit.tampering import forced
 from tests.compliance.conftest import KEY_A, KEY_B, public_base64, public_raw
 from tests.plugins.processes import PYTHON
 from tests.plugins.stack import django_env
@@ -82,12 +83,7 @@ def test_the_payload_is_stored_exactly_as_it_was_hashed(db):
     assert chain.payload_hash(event.payload) == event.payload_hash
 
 
-def _forced(sql: str, params: list[Any]) -> None:
-    # Forcing a change: on PostgreSQL the trigger must go first (rolled back with the test).
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute("DROP TRIGGER approvals_auditevent_append_only ON approvals_auditevent")
-        cursor.execute(sql, params)
+_forced = forced
 
 
 def test_verify_audit_names_a_row_whose_payload_was_altered(make_request, alice, effects):
@@ -132,12 +128,7 @@ def test_a_rewritten_chain_fails_against_its_signed_checkpoint(make_request, ali
             "UPDATE approvals_auditevent SET payload = %s, payload_hash = %s, content_hash = %s, prev_hash = %s,"
             " row_hash = %s WHERE id = %s"
         )
-        with connection.cursor() as cursor:
-            if connection.vendor == "postgresql":
-                cursor.execute("DROP TRIGGER IF EXISTS approvals_auditevent_append_only ON approvals_auditevent")
-            import json
-
-            cursor.execute(_forced_update, [json.dumps(payload), p, c, prev, r, row.pk])
+        forced(_forced_update, [json.dumps(payload), p, c, prev, r, row.pk])
         prev = r
     AuditChainHead.objects.update(row_hash=prev)
     with pytest.raises(CommandError, match=r"differs from the one sealed by checkpoint"):
@@ -187,11 +178,7 @@ def test_verify_audit_needs_only_the_public_keys(make_request, effects, rotate, 
         run_verify_audit()
 
 
-def _forced_checkpoint(sql: str, params: list[Any]) -> None:
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute("DROP TRIGGER compliance_checkpoint_append_only ON compliance_checkpoint")
-        cursor.execute(sql, params)
+_forced_checkpoint = forced
 
 
 @pytest.mark.parametrize("tampered", ["signature", "public_key"])
@@ -216,13 +203,13 @@ def test_verify_audit_names_the_malformed_entry_of_the_trusted_keys(make_request
         run_verify_audit()
 
 
-@on_postgresql
 def test_the_trigger_refuses_update_and_delete_of_audit_rows(make_request, effects):
     req = make_request()
     event = AuditEvent.objects.filter(request=req).first()
     for sql in (
         "UPDATE approvals_auditevent SET actor_label = 'someone else' WHERE id = %s",
-        "UPDATE approvals_auditevent SET payload = '{}', payload_purged_at = now(), row_hash = 'x' WHERE id = %s",
+        "UPDATE approvals_auditevent SET payload = '{}', payload_purged_at = CURRENT_TIMESTAMP, row_hash = 'x'"
+        " WHERE id = %s",
         "DELETE FROM approvals_auditevent WHERE id = %s",
     ):
         with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as c:

@@ -7,14 +7,18 @@ import os
 import re
 import subprocess
 import zipfile
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from django.utils import timezone
 
 from approvals import services
 from audit import chain, sealing
+from audit.models import AuditEvent
 from compliance import bundle, exports
+from compliance import services as compliance_services
 from compliance.models import Export
 from compliance.verify_bundle import BundleError, verify
 from tests.compliance.conftest import KEY_A, KEY_B, public_raw
@@ -299,3 +303,37 @@ def test_a_bundle_of_format_1_still_verifies(exported):
         for name, data in files.items():
             z.writestr(name, data)
     assert f"  {FINGERPRINT_A}  signed the manifest and 1 checkpoint" in verify(str(exported))
+
+
+# Purged payloads ----------------------------------------------------------------------------------
+
+
+def test_a_purged_case_exports_with_its_purge_record_and_verifies(
+    make_request, alice, rita, effects, django_capture_on_commit_callbacks, monkeypatch, settings
+):
+    settings.AUDIT_RETENTION_DAYS = 30
+    services.decide(make_request(), approve=True, by=alice)
+    compliance_services.purge_expired(now=timezone.now() + timedelta(days=31))
+    path = _export(rita, django_capture_on_commit_callbacks, monkeypatch)
+    with zipfile.ZipFile(path) as z:
+        rows = [json.loads(line) for line in z.read("rows.jsonl").splitlines()]
+    assert [r["kind"] for r in rows] == ["requested", "policy_routed", "decided", "purged"]
+    assert [r["payload"] for r in rows[:3]] == [None, None, None]
+    assert verify(str(path)).startswith("OK: 4 audit rows of 1 requests")
+
+
+def test_a_payload_emptied_outside_the_retention_job_fails_the_bundle(
+    make_request, alice, rita, effects, django_capture_on_commit_callbacks, monkeypatch
+):
+    from tests.audit.tampering import forced
+
+    req = make_request()
+    services.decide(req, approve=True, by=alice)
+    row = AuditEvent.objects.get(request=req, kind="decided")
+    forced(
+        "UPDATE approvals_auditevent SET payload = '{}', payload_purged_at = %s WHERE id = %s",
+        [timezone.now(), row.pk],
+    )
+    path = _export(rita, django_capture_on_commit_callbacks, monkeypatch)
+    with pytest.raises(BundleError, match=rf"row #{row.seq} \(decided\) has its payload purged, but no retention"):
+        verify(str(path))

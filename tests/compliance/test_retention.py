@@ -16,12 +16,22 @@ from compliance.models import LegalHold
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def _retention(settings):
+    settings.AUDIT_RETENTION_DAYS = 30
+
+
+def purge_all():
+    """The retention job, run 30 days and a second from now: everything decided by now goes."""
+    return compliance_services.purge_expired(now=timezone.now() + timedelta(days=30, seconds=1))
+
+
 def test_purge_removes_payloads_and_keeps_the_chain_verifiable(make_request, session, alice, effects):
     req = make_request()
     services.add_conversation_line(session=session, role="user", text="Refund my minibar please")
     services.decide(req, approve=True, by=alice)
     sealing.ensure_sealed()
-    counts = compliance_services.purge(before=timezone.now() + timedelta(seconds=1))
+    counts = purge_all()
     assert counts["requests"] == 1 and counts["audit_rows"] >= 3 and counts["conversation_lines"] == 1
     req.refresh_from_db()
     assert (req.arguments, req.raw_item, req.purged_at is not None) == ("", {}, True)
@@ -35,8 +45,8 @@ def test_purge_removes_payloads_and_keeps_the_chain_verifiable(make_request, ses
 
 def test_purge_is_idempotent(make_request, alice, effects):
     services.decide(make_request(), approve=True, by=alice)
-    compliance_services.purge(before=timezone.now() + timedelta(seconds=1))
-    assert compliance_services.purge(before=timezone.now() + timedelta(seconds=1)) == {
+    purge_all()
+    assert purge_all() == {
         "requests": 0,
         "audit_rows": 0,
         "conversation_lines": 0,
@@ -51,7 +61,7 @@ def test_a_case_under_legal_hold_keeps_its_contents_until_released(make_request,
     hold = compliance_services.place_hold(held, by=rita, reason="Guest complaint 4711")
     with pytest.raises(compliance_services.HoldError):
         compliance_services.place_hold(held, by=rita, reason="again")
-    compliance_services.purge(before=timezone.now() + timedelta(seconds=1))
+    purge_all()
     held.refresh_from_db()
     other.refresh_from_db()
     assert held.purged_at is None and held.arguments and other.purged_at is not None
@@ -59,7 +69,7 @@ def test_a_case_under_legal_hold_keeps_its_contents_until_released(make_request,
     assert ConversationLine.objects.count() == 1  # its session is held too
     assert compliance_services.release_hold(hold, by=rita) is True
     assert compliance_services.release_hold(hold, by=rita) is False
-    compliance_services.purge(before=timezone.now() + timedelta(seconds=1))
+    purge_all()
     held.refresh_from_db()
     assert held.purged_at is not None
     assert [e.kind for e in AuditEvent.objects.filter(request=held, kind__startswith="legal")] == [
@@ -73,9 +83,9 @@ def test_a_case_under_legal_hold_keeps_its_contents_until_released(make_request,
 def test_pending_requests_and_recent_ones_are_never_purged(make_request, alice, effects):
     pending = make_request()
     services.decide(make_request(), approve=True, by=alice)
-    counts = compliance_services.purge(before=timezone.now() - timedelta(days=1))
+    counts = compliance_services.purge_expired(now=timezone.now() + timedelta(days=29))
     assert counts == {"requests": 0, "audit_rows": 0, "conversation_lines": 0}
-    compliance_services.purge(before=timezone.now() + timedelta(seconds=1))
+    purge_all()
     pending.refresh_from_db()
     assert pending.purged_at is None
 

@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from approvals import services
 from audit.models import AuditEvent
-from compliance import exports
+from compliance import bundle, exports
 from compliance.models import Export, LegalHold
 
 pytestmark = pytest.mark.django_db
@@ -138,17 +138,29 @@ def test_the_case_page_says_when_the_arguments_match(client, rita, case):
 
 
 def test_the_case_page_shows_a_row_that_does_not_verify(client, rita, case):
-    # Altered below the ORM (and the trigger, which is PostgreSQL's): the page must say so.
-    from django.db import connection
+    # Altered below the ORM (the triggers dropped first): the page must say so.
+    from tests.audit.tampering import forced
 
     event = AuditEvent.objects.get(request=case, kind="decided")
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute("DROP TRIGGER approvals_auditevent_append_only ON approvals_auditevent")
-        cursor.execute("UPDATE approvals_auditevent SET actor_label = 'Bob' WHERE id = %s", [event.pk])
+    forced("UPDATE approvals_auditevent SET actor_label = 'Bob' WHERE id = %s", [event.pk])
     client.force_login(rita)
     html = client.get(reverse("review_case", args=[case.pk])).content.decode()
     assert "DOES NOT VERIFY" in html and "content does not match" in html
+
+
+def test_the_case_page_shows_a_forged_payload_behind_a_purge_flag(client, rita, case):
+    from django.utils import timezone
+
+    from tests.audit.tampering import forced
+
+    event = AuditEvent.objects.get(request=case, kind="decided")
+    forced(
+        "UPDATE approvals_auditevent SET payload = %s, payload_purged_at = %s WHERE id = %s",
+        ['{"approve": false}', timezone.now(), event.pk],
+    )
+    client.force_login(rita)
+    html = client.get(reverse("review_case", args=[case.pk])).content.decode()
+    assert "DOES NOT VERIFY" in html and "it is marked purged, but holds a payload that does not match" in html
 
 
 def test_the_metrics_page_shows_rates_timings_and_the_rubber_stamps(client, rita, case, make_request, bob):
@@ -196,8 +208,9 @@ def test_an_export_is_visible_to_its_reviewer_and_superusers_only(client, rita, 
     urls = [reverse("review_export", args=[export.pk]), reverse("review_export_download", args=[export.pk])]
 
     client.force_login(other)
-    assert [client.get(url).status_code for url in urls] == [404, 404]
-    assert client.get(urls[0], {"format": "json"}).status_code == 404
+    assert [client.get(url).status_code for url in urls] == [403, 403]
+    assert client.get(urls[0], {"format": "json"}).status_code == 403
+    assert client.get(reverse("review_export", args=[export.pk + 1])).status_code == 404
 
     client.force_login(rita)
     assert client.get(urls[0]).status_code == 200
@@ -234,3 +247,101 @@ def test_the_search_form_speaks_the_readers_language_and_names_people_by_display
     page = client.get(reverse("review_search"), HTTP_ACCEPT_LANGUAGE="de").content.decode()
     assert "Entschieden von" in page and "Neueste zuerst" in page and "Genehmigt" in page
     assert ">Alice Archer<" in page
+
+
+# Sharing an export --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def ruth(django_user_model, compliance_group):
+    """Ruth: another compliance reviewer."""
+    user = django_user_model.objects.create_user("ruth", password="x", first_name="Ruth")
+    user.groups.add(compliance_group)
+    return user
+
+
+@pytest.fixture
+def sam(django_user_model, compliance_group):
+    """Sam: a third compliance reviewer, whom nobody shares with."""
+    user = django_user_model.objects.create_user("sam", password="x", first_name="Sam")
+    user.groups.add(compliance_group)
+    return user
+
+
+@pytest.fixture
+def ready_export(rita, settings):
+    export = Export.objects.create(requested_by=rita, status=Export.Status.DONE, file_name="bundle-1.zip")
+    path = bundle.export_path(export.file_name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"PK zip bytes")
+    return export
+
+
+def share_url(export):
+    return reverse("review_export_share", args=[export.pk])
+
+
+def test_the_creator_shares_an_export_and_the_shared_reviewer_opens_and_downloads_it(
+    client, rita, ruth, sam, ready_export, caplog
+):
+    client.force_login(rita)
+    page = client.get(reverse("review_export", args=[ready_export.pk])).content.decode()
+    assert "Only its creator can see this export." in page
+    assert 'name="people"' in page and "Ruth" in page and "Sam" in page and "Rita</label>" not in page
+    response = client.post(share_url(ready_export), {"people": [ruth.pk]})
+    assert response.status_code == 302
+    assert list(ready_export.shared_with.all()) == [ruth]
+    row = AuditEvent.objects.get(kind="export_shared")
+    assert (row.actor, row.payload) == (
+        rita,
+        {"export_id": ready_export.pk, "shared_with": [ruth.pk], "added": [ruth.pk], "removed": []},
+    )
+    assert "Also visible to: Ruth" in client.get(reverse("review_export", args=[ready_export.pk])).content.decode()
+
+    client.force_login(ruth)
+    page = client.get(reverse("review_export", args=[ready_export.pk]))
+    assert page.status_code == 200 and 'name="people"' not in page.content.decode()
+    download = client.get(reverse("review_export_download", args=[ready_export.pk]))
+    assert download.status_code == 200 and b"".join(download.streaming_content) == b"PK zip bytes"
+    assert ready_export in client.get(reverse("review_search")).context["exports"]
+
+    client.force_login(sam)
+    with caplog.at_level(logging.WARNING, logger="django.request"):
+        assert client.get(reverse("review_export_download", args=[ready_export.pk])).status_code == 403
+    records = [r for r in caplog.records if r.name == "django.request"]
+    assert [r.getMessage() for r in records] == [
+        f"Forbidden: {reverse('review_export_download', args=[ready_export.pk])} (user sam)"
+    ]
+    assert records[0].exc_info is None
+
+
+def test_unsharing_takes_the_export_away_again(client, rita, ruth, ready_export):
+    client.force_login(rita)
+    client.post(share_url(ready_export), {"people": [ruth.pk]})
+    client.post(share_url(ready_export), {})
+    assert not ready_export.shared_with.exists()
+    assert AuditEvent.objects.filter(kind="export_shared").last().payload["removed"] == [ruth.pk]
+    client.force_login(ruth)
+    assert client.get(reverse("review_export", args=[ready_export.pk])).status_code == 403
+
+
+def test_only_the_creator_can_share_an_export(client, rita, ruth, sam, ready_export, admin_user):
+    exports.share(ready_export, by=rita, people=[ruth])
+    for person in (ruth, sam, admin_user):
+        client.force_login(person)
+        assert client.post(share_url(ready_export), {"people": [sam.pk]}).status_code == 403, person
+    assert list(ready_export.shared_with.all()) == [ruth]
+    with pytest.raises(exports.ShareError):
+        exports.share(ready_export, by=ruth, people=[sam])
+    assert AuditEvent.objects.filter(kind="export_shared").count() == 1
+
+
+def test_an_export_is_shared_with_compliance_reviewers_only(client, rita, alice, charlie, ready_export):
+    client.force_login(rita)
+    for person in (alice, charlie):
+        response = client.post(share_url(ready_export), {"people": [person.pk]}, follow=True)
+        assert "An export can only be shared with compliance reviewers." in response.content.decode()
+    with pytest.raises(exports.ShareError):
+        exports.share(ready_export, by=rita, people=[alice])
+    assert not ready_export.shared_with.exists()
+    assert not AuditEvent.objects.filter(kind="export_shared").exists()

@@ -12,8 +12,19 @@ from audit import chain, sealing
 class Command(BaseCommand):
     help = "Seal the audit chain: sign its current head and store the checkpoint."
 
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument(
+            "--publish",
+            metavar="DIR",
+            help="also append every checkpoint not yet published there to DIR/checkpoints.jsonl "
+            "(as AUDIT_CHECKPOINT_PUBLISH_DIR does at each seal)",
+        )
+
     def handle(self, *args: Any, **options: Any) -> None:
         checkpoint = sealing.ensure_sealed()
+        if options["publish"]:
+            written = sealing.publish(options["publish"])
+            self.stdout.write(f"Published {written} checkpoints to {options['publish']}.")
         if checkpoint is None:
             self.stdout.write("Nothing to seal: the head is already sealed (or the chain is empty).")
         else:
