@@ -1,13 +1,18 @@
 """The simulator's "model": a script, so tests and rehearsals know exactly what it will do.
 
 A user message `call <server_label> <tool_name> <json arguments>` makes the next response call that
-tool; any other text gets a short reply in a spoken style. After a tool call, the reply speaks its result.
+tool; a guest's own words ("the door shut behind me, room 1204") go through the intent rules of
+simulator/intents.py to a tool of the session; any other text gets a short reply in a spoken style.
+After a tool call, the reply speaks its result.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from datetime import date
+
+from simulator import intents
 
 _COMMAND = re.compile(r"^\s*call\s+(\S+)\s+(\S+)\s*(.*?)\s*$", re.IGNORECASE | re.DOTALL)
 _MAX_ECHO = 120
@@ -29,6 +34,32 @@ def parse_command(text: str) -> tuple[str, str, str] | None:
     if not isinstance(args, dict):
         return None
     return label, name, json.dumps(args, separators=(",", ":"))
+
+
+Call = intents.Call
+Say = intents.Say
+
+
+def plan_message(
+    text: str, available: intents.Tools, *, tools_allowed: bool = True, today: date | None = None
+) -> Call | Say:
+    """What the model does with a user message: a `Call` (label, tool, arguments) or a `Say`.
+
+    `available` maps each server label whose tools were imported to those tools (Realtime item shape);
+    `tools_allowed=False` (`tool_choice: "none"`) never calls. An explicit `call …` names its tool; any
+    other text goes through the intent rules (simulator/intents.py) to a tool the session has.
+    """
+    if not tools_allowed:
+        return Say(reply_text(text))
+    command = parse_command(text)
+    if command is not None:
+        label, name, arguments = command
+        if not any(t.get("name") == name for t in available.get(label, ())):
+            # Section 4: a turn can only use tools that were imported (and allowed) before it started.
+            return Say(cannot_call_text(label, name))
+        return Call(label, name, json.loads(arguments))
+    decision = intents.decide(text, available, today=today)
+    return decision if decision is not None else Say(reply_text(text))
 
 
 def _clip(text: str) -> str:
