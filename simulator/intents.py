@@ -75,7 +75,7 @@ INTENTS: tuple[Intent, ...] = (
             r"door (shut|closed|locked|slammed)( itself)? behind",
             r"(can'?t|cannot|couldn'?t) get (back )?in(to)?\b",
             r"\bkey ?card\b.*\b(doesn'?t|won'?t|isn'?t|stopped|not) work",
-            r"\b(open|unlock) (my|our|the) (room|door)",
+            r"\b(open|unlock) (my |our |the )?(room|door)\b",
             r"\blet (me|us) (back )?in\b",
         ),
         ("unlock_door",),
@@ -109,7 +109,7 @@ INTENTS: tuple[Intent, ...] = (
         _rx(
             r"\blate check-?out\b",
             r"\bcheck(ing)?[- ]?out (a bit |a little )?later\b",
-            r"\bkeep (the|my|our) room\b",
+            r"\bkeep (the |my |our )?room\b",
             r"\bstay (in the room )?(a bit |a little )?longer\b",
             r"\bextend (my |our |the )?check-?out\b",
         ),
