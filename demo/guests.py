@@ -238,6 +238,11 @@ async def main(argv: list[str] | None = None) -> None:
     visits: set[asyncio.Task[None]] = set()
     for gap, guest in schedule(args.interval, random.Random(args.seed)):
         await asyncio.sleep(gap)
+        if line.locked():
+            # Every line is taken (guests waiting on staff): this one calls again in a later round,
+            # rather than a backlog of callers all getting through at once when staff catch up.
+            log.info("%s (%s): the line is busy, will call again later", guest.guest, guest.label)
+            continue
         task = asyncio.create_task(_one(base, tokens, guest, line))
         visits.add(task)
         task.add_done_callback(visits.discard)

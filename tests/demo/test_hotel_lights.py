@@ -17,6 +17,7 @@ import httpx
 import paho.mqtt.client as mqtt
 import pytest
 
+from demo.hotel_mcp import Hotel
 from demo.hotel_mcp.lights import LightState, MemoryLights, MqttLights, lights_from_url
 from tests.demo.test_hotel_mcp import call
 from tests.plugins.hotel import HOTEL_API_KEY, HotelMcp
@@ -72,6 +73,14 @@ def mqtt_hotel(mqtt_root: str) -> Iterator[HotelMcp]:
     env = {"MQTT_URL": f"mqtt://{BROKER[0]}:{BROKER[1]}/{mqtt_root}"}
     with ServerProcess(argv, port=port, env=env, name="hotel_mcp_mqtt", timeout=30) as process:
         yield HotelMcp(base_url=f"http://127.0.0.1:{port}", api_key=HOTEL_API_KEY, process=process)
+    # An empty retained message deletes the retained state: leave the broker as we found it.
+    cleaner = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    cleaner.connect(*BROKER)
+    cleaner.loop_start()
+    for room in Hotel().rooms:
+        cleaner.publish(f"{mqtt_root}/rooms/{room}/lights", b"", qos=1, retain=True).wait_for_publish(10)
+    cleaner.loop_stop()
+    cleaner.disconnect()
 
 
 def state_page(hotel: HotelMcp) -> str:
