@@ -41,6 +41,7 @@ class Visit:
     greeting: str
     request: str  # the guest's own words; the intent rules find the tool and its arguments
     expect: str  # what demo/policy.yaml does with the call: "allow", "ask" or "deny" (checked by tests)
+    answer: str | None = None  # what the guest says when the model asks back (a room they forgot to say)
 
     @property
     def label(self) -> str:
@@ -137,8 +138,9 @@ VISITS = (
         "1410",
         "Marco Bellini",
         "Sorry, one more thing.",
-        "My key card stopped working, I'm in 1410 and standing at the door.",
+        "My key card stopped working and I'm standing at the door with my suitcase.",
         "ask",
+        answer="1410",
     ),
     Visit(
         "1102",
@@ -185,8 +187,8 @@ async def visit(base: str, token: str, guest: Visit) -> str:
             )
             await conn.response.create()
 
-        listed = False
-        asked = False
+        listed = asked = tool_used = False
+        answer = guest.answer
         outcome = "no answer"
         async with asyncio.timeout(300):
             await say(guest.greeting)
@@ -197,12 +199,21 @@ async def visit(base: str, token: str, guest: Visit) -> str:
                     asked = True
                     log.info("%s (%s): %s", guest.guest, guest.label, guest.request)
                     await say(guest.request)
-                elif event.type == "conversation.item.done" and event.item.type == "mcp_call":
-                    outcome = "tool ran" if not event.item.error else f"tool failed: {event.item.error}"
+                elif event.type == "conversation.item.done" and event.item.type in ("mcp_call", "mcp_approval_request"):
+                    tool_used = True
+                    if event.item.type == "mcp_call" and (event.item.output is not None or event.item.error):
+                        outcome = "tool ran" if not event.item.error else f"tool failed: {event.item.error}"
                 elif event.type == "conversation.item.done" and event.item.type == "mcp_approval_response":
                     outcome = "approved" if event.item.approve else "denied"
                 elif event.type == "response.done" and asked and outcome != "no answer":
                     break
+                elif event.type == "response.done" and asked and not tool_used:
+                    # Words only: the model asked back (the guest answers once) or cannot help.
+                    if answer is None:
+                        return "answered in words"
+                    log.info("%s (%s): %s", guest.guest, guest.label, answer)
+                    await say(answer)
+                    answer = None
                 elif event.type == "error":
                     log.warning("%s got an error: %s", guest.label, event.error.message)
     return outcome

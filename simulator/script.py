@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping, Sequence
 from datetime import date
+from typing import Any
 
 from simulator import intents
 
@@ -38,6 +40,31 @@ def parse_command(text: str) -> tuple[str, str, str] | None:
 
 Call = intents.Call
 Say = intents.Say
+
+_BARE_NUMBER = re.compile(r"^\s*(?:it'?s\s+|in\s+)?#?(\d{3,4})\s*[.!]?\s*$", re.IGNORECASE)
+
+
+def _text_of(item: Mapping[str, Any]) -> str:
+    parts = item.get("content") or []
+    return " ".join(str(p.get("text") or p.get("transcript") or "") for p in parts if isinstance(p, Mapping)).strip()
+
+
+def words_to_plan(items: Sequence[Mapping[str, Any]]) -> str:
+    """The user's words the next response acts on: the last user message, or, when the model's message
+    before it asked one of the intent questions (docs/simulator.md, "Intent rules"), the user message
+    that led to the question followed by this answer ("I'm locked out" + "1204" → "I'm locked out room
+    1204"), unless the answer is a request of its own (a `call …` or words some intent matches). A bare
+    number answering "Which room …?" is read as that room."""
+    last = _text_of(items[-1]) if items else ""
+    if len(items) < 3 or parse_command(last) is not None or any(i.matches(last) for i in intents.INTENTS):
+        return last  # a request of its own, not an answer
+    question, earlier = items[-2], items[-3]
+    asked = _text_of(question) if question.get("role") == "assistant" else ""
+    if asked not in intents.QUESTIONS.values() or earlier.get("role") != "user":
+        return last
+    if (number := _BARE_NUMBER.match(last)) and asked in (intents.QUESTIONS["room"], intents.QUESTIONS["to_room"]):
+        last = f"{'room' if asked == intents.QUESTIONS['room'] else 'to room'} {number.group(1)}"
+    return f"{_text_of(earlier)} {last}"
 
 
 def plan_message(

@@ -82,7 +82,8 @@ def _plan(session: Conversation, resp: Response) -> tuple[Any, ...]:
     if last.get("type") == "message" and last.get("role") == "user":
         # Section 4: a turn can only use tools that were imported (and allowed) before it started.
         available = {label: s.tools for label, s in resp.servers.items() if s.status == "completed"}
-        plan = script.plan_message(_user_text(last), available, tools_allowed=resp.tool_choice != "none")
+        words = script.words_to_plan([i for i in relevant if i.get("type") == "message"])
+        plan = script.plan_message(words, available, tools_allowed=resp.tool_choice != "none")
         if isinstance(plan, script.Say):
             return ("say", plan.text)
         return ("call", resp.servers[plan.server_label], plan.name, plan.arguments_json)

@@ -19,7 +19,7 @@ from approvals.policy.text import load_yaml
 from demo import guests
 from demo.hotel_mcp import Hotel, build_mcp
 from demo.seed import POLICY_FILE
-from simulator import intents
+from simulator import intents, script
 from tests.demo.test_hotel_mcp import call
 
 TODAY = date(2026, 12, 3)
@@ -37,7 +37,18 @@ def demo_policy() -> Policy:
 
 
 def planned(visit: guests.Visit, tools: dict[str, list[dict[str, Any]]]) -> intents.Call:
-    decision = intents.decide(visit.request, tools, today=TODAY)
+    """The call the scripted model makes of the visit: at once, or after asking back and hearing the answer."""
+    decision = script.plan_message(visit.request, tools, today=TODAY)
+    if visit.answer is not None:
+        assert isinstance(decision, script.Say), (visit.request, decision)
+        words = script.words_to_plan(
+            [
+                {"type": "message", "role": "user", "content": [{"type": "input_text", "text": visit.request}]},
+                {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": decision.text}]},
+                {"type": "message", "role": "user", "content": [{"type": "input_text", "text": visit.answer}]},
+            ]
+        )
+        decision = script.plan_message(words, tools, today=TODAY)
     assert isinstance(decision, intents.Call), (visit.request, decision)
     return decision
 
@@ -78,6 +89,7 @@ def test_the_evening_looks_like_a_real_hotels(hotel_tools):
     # Natural words only: the explicit `call …` form is for tests and rehearsals.
     assert not any(v.request.lower().startswith("call ") or "{" in v.request for v in guests.VISITS)
     assert sorted(guests.ROOMS) == sorted({v.label for v in guests.VISITS})
+    assert any(v.answer for v in guests.VISITS)  # someone forgets to say their room and is asked
 
 
 def test_guests_arrive_one_by_one_at_irregular_moments_and_each_comes_every_round():

@@ -185,3 +185,34 @@ def test_tool_choice_none_never_calls(hotel_tools):
     plan = script.plan_message("The door shut behind me, room 1204", hotel_tools, tools_allowed=False)
     assert isinstance(plan, script.Say)
     assert json.dumps(plan.text).startswith('"Sure.')
+
+
+def _message(role: str, text: str) -> dict[str, Any]:
+    kind = "input_text" if role == "user" else "output_text"
+    return {"type": "message", "role": role, "content": [{"type": kind, "text": text}]}
+
+
+def test_an_answer_to_the_models_question_completes_the_request(hotel_tools):
+    items = [
+        _message("user", "I'm locked out!"),
+        _message("assistant", "Which room are you in?"),
+        _message("user", "1204"),
+    ]
+
+    words = script.words_to_plan(items)
+
+    assert words == "I'm locked out! room 1204"
+    assert script.plan_message(words, hotel_tools, today=TODAY) == script.Call(
+        "hotel", "unlock_door", {"room": "1204", "reason": "I'm locked out! room 1204"}
+    )
+    late = [_message("user", "Late checkout for room 1205?"), _message("assistant", "For what time?")]
+    assert script.words_to_plan([*late, _message("user", "2 pm")]) == "Late checkout for room 1205? 2 pm"
+
+
+def test_a_new_request_after_a_question_is_taken_on_its_own():
+    asked = [_message("user", "I'm locked out!"), _message("assistant", "Which room are you in?")]
+
+    assert script.words_to_plan([*asked, _message("user", "Dim the lights in 1102")]) == "Dim the lights in 1102"
+    assert script.words_to_plan([*asked, _message("user", 'call hotel x {"a": 1}')]) == 'call hotel x {"a": 1}'
+    chat = [_message("user", "Hello"), _message("assistant", "Hi! Anything else?"), _message("user", "1204")]
+    assert script.words_to_plan(chat) == "1204"

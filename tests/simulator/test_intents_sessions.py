@@ -83,3 +83,16 @@ def test_the_responses_api_asks_for_the_call_a_guest_describes(sim, hotel_mcp): 
     request = items(response)[1]
     assert request.name == "issue_refund"
     assert json.loads(request.arguments) == {"room": "1205", "amount": 48, "currency": "EUR", "reason": text}
+
+
+async def test_a_guest_who_forgets_the_room_is_asked_and_the_answer_completes_the_call(simulator, hotel_mcp):
+    async with simulator.connect() as rt:
+        turn = await _say(rt, hotel_mcp, "I'm locked out of my room!")
+        assert turn[-1]["response"]["output"][0]["content"][0]["text"] == "Which room are you in?"
+
+        await rt.add_user_text("1410")
+        await rt.send({"type": "response.create"})
+        turn = await rt.recv_until("response.done")
+
+    [request] = [e["item"] for e in turn if e["type"] == "conversation.item.done"]
+    assert (request["name"], json.loads(request["arguments"])["room"]) == ("unlock_door", "1410")
