@@ -12,7 +12,7 @@ import os
 import uvicorn
 
 from demo.hotel_mcp.hotel import Hotel
-from demo.hotel_mcp.lights import lights_from_url
+from demo.hotel_mcp.lights import LightsError, lights_from_url
 from demo.hotel_mcp.server import DEFAULT_API_KEY, create_app
 
 
@@ -27,7 +27,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     # MQTT_URL is the demo's own setting (config/settings.py never reads it): the hotel is not Countersign.
-    lights = lights_from_url(os.environ.get("MQTT_URL"))
+    try:
+        lights = lights_from_url(os.environ.get("MQTT_URL"))
+    except (LightsError, ValueError) as exc:
+        parser.exit(2, f"python -m demo.hotel_mcp: {exc}\n")
     try:
         app = create_app(args.api_key, hotel=Hotel(lights), host=args.host)
         uvicorn.run(app, host=args.host, port=args.port, log_level="info")

@@ -91,7 +91,16 @@ class MqttLights:
 
     kind = "mqtt"
 
-    def __init__(self, host: str, port: int, *, root: str = "hotel", timeout: float = MQTT_TIMEOUT_SECONDS) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        root: str = "hotel",
+        timeout: float = MQTT_TIMEOUT_SECONDS,
+        username: str | None = None,
+        password: str | None = None,
+    ) -> None:
         self.root = root.strip("/") or "hotel"
         self.timeout = timeout
         self._states: dict[str, LightState] = {}
@@ -101,10 +110,12 @@ class MqttLights:
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
+        if username:
+            self._client.username_pw_set(username, password)
         try:
             self._client.connect(host, port, keepalive=30)
         except OSError as exc:
-            raise LightsError(f"cannot reach the MQTT broker at {host}:{port}: {exc}") from exc
+            raise LightsError(f"cannot reach the MQTT broker (MQTT_URL) at {host}:{port}: {exc}") from exc
         self._client.loop_start()
         if not self._subscribed.wait(timeout):
             self.close()
@@ -155,10 +166,11 @@ class MqttLights:
 
 
 def lights_from_url(url: str | None) -> Lights:
-    """MqttLights for `mqtt://host[:port][/root]`, MemoryLights when the URL is unset or empty."""
+    """MqttLights for `mqtt://[user:password@]host[:port][/root]`, MemoryLights when the URL is unset or empty."""
     if not url:
         return MemoryLights()
     parts = urlsplit(url)
     if parts.scheme != "mqtt" or not parts.hostname:
         raise ValueError(f"MQTT_URL must look like mqtt://host:1883[/topic-root], not {url!r}")
-    return MqttLights(parts.hostname, parts.port or 1883, root=parts.path.strip("/") or "hotel")
+    root = parts.path.strip("/") or "hotel"
+    return MqttLights(parts.hostname, parts.port or 1883, root=root, username=parts.username, password=parts.password)

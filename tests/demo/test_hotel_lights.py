@@ -7,7 +7,9 @@ one broker never see each other's retained lights.
 from __future__ import annotations
 
 import json
+import os
 import queue
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -175,3 +177,20 @@ def test_the_state_page_needs_the_key_in_the_query_or_the_header(hotel_mcp):
     assert response.status_code == 401
     assert httpx.post(f"{hotel_mcp.base_url}/reset", params={"key": hotel_mcp.api_key}).status_code == 401
     assert "Demo hotel" in state_page(hotel_mcp)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [("mqtt://127.0.0.1:{port}", "cannot reach the MQTT broker (MQTT_URL)"), ("http://x", "MQTT_URL must look like")],
+)
+def test_the_hotel_does_not_start_without_its_broker(url, message):
+    done = subprocess.run(
+        [PYTHON, "-m", "demo.hotel_mcp", "--port", str(free_port())],
+        env={**os.environ, "MQTT_URL": url.format(port=free_port())},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"python -m demo.hotel_mcp: {message}")
