@@ -133,12 +133,17 @@ class MqttLights:
         self._subscribed.set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        parts = message.topic.split("/")
+        room = message.topic.split("/")[-2]
+        if not message.payload:
+            # An empty retained message clears the topic: the room's lights are unknown again.
+            with self._changed:
+                self._states.pop(room, None)
+            return
         state = parse_payload(message.payload)
-        if state is None or len(parts) < 3:
+        if state is None:
             return
         with self._changed:
-            self._states[parts[-2]] = state
+            self._states[room] = state
             self._changed.notify_all()
 
     def set(self, room: str, state: LightState) -> LightState:

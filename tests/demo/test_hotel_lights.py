@@ -144,7 +144,7 @@ def test_a_switch_in_the_room_is_read_back_from_the_broker(mqtt_hotel, mqtt_root
 
 
 @needs_mosquitto
-def test_a_message_that_is_not_a_light_state_is_ignored(mqtt_hotel, mqtt_root):
+def test_a_message_that_is_not_a_light_state_is_ignored_and_an_empty_one_clears(mqtt_hotel, mqtt_root):
     mqtt_hotel.reset()
     lights = MqttLights(*BROKER, root=mqtt_root)
     try:
@@ -152,6 +152,11 @@ def test_a_message_that_is_not_a_light_state_is_ignored(mqtt_hotel, mqtt_root):
         lights._client.publish(f"{mqtt_root}/rooms/1205/lights", b"on", qos=1).wait_for_publish(10)
         lights.set("1204", LightState(100, "bright"))  # after the bad message, in order
         assert lights.get("1205") == LightState(10, "night")
+
+        # An empty retained message clears the topic: the room's lights are unknown again.
+        lights._client.publish(f"{mqtt_root}/rooms/1205/lights", b"", qos=1, retain=True).wait_for_publish(10)
+        lights.set("1204", LightState(0, "off"))
+        assert lights.get("1205") is None
     finally:
         lights.close()
 
