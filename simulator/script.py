@@ -94,10 +94,24 @@ def _clip(text: str) -> str:
     return text if len(text) <= _MAX_ECHO else text[: _MAX_ECHO - 1] + "…"
 
 
+# Small talk the scripted model answers in kind (docs/simulator.md), first match wins.
+_SMALL_TALK = (
+    (re.compile(r"\b(bye|goodbye|good night)\b", re.IGNORECASE), "Good night, and enjoy your stay!"),
+    (re.compile(r"\b(thanks|thank you)\b", re.IGNORECASE), "You're welcome! Is there anything else I can do for you?"),
+    (
+        re.compile(r"^\W*(hi|hello|hey|good (morning|afternoon|evening))\b", re.IGNORECASE),
+        "Hello! How can I help you?",
+    ),
+)
+
+
 def reply_text(text: str) -> str:
-    """A short spoken-style answer to an ordinary user message."""
+    """A short spoken-style answer to an ordinary user message: small talk in kind, else an echo."""
     if not text.strip():
         return "Sorry, I didn't catch that. Could you say it again?"
+    for pattern, answer in _SMALL_TALK:
+        if pattern.search(text):
+            return answer
     return f"Sure. You said: {_clip(text)}. Is there anything else I can do for you?"
 
 

@@ -216,3 +216,17 @@ def test_a_new_request_after_a_question_is_taken_on_its_own():
     assert script.words_to_plan([*asked, _message("user", 'call hotel x {"a": 1}')]) == 'call hotel x {"a": 1}'
     chat = [_message("user", "Hello"), _message("assistant", "Hi! Anything else?"), _message("user", "1204")]
     assert script.words_to_plan(chat) == "1204"
+
+
+@pytest.mark.parametrize(
+    ("text", "answer"),
+    [
+        ("Good evening!", "Hello! How can I help you?"),
+        ("Hi there, sorry to bother you this late.", "Hello! How can I help you?"),
+        ("Thank you so much", "You're welcome! Is there anything else I can do for you?"),
+        ("That's all, good night", "Good night, and enjoy your stay!"),
+        ("Is the pool heated?", "Sure. You said: Is the pool heated?. Is there anything else I can do for you?"),
+    ],
+)
+def test_words_no_intent_matches_get_small_talk_or_an_echo(hotel_tools, text, answer):
+    assert script.plan_message(text, hotel_tools, today=TODAY) == script.Say(answer)
