@@ -91,7 +91,7 @@ def seed_staff() -> list[str]:
 def seed_hotel_and_guests() -> None:
     """Register the demo hotel MCP server, and give each demo guest room a client token
     (plaintext kept in var/demo-guests.json for demo/guests.py; only hashes in the DB)."""
-    from demo.guests import SCENARIOS
+    from demo.guests import ROOMS
 
     _command(
         "register_mcp_server",
@@ -103,7 +103,7 @@ def seed_hotel_and_guests() -> None:
     )
     path = settings.VAR_DIR / "demo-guests.json"
     tokens = _read_json(path)
-    for label in sorted({scenario[0] for scenario in SCENARIOS}):
+    for label in ROOMS:
         reuse = [f"--reuse={tokens[label]}"] if tokens.get(label) else []
         printed = _command("create_client_token", f"--label={label}", f"--meta=room={label.split()[-1]}", *reuse)
         tokens[label] = printed.strip().splitlines()[-1]  # the command prints the token last

@@ -231,14 +231,12 @@ async def _turn(
     user_texts = [message_text(i) for i in new_items if i.get("type") == "message" and i.get("role", "user") == "user"]
     if not user_texts:
         return [_message(script.reply_text(""))]
-    text = user_texts[-1]
-    command = script.parse_command(text)
-    if command is None:
-        return [_message(script.reply_text(text))]
-    label, name, arguments = command
-    tool = next((t for t in listed[label]["tools"] if t["name"] == name), None) if label in listed else None
-    if tool is None:
-        return [_message(script.cannot_call_text(label, name))]
+    available = {label: item["tools"] for label, item in listed.items() if label in tools}
+    plan = script.plan_message(user_texts[-1], available)
+    if isinstance(plan, script.Say):
+        return [_message(plan.text)]
+    label, name, arguments = plan.server_label, plan.name, plan.arguments_json
+    tool = next(t for t in listed[label]["tools"] if t["name"] == name)
     tool_cfg = tools[label]
     if mcp_client.requires_approval(tool_cfg, tool):
         return [

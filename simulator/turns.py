@@ -80,16 +80,13 @@ def _plan(session: Conversation, resp: Response) -> tuple[Any, ...]:
         return ("say", "Hello! How can I help you today?")
     last = relevant[-1]
     if last.get("type") == "message" and last.get("role") == "user":
-        text = _user_text(last)
-        command = script.parse_command(text) if resp.tool_choice != "none" else None
-        if command is None:
-            return ("say", script.reply_text(text))
-        label, name, arguments = command
-        server = resp.servers.get(label)
-        if server is None or server.status != "completed" or not any(t["name"] == name for t in server.tools):
-            # Section 4: a turn can only use tools that were imported (and allowed) before it started.
-            return ("say", script.cannot_call_text(label, name))
-        return ("call", server, name, arguments)
+        # Section 4: a turn can only use tools that were imported (and allowed) before it started.
+        available = {label: s.tools for label, s in resp.servers.items() if s.status == "completed"}
+        words = script.words_to_plan([i for i in relevant if i.get("type") == "message"])
+        plan = script.plan_message(words, available, tools_allowed=resp.tool_choice != "none")
+        if isinstance(plan, script.Say):
+            return ("say", plan.text)
+        return ("call", resp.servers[plan.server_label], plan.name, plan.arguments_json)
     if last.get("type") in ("mcp_call", "mcp_approval_request", "mcp_approval_response"):
         return ("say", _after_tool_text(relevant))
     return ("say", script.reply_text(_user_text(last)) if last.get("role") != "assistant" else "Anything else?")

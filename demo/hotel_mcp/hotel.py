@@ -1,4 +1,5 @@
-"""The demo hotel's in-memory state: rooms, guests, door locks, lights and folios.
+"""The demo hotel's state: rooms, guests, door locks, folios and concierge bookings in memory, and the
+room lights wherever `lights` keeps them (MQTT or memory, demo/hotel_mcp/lights.py).
 
 Every operation a tool exposes is one method here, so the MCP layer stays a thin adapter and tests
 can read exactly what a call changed (`snapshot()`, also served as `GET /state`). Amounts are kept in
@@ -11,14 +12,21 @@ import copy
 import re
 import time
 from dataclasses import asdict, dataclass, field
+from datetime import date
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Literal, get_args
+
+from demo.hotel_mcp.lights import Lights, LightsError, LightState, MemoryLights
 
 # ISO 4217 codes the hotel's payment processor settles in. A folio is kept in one currency only.
 SUPPORTED_CURRENCIES = ("EUR", "USD", "GBP", "CHF")
 
 # Named lighting scenes and the dimmer level each one sets.
 SCENES = {"off": 0, "night": 10, "relax": 35, "reading": 70, "bright": 100}
+
+# What housekeeping brings up to a room on request.
+HousekeepingItem = Literal["towels", "pillows", "blanket", "toiletries", "cleaning", "turndown"]
+HOUSEKEEPING_ITEMS: tuple[str, ...] = get_args(HousekeepingItem)
 
 STANDARD_CHECKOUT = "11:00"
 LATEST_CHECKOUT = "18:00"
@@ -44,6 +52,7 @@ class Room:
     kind: str
     guests: list[str] = field(default_factory=list)
     door_locked: bool = True
+    # The lights at opening time; the live state is in `Hotel.lights` (real room controls, over MQTT).
     light_level: int = 0
     light_scene: str | None = "off"
     checkout_time: str = STANDARD_CHECKOUT
@@ -52,6 +61,7 @@ class Room:
     charges: list[Charge] = field(default_factory=list)
     refunds: list[dict[str, Any]] = field(default_factory=list)
     door_log: list[dict[str, Any]] = field(default_factory=list)
+    requests: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def occupied(self) -> bool:
@@ -92,6 +102,26 @@ def _initial_rooms() -> dict[str, Room]:
         ),
         Room("1206", "standard queen"),
         Room(
+            "0812", "standard queen", guests=["Aiko Tanaka"], charges=[Charge("chg_0812_1", "Room, 4 nights", 596_00)]
+        ),
+        Room("0907", "standard twin"),
+        Room(
+            "1102",
+            "deluxe king",
+            guests=["Lena Fischer", "Jonas Fischer"],
+            light_level=70,
+            light_scene="reading",
+            charges=[Charge("chg_1102_1", "Room, 2 nights", 398_00), Charge("chg_1102_2", "Bar: cocktails", 42_00)],
+        ),
+        Room(
+            "1501",
+            "suite",
+            guests=["Olusegun Adeyemi"],
+            currency="GBP",
+            charges=[Charge("chg_1501_1", "Suite, 2 nights", 980_00), Charge("chg_1501_2", "Laundry", 36_50)],
+        ),
+        Room("1502", "suite"),
+        Room(
             "1410",
             "junior suite",
             guests=["Marco Bellini"],
@@ -123,11 +153,15 @@ def money(amount_cents: int) -> float:
     return round(amount_cents / 100, 2)
 
 
-def _checkout_time(text: str) -> str:
+def _time_of_day(text: str) -> str:
     match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", text.strip())
     if not match:
         raise HotelError(f"{text!r} is not a time of day; use HH:MM, e.g. 14:00.")
-    value = f"{int(match.group(1)):02d}:{match.group(2)}"
+    return f"{int(match.group(1)):02d}:{match.group(2)}"
+
+
+def _checkout_time(text: str) -> str:
+    value = _time_of_day(text)
     if value <= STANDARD_CHECKOUT:
         raise HotelError(f"Standard checkout is already {STANDARD_CHECKOUT}; a late checkout must be after that.")
     if value > LATEST_CHECKOUT:
@@ -135,19 +169,34 @@ def _checkout_time(text: str) -> str:
     return value
 
 
+def _date(text: str | None) -> str | None:
+    if text is None or not text.strip():
+        return None
+    try:
+        return date.fromisoformat(text.strip()).isoformat()
+    except ValueError:
+        raise HotelError(f"{text!r} is not a date; use YYYY-MM-DD, e.g. 2026-12-04.") from None
+
+
 class Hotel:
     """The whole hotel. Methods validate first and change nothing when they raise `HotelError`."""
 
-    def __init__(self) -> None:
+    def __init__(self, lights: Lights | None = None) -> None:
         self.rooms: dict[str, Room] = {}
         self.activity: list[dict[str, Any]] = []
+        self.lights: Lights = lights if lights is not None else MemoryLights()
         self._next_refund = 1
+        self._next_booking = 1
         self.reset()
 
     def reset(self) -> None:
+        """Back to opening time; the lights are switched back too (published, over MQTT)."""
         self.rooms = _initial_rooms()
         self.activity = []
         self._next_refund = 1
+        self._next_booking = 1
+        for room in self.rooms.values():
+            self._switch(room, LightState(room.light_level, room.light_scene))
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -166,11 +215,16 @@ class Hotel:
             "occupied": room.occupied,
             "guests": list(room.guests),
             "door_locked": room.door_locked,
-            "lighting": {"level": room.light_level, "scene": room.light_scene},
+            "lighting": self.lighting(room.number),
             "checkout_time": room.checkout_time,
             "minibar_credit": money(room.minibar_credit_cents),
             "currency": room.currency,
         }
+
+    def lighting(self, number: str) -> dict[str, Any]:
+        """The room's lights as the lights themselves report them (the broker's retained state over MQTT)."""
+        state = self.lights.get(number)
+        return state.to_dict() if state is not None else {"level": None, "scene": None}
 
     def folio(self, number: str) -> dict[str, Any]:
         room = self.room(number)
@@ -199,7 +253,7 @@ class Hotel:
             for raw in ("charges", "refunds", "minibar_credit_cents", "light_level", "light_scene", "currency"):
                 data.pop(raw, None)
             rooms[number] = data
-        return {"rooms": rooms, "activity": copy.deepcopy(self.activity)}
+        return {"rooms": rooms, "lights": self.lights.kind, "activity": copy.deepcopy(self.activity)}
 
     # -- writes --------------------------------------------------------------------------------
 
@@ -219,6 +273,12 @@ class Hotel:
         if code != room.currency:
             raise HotelError(f"The folio of room {room.number} is kept in {room.currency}, not {code}.")
 
+    def _switch(self, room: Room, state: LightState) -> LightState:
+        try:
+            return self.lights.set(room.number, state)
+        except LightsError as exc:
+            raise HotelError(f"The lights in room {room.number} are not answering right now ({exc}).") from None
+
     def set_lighting(self, number: str, *, level: int | None = None, scene: str | None = None) -> dict[str, Any]:
         room = self.room(number)
         if (level is None) == (scene is None):
@@ -226,14 +286,15 @@ class Hotel:
         if scene is not None:
             if scene not in SCENES:
                 raise HotelError(f"Unknown scene {scene!r}; scenes are {', '.join(SCENES)}.")
-            room.light_level, room.light_scene = SCENES[scene], scene
+            wanted = LightState(SCENES[scene], scene)
         else:
             assert level is not None
             if not 0 <= level <= 100:
                 raise HotelError(f"The light level must be between 0 and 100, not {level}.")
-            room.light_level, room.light_scene = level, None
-        self._record("set_room_lighting", room.number, level=room.light_level, scene=room.light_scene)
-        return {"room": room.number, "lighting": {"level": room.light_level, "scene": room.light_scene}}
+            wanted = LightState(level, None)
+        now = self._switch(room, wanted)
+        self._record("set_room_lighting", room.number, level=now.level, scene=now.scene)
+        return {"room": room.number, "lighting": now.to_dict()}
 
     def unlock_door(self, number: str, *, reason: str | None = None) -> dict[str, Any]:
         room = self.room(number)
@@ -295,3 +356,67 @@ class Hotel:
         room.checkout_time = value
         self._record("schedule_late_checkout", room.number, checkout_time=value, previous=previous)
         return {"room": room.number, "checkout_time": value, "previous_checkout_time": previous}
+
+    # -- concierge -----------------------------------------------------------------------------
+
+    def move_room(self, number: str, *, to_room: str | None = None, reason: str | None = None) -> dict[str, Any]:
+        """Move the stay (guests, folio, checkout, credit) to `to_room`, or to the first vacant room of the
+        same kind, else any vacant room. The old room is left vacant and locked."""
+        room = self._occupied(number)
+        if to_room is not None:
+            target = self.room(to_room)
+            if target.number == room.number:
+                raise HotelError(f"The guests are already in room {room.number}.")
+            if target.occupied:
+                raise HotelError(f"Room {target.number} is occupied.")
+        else:
+            vacant = sorted((r for r in self.rooms.values() if not r.occupied), key=lambda r: r.kind != room.kind)
+            if not vacant:
+                raise HotelError("There is no vacant room to move to tonight.")
+            target = vacant[0]
+        moved = ("guests", "checkout_time", "minibar_credit_cents", "currency", "charges", "refunds")
+        for name in moved:
+            setattr(target, name, getattr(room, name))
+        fresh = Room(room.number, room.kind)
+        for name in moved:
+            setattr(room, name, getattr(fresh, name))
+        room.door_locked = True
+        self._record("move_room", room.number, to_room=target.number, reason=reason or None)
+        return {"from_room": room.number, "to_room": target.number, "kind": target.kind, "guests": target.guests}
+
+    def request_housekeeping(self, number: str, *, item: str, quantity: int = 1) -> dict[str, Any]:
+        room = self._occupied(number)
+        if item not in HOUSEKEEPING_ITEMS:
+            raise HotelError(f"Housekeeping brings {', '.join(HOUSEKEEPING_ITEMS)}, not {item!r}.")
+        if not 1 <= quantity <= 6:
+            raise HotelError(f"Housekeeping brings 1 to 6 at a time, not {quantity}.")
+        entry = {"kind": "housekeeping", "item": item, "quantity": quantity}
+        return self._book(room, entry)
+
+    def book_taxi(
+        self, number: str, *, pickup_time: str, destination: str, day: str | None = None, passenger: str | None = None
+    ) -> dict[str, Any]:
+        room = self._occupied(number)
+        if not destination.strip():
+            raise HotelError("A taxi needs a destination.")
+        if passenger is not None and passenger.strip() and passenger.strip() not in room.guests:
+            raise HotelError(f"{passenger.strip()} is not a guest of room {room.number}.")
+        entry = {
+            "kind": "taxi",
+            "pickup_time": _time_of_day(pickup_time),
+            "day": _date(day),
+            "destination": destination.strip(),
+            "passenger": (passenger or "").strip() or room.guests[0],
+        }
+        return self._book(room, entry)
+
+    def schedule_wake_up_call(self, number: str, *, time_of_day: str, day: str | None = None) -> dict[str, Any]:
+        room = self._occupied(number)
+        return self._book(room, {"kind": "wake_up_call", "time": _time_of_day(time_of_day), "day": _date(day)})
+
+    def _book(self, room: Room, entry: dict[str, Any]) -> dict[str, Any]:
+        entry = {"id": f"bk_{self._next_booking:04d}", **entry}
+        self._next_booking += 1
+        room.requests.append(entry)
+        self._record(str(entry["kind"]), room.number, **{k: v for k, v in entry.items() if k != "kind"})
+        return {"room": room.number, **entry}

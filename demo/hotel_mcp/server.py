@@ -12,7 +12,10 @@ import hmac
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
+from urllib.parse import parse_qs
 
+import anyio
+import anyio.to_thread
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
@@ -20,11 +23,12 @@ from mcp.types import ToolAnnotations
 from pydantic import Field
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from demo.hotel_mcp.hotel import SCENES, SUPPORTED_CURRENCIES, Hotel, HotelError
+from demo.hotel_mcp.hotel import HOUSEKEEPING_ITEMS, SCENES, SUPPORTED_CURRENCIES, Hotel, HotelError, HousekeepingItem
+from demo.hotel_mcp.state_page import render_state
 
 API_KEY_HEADER = "x-api-key"
 DEFAULT_API_KEY = "hotel-demo-key"
@@ -92,7 +96,8 @@ def build_mcp(hotel: Hotel) -> MCPServer:
             Literal["off", "night", "relax", "reading", "bright"] | None, Field(description="A named scene.")
         ] = None,
     ) -> dict[str, Any]:
-        return run(hotel.set_lighting, room, level=level, scene=scene)
+        # Over MQTT this waits for the broker to confirm, so it runs off the event loop.
+        return await anyio.to_thread.run_sync(lambda: run(hotel.set_lighting, room, level=level, scene=scene))
 
     @mcp.tool(
         description=(
@@ -172,7 +177,83 @@ def build_mcp(hotel: Hotel) -> MCPServer:
     ) -> dict[str, Any]:
         return run(hotel.schedule_late_checkout, room, time_of_day=time)
 
+    _concierge_tools(mcp, hotel, run)
     return mcp
+
+
+def _concierge_tools(mcp: MCPServer, hotel: Hotel, run: Any) -> None:
+    @mcp.tool(
+        description=(
+            "Move the guests of a room to another room (a vacant one of the same kind unless `to_room` names "
+            "one), with their folio and checkout; e.g. for noise, a broken air conditioner, or an upgrade."
+        ),
+        annotations=ToolAnnotations(
+            title="Move room", read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False
+        ),
+    )
+    async def move_room(
+        room: RoomNumber,
+        to_room: Annotated[str | None, Field(description="The room to move to, e.g. '1206'.")] = None,
+        reason: Annotated[str | None, Field(description="Why the guests move, for the log.")] = None,
+    ) -> dict[str, Any]:
+        return run(hotel.move_room, room, to_room=to_room, reason=reason)
+
+    @mcp.tool(
+        description=f"Ask housekeeping to bring something to a room: {', '.join(HOUSEKEEPING_ITEMS)}.",
+        annotations=ToolAnnotations(
+            title="Request housekeeping",
+            read_only_hint=False,
+            destructive_hint=False,
+            idempotent_hint=False,
+            open_world_hint=False,
+        ),
+    )
+    async def request_housekeeping(
+        room: RoomNumber,
+        item: Annotated[HousekeepingItem, Field(description="What to bring, e.g. 'towels'.")],
+        quantity: Annotated[int, Field(ge=1, le=6, description="How many, 1-6.")] = 1,
+    ) -> dict[str, Any]:
+        return run(hotel.request_housekeeping, room, item=item, quantity=quantity)
+
+    @mcp.tool(
+        description="Book a taxi for a guest of the room: pickup time, destination, optionally the day and passenger.",
+        # The taxi company is an outside system; a second call books a second taxi.
+        annotations=ToolAnnotations(
+            title="Book taxi", read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True
+        ),
+    )
+    async def book_taxi(
+        room: RoomNumber,
+        pickup_time: Annotated[str, Field(description="Pickup time, HH:MM (24 h), e.g. '07:30'.")],
+        destination: Annotated[str, Field(min_length=1, description="Where to, e.g. 'the airport'.")],
+        day: Annotated[str | None, Field(description="Pickup day, YYYY-MM-DD; today when omitted.")] = None,
+        passenger: Annotated[str | None, Field(description="The guest's name, as checked in.")] = None,
+    ) -> dict[str, Any]:
+        return run(
+            hotel.book_taxi, room, pickup_time=pickup_time, destination=destination, day=day, passenger=passenger
+        )
+
+    @mcp.tool(
+        description="Schedule a wake-up call to the room's phone at a time, optionally on a given day.",
+        annotations=ToolAnnotations(
+            title="Schedule wake-up call",
+            read_only_hint=False,
+            destructive_hint=False,
+            idempotent_hint=False,
+            open_world_hint=False,
+        ),
+    )
+    async def schedule_wake_up_call(
+        room: RoomNumber,
+        time: Annotated[str, Field(description="HH:MM (24 h), e.g. '06:45'.")],
+        day: Annotated[str | None, Field(description="YYYY-MM-DD; the next such time when omitted.")] = None,
+    ) -> dict[str, Any]:
+        return run(hotel.schedule_wake_up_call, room, time_of_day=time, day=day)
+
+
+def _query_key(scope: Scope) -> bytes | None:
+    values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("key")
+    return values[0].encode() if values else None
 
 
 class RequireApiKey:
@@ -185,6 +266,9 @@ class RequireApiKey:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             given = dict(scope["headers"]).get(API_KEY_HEADER.encode())
+            if given is None and scope["path"] == "/state" and scope["method"] == "GET":
+                # A browser cannot send a header when someone opens the state page: `?key=` there only.
+                given = _query_key(scope)
             if given is None or not hmac.compare_digest(given, self.api_key):
                 message = "Missing X-API-Key header." if given is None else "Invalid X-API-Key."
                 body = {"error": {"type": "unauthorized", "code": "invalid_api_key", "message": message}}
@@ -205,11 +289,14 @@ def create_app(api_key: str, *, hotel: Hotel | None = None, host: str = "127.0.0
     streamable = mcp.streamable_http_app(streamable_http_path="/mcp", transport_security=security, host=host)
     sse = mcp.sse_app(sse_path="/sse", message_path="/messages/", transport_security=security, host=host)
 
-    async def state(request: Request) -> JSONResponse:
+    async def state(request: Request) -> Response:
+        # A browser (Accept: text/html) gets the page a person reads; everything else the JSON.
+        if "text/html" in request.headers.get("accept", ""):
+            return HTMLResponse(render_state(hotel.snapshot()))
         return JSONResponse(hotel.snapshot())
 
     async def reset(request: Request) -> JSONResponse:
-        hotel.reset()
+        await anyio.to_thread.run_sync(hotel.reset)
         return JSONResponse(hotel.snapshot())
 
     routes: list[BaseRoute] = [

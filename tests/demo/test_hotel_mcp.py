@@ -64,6 +64,10 @@ async def test_tools_are_listed_with_annotations_that_match_what_they_do(hotel_m
         "issue_refund",
         "add_minibar_credit",
         "schedule_late_checkout",
+        "move_room",
+        "request_housekeeping",
+        "book_taxi",
+        "schedule_wake_up_call",
     }
     hints = {
         name: (t.annotations.read_only_hint, t.annotations.destructive_hint, t.annotations.idempotent_hint)
@@ -76,8 +80,12 @@ async def test_tools_are_listed_with_annotations_that_match_what_they_do(hotel_m
     assert hints["issue_refund"] == (False, True, False)
     assert hints["add_minibar_credit"] == (False, False, False)
     assert hints["schedule_late_checkout"] == (False, False, True)
-    # Only the refund leaves the hotel's own systems (the payment processor).
-    assert [n for n, t in tools.items() if t.annotations.open_world_hint] == ["issue_refund"]
+    assert hints["move_room"] == (False, True, False)
+    assert hints["request_housekeeping"] == (False, False, False)
+    assert hints["book_taxi"] == (False, False, False)
+    assert hints["schedule_wake_up_call"] == (False, False, False)
+    # Only the refund (the payment processor) and the taxi (the taxi company) leave the hotel's own systems.
+    assert sorted(n for n, t in tools.items() if t.annotations.open_world_hint) == ["book_taxi", "issue_refund"]
     assert all(t.annotations.title and t.description for t in tools.values())
     refund = tools["issue_refund"].input_schema
     assert refund["required"] == ["room", "amount", "currency", "reason"]
@@ -169,6 +177,13 @@ async def test_schedule_late_checkout_moves_checkout(hotel_mcp):
         ("schedule_late_checkout", {"room": "1204", "time": "10:00"}, "must be after"),
         ("schedule_late_checkout", {"room": "1204", "time": "20:00"}, "until 18:00"),
         ("schedule_late_checkout", {"room": "1204", "time": "noonish"}, "not a time of day"),
+        ("move_room", {"room": "1206"}, "no guest checked in"),
+        ("move_room", {"room": "1204", "to_room": "1205"}, "Room 1205 is occupied"),
+        ("request_housekeeping", {"room": "1204", "item": "champagne"}, "towels"),
+        ("request_housekeeping", {"room": "1204", "item": "towels", "quantity": 40}, "less than or equal to 6"),
+        ("book_taxi", {"room": "1204", "pickup_time": "7", "destination": "airport"}, "not a time of day"),
+        ("book_taxi", {"room": "1204", "pickup_time": "07:00", "destination": "x", "passenger": "Bob"}, "not a guest"),
+        ("schedule_wake_up_call", {"room": "1204", "time": "06:30", "day": "tomorrow"}, "not a date"),
     ],
 )
 async def test_invalid_input_is_a_tool_error_that_changes_nothing(hotel_mcp, name, arguments, message):
@@ -222,3 +237,30 @@ async def test_mcp_client_without_the_right_key_cannot_connect(hotel_mcp, transp
             await client.call_tool("unlock_door", {"room": "1204"})
 
     assert hotel_mcp.state()["rooms"]["1204"]["door_locked"] is True
+
+
+async def test_move_room_takes_the_stay_to_a_vacant_room_of_the_same_kind(hotel_mcp):
+    before = hotel_mcp.state()["rooms"]["0812"]
+
+    moved = await call(hotel_mcp, "move_room", {"room": "0812", "reason": "noisy neighbours"})
+
+    rooms = hotel_mcp.state()["rooms"]
+    assert moved == {"from_room": "0812", "to_room": "1206", "kind": "standard queen", "guests": ["Aiko Tanaka"]}
+    assert rooms["1206"]["guests"] == ["Aiko Tanaka"]
+    assert rooms["1206"]["folio"]["balance"] == before["folio"]["balance"]
+    assert rooms["0812"]["guests"] == [] and rooms["0812"]["folio"]["charges"] == []
+
+
+async def test_concierge_requests_are_kept_on_the_room(hotel_mcp):
+    await call(hotel_mcp, "request_housekeeping", {"room": "1205", "item": "towels", "quantity": 2})
+    taxi = await call(
+        hotel_mcp,
+        "book_taxi",
+        {"room": "1410", "pickup_time": "6:15", "destination": "the airport", "day": "2026-12-04"},
+    )
+    await call(hotel_mcp, "schedule_wake_up_call", {"room": "1410", "time": "05:45"})
+
+    rooms = hotel_mcp.state()["rooms"]
+    assert rooms["1205"]["requests"] == [{"id": "bk_0001", "kind": "housekeeping", "item": "towels", "quantity": 2}]
+    assert taxi["passenger"] == "Marco Bellini" and taxi["pickup_time"] == "06:15"
+    assert [r["kind"] for r in rooms["1410"]["requests"]] == ["taxi", "wake_up_call"]

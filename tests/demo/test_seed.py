@@ -43,7 +43,7 @@ def test_it_keeps_the_guests_tokens_and_passwords_that_are_still_good(db, settin
     settings.VAR_DIR = tmp_path
     first = run()
     tokens = json.loads((tmp_path / "demo-guests.json").read_text())
-    assert sorted(tokens) == ["Room 1204", "Room 1205", "Room 1410"]
+    assert sorted(tokens) == ["Room 0812", "Room 1102", "Room 1204", "Room 1205", "Room 1410", "Room 1501"]
     assert {ClientToken.objects.for_plaintext(t).label for t in tokens.values()} == set(tokens)
     assert ClientToken.objects.get(label="Room 1205").metadata == {"room": "1205"}
     hotel = McpServer.objects.get(label="hotel")
@@ -55,7 +55,7 @@ def test_it_keeps_the_guests_tokens_and_passwords_that_are_still_good(db, settin
 
     assert run().splitlines()[:4] == first.splitlines()[:4]  # the same passwords
     assert json.loads((tmp_path / "demo-guests.json").read_text()) == tokens
-    assert ClientToken.objects.count() == 3 and McpServer.objects.count() == 1
+    assert ClientToken.objects.count() == 6 and McpServer.objects.count() == 1
 
     ClientToken.objects.filter(label="Room 1410").delete()
     run()

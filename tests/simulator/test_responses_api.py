@@ -57,7 +57,7 @@ def test_a_tool_call_needing_approval_lists_tools_and_asks(sim, hotel_mcp):
     listing, request = items(response)
     assert listing.id.startswith("mcpl_") and listing.server_label == "hotel_ops" and listing.error is None
     assert {t.name: t.annotations["read_only"] for t in listing.tools}["lookup_folio"] is True
-    assert len(listing.tools) == 7
+    assert len(listing.tools) == 11
     assert request.id.startswith("mcpr_")
     assert (request.name, json.loads(request.arguments)) == ("unlock_door", {"room": "1204", "reason": "locked out"})
     assert hotel_mcp.state()["rooms"]["1204"]["door_locked"] is True
