@@ -13,8 +13,11 @@ AppConfig.ready(). Nothing listens to audit rows to make things happen.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -166,10 +169,55 @@ def request_changed(request_id: int) -> bool:
     return send_request(req)
 
 
+class _LastSent:
+    """What this process last told the dashboards of each request, as a digest of the card without
+    its clock, so that one change reaches them as one frame (issue 16.7). Several after-commit
+    callbacks of one transaction may each re-send a request (a Responses run's step records the
+    tool call, then closes the session and re-sends every card of it): each reloads the request
+    after the commit, so all but the first would send the same card again. A card that did not
+    change is news to nobody: a dashboard that (re)connects gets a snapshot anyway."""
+
+    SIZE = 4096
+
+    def __init__(self) -> None:
+        self.digests: OrderedDict[int, str] = OrderedDict()
+        self.lock = threading.Lock()
+
+    @staticmethod
+    def digest(card: dict[str, Any], message: dict[str, Any]) -> str:
+        # seconds_left is the clock (each dashboard counts down by itself), not a change.
+        unclocked = {k: v for k, v in card.items() if k != "seconds_left"}
+        parts = [unclocked, message["audience"], message.get("earlier_audience")]
+        text = json.dumps(parts, sort_keys=True, default=str)
+        return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+    def is_news(self, request_id: int, digest: str) -> bool:
+        with self.lock:
+            return self.digests.get(request_id) != digest
+
+    def sent(self, request_id: int, digest: str) -> None:
+        with self.lock:
+            self.digests[request_id] = digest
+            self.digests.move_to_end(request_id)
+            while len(self.digests) > self.SIZE:
+                self.digests.popitem(last=False)
+
+
+_last_sent = _LastSent()
+
+
 def send_request(req: ApprovalRequest) -> bool:
-    """Tell every dashboard this request's state (`req` loaded with for_one() or for_display())."""
-    message = request_changed_message(req.to_dict(), audience=req.audience, earlier_audience=req.earlier_audience())
-    return _group_send(DASHBOARD, message)
+    """Tell every dashboard this request's state (`req` loaded with for_one() or for_display()),
+    unless this process already told them exactly this (then True: they know it)."""
+    card = req.to_dict()
+    message = request_changed_message(card, audience=req.audience, earlier_audience=req.earlier_audience())
+    digest = _last_sent.digest(card, message)
+    if not _last_sent.is_news(req.pk, digest):
+        return True
+    sent = _group_send(DASHBOARD, message)
+    if sent:  # a send that failed (Redis away) must be tried again by the next change or sweep
+        _last_sent.sent(req.pk, digest)
+    return sent
 
 
 def relay_decision(*, session_id: int, request_id: int, decision: dict[str, Any] | None = None) -> bool:
