@@ -1,0 +1,62 @@
+"""What the two official-SDK end-to-end tests share: the hotel stack (Daphne with the relay, a
+Celery worker, the simulator standing in for OpenAI, the hotel MCP server registered as "hotel"),
+a staff decision over HTTP as a logged-in person, and reading the replies a guest got."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import pytest
+
+from approvals import services
+from approvals.models import ApprovalRequest
+from tests.e2e.test_browser_approval import SIM_KEY
+from tests.e2e.test_relay_processes import Staff, wait_until
+
+UNLOCK = 'call hotel unlock_door {"room": "1204"}'
+DENIAL_REASON = "Please come to the front desk with your ID"
+
+
+@pytest.fixture
+def hotel_stack(stack, sim_url, hotel_mcp, alice, tmp_path):
+    """The stack with the hotel registered (and probed, so the registry knows its tools)."""
+    hotel_mcp.reset()
+    server, _ = services.register_mcp_server(label="hotel", url=hotel_mcp.mcp_url, headers=hotel_mcp.headers)
+    assert services.probe_mcp_server(server, by=None).ok
+    env = {"OPENAI_BASE_URL": sim_url, "OPENAI_API_KEY": SIM_KEY}
+    web = stack.web(**env)
+    stack.worker(**env)
+    return web, hotel_mcp
+
+
+def guest_token() -> str:
+    _, token = services.issue_token(label="Room 1204", metadata={"room": "1204"})
+    return token
+
+
+def staff_decides(web_url: str, password: str, decision: str) -> ApprovalRequest:
+    """Alice, logged in, decides the guest's unlock_door request on the dashboard's endpoint."""
+    req = wait_until(
+        lambda: ApprovalRequest.objects.filter(tool_name="unlock_door", status="pending").first(),
+        60,
+        "the guest's unlock_door request on the dashboard",
+    )
+    reason = DENIAL_REASON if decision == "deny" else ""
+    response = Staff(web_url, "alice", password).decide(req.pk, decision, reason)
+    assert response.status_code == 200, response.text
+    return req
+
+
+def assistant_replies(events: Iterable[dict[str, Any]]) -> list[str]:
+    """The text of each assistant message in each `response.done` the guest received, in order:
+    one entry per reply the guest heard."""
+    replies = []
+    for event in events:
+        if event.get("type") != "response.done":
+            continue
+        for item in event["response"].get("output") or []:
+            if item.get("type") == "message" and item.get("role") == "assistant":
+                parts = item.get("content") or []
+                replies.append(" ".join(p.get("transcript") or p.get("text") or "" for p in parts))
+    return replies
