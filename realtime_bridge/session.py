@@ -57,7 +57,8 @@ class FollowUp:
     - Otherwise the relay sends its own once no response is active (never while one is:
       `conversation_already_has_active_response`). A client `response.create` that arrives
       while the relay's follow-up is on its way or running is the same request come late: it is
-      absorbed (not sent upstream), and the client sees the relay's response instead.
+      absorbed (not sent upstream), and the client sees the relay's response instead. A second
+      call that finishes while the relay's reply runs gets another reply right after it.
 
     States: None (nothing owed), "waiting" (in the grace window), "wanted" (the relay will send
     when no response is active), "requested" (sent, not yet created), "ours" (running).
@@ -68,6 +69,7 @@ class FollowUp:
         self.response_active = False
         self.state: str | None = None
         self.done_for: set[str] = set()
+        self.again = False
 
     def want(self, approval_request_id: str) -> bool:
         """A reply is owed for this request; True when a grace window starts (the caller times it)."""
@@ -75,7 +77,10 @@ class FollowUp:
             return False
         self.done_for.add(approval_request_id)
         if self.state in ("requested", "ours"):
-            return False  # the relay's reply is already coming; it covers this call too
+            # A second call finished while the relay's reply to the first is on its way: that
+            # reply may not know of it, so another follows once it is done.
+            self.again = True
+            return False
         self.state = "waiting"
         return True
 
@@ -105,7 +110,8 @@ class FollowUp:
         elif kind == "response.done":
             self.response_active = False
             if self.state == "ours":
-                self.state = None
+                self.state = "wanted" if self.again else None
+                self.again = False
         elif kind == "error":
             if (event.get("error") or {}).get("code") == "conversation_already_has_active_response":
                 self.response_active = True

@@ -158,6 +158,15 @@ def test_the_rule_step_by_step():
     assert f.state is None
 
     f = FollowUp(grace=1)
+    f.want("d")
+    f.grace_over()
+    assert f.should_send()
+    f.observe("response.created", {"response": {"conversation_id": "conv_1"}})
+    assert not f.want("e")  # a second call finished while the relay's reply runs
+    f.observe("response.done", {})
+    assert f.should_send()  # so another reply follows, at once
+
+    f = FollowUp(grace=1)
     f.want("c")
     f.grace_over()
     f.response_active = True  # a response is running: wait for its end
