@@ -1,5 +1,5 @@
-"""What the two official-SDK end-to-end tests share: the hotel stack (Daphne with the relay, a
-Celery worker, the simulator standing in for OpenAI, the hotel MCP server registered as "hotel"),
+"""What the official-SDK end-to-end tests share: the hotel stack (Daphne with the relay and the
+dashboard, the simulator standing in for OpenAI, the hotel MCP server registered as "hotel"),
 a staff decision over HTTP as a logged-in person, and reading the replies a guest got."""
 
 from __future__ import annotations
@@ -25,8 +25,10 @@ def hotel_stack(stack, sim_url, hotel_mcp, alice, tmp_path):
     server, _ = services.register_mcp_server(label="hotel", url=hotel_mcp.mcp_url, headers=hotel_mcp.headers)
     assert services.probe_mcp_server(server, by=None).ok
     env = {"OPENAI_BASE_URL": sim_url, "OPENAI_API_KEY": SIM_KEY}
+    # Daphne alone carries these flows: the relay, the dashboard's decision and its nudge. No Celery
+    # worker: nothing here waits on a task (a deadline is minutes away), and on a loaded machine a
+    # worker takes a minute to start.
     web = stack.web(**env)
-    stack.worker(**env)
     return web, hotel_mcp
 
 
