@@ -275,8 +275,8 @@ class RelayGate:
         ]
         if event is None:
             return None, errors
-        if event["type"] == "response.create" and self.core is not None:
-            self.core.followup.response_active = True
+        if event["type"] == "response.create" and self.core is not None and not self.core.client_response_create():
+            return None, errors  # the relay's own follow-up is already giving that reply (session.FollowUp)
         # Re-serialised, never the raw text: upstream must see exactly what was checked here.
         return protocol.dumps(event), errors
 

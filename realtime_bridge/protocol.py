@@ -173,12 +173,30 @@ class Refusal(Exception):
         self.param = param
 
 
-def split_tools(tools: Any) -> tuple[list[Any], int]:
-    """A client's tools without its `mcp` entries, and how many were removed."""
+def split_tools(tools: Any, registered_labels: frozenset[str] = frozenset()) -> tuple[list[Any], list[str]]:
+    """A client's tools without its `mcp` entries, and the labels of the removed entries that name
+    no registered server (an entry for a registered label is dropped silently: the registry's own
+    entry, with its URL, credentials and compiled policy, is put in its place)."""
     if not isinstance(tools, list):
-        return tools, 0
-    kept = [t for t in tools if not (isinstance(t, dict) and t.get("type") == "mcp")]
-    return kept, len(tools) - len(kept)
+        return tools, []
+    kept, unknown = [], []
+    for tool in tools:
+        if isinstance(tool, dict) and tool.get("type") == "mcp":
+            label = tool.get("server_label")
+            if label not in registered_labels:
+                unknown.append(str(label or ""))
+        else:
+            kept.append(tool)
+    return kept, unknown
+
+
+def _unknown_labels_refusal(unknown: list[str], where: str) -> Refusal:
+    names = ", ".join(repr(label) for label in unknown)
+    return Refusal(
+        f"MCP servers are configured by Countersign; {names} is not a registered server_label and was ignored.",
+        code="mcp_tool_not_allowed",
+        param=f"{where}.tools",
+    )
 
 
 def sanitize_client_event(
@@ -188,38 +206,26 @@ def sanitize_client_event(
 
     Returns the event to send and the refusals to report. Raises Refusal when nothing of the
     event may pass. A client can never approve its own request, nor add an MCP server or a
-    header of its own (DESIGN.md): its `mcp` tools are dropped (the rest of its update
-    passes) and the registered servers are put in their place.
+    header of its own (DESIGN.md): its `mcp` tools are dropped (the rest of its update passes)
+    and the registered servers are put in their place. An `mcp` tool that names a registered
+    server (agents-js's `hostedMcpTool` with that `serverLabel`) is the client asking for that
+    server: it is served from the registry without a word, whatever URL, headers or
+    require_approval the client gave (docs/agents-js.md). Any other label is refused.
     """
     kind = event.get("type")
     refusals: list[Refusal] = []
-    if kind == "session.update":
-        session = event.get("session")
-        if isinstance(session, dict) and "tools" in session:
-            kept, removed = split_tools(session["tools"])
-            if removed:
-                refusals.append(
-                    Refusal(
-                        "MCP servers are configured by Countersign; the session's own mcp tools were ignored.",
-                        code="mcp_tool_not_allowed",
-                        param="session.tools",
-                    )
-                )
-            if isinstance(kept, list):
-                session["tools"] = kept + registered_tools
-    elif kind == "response.create":
-        response = event.get("response")
-        if isinstance(response, dict) and "tools" in response:
-            kept, removed = split_tools(response["tools"])
-            if removed:
-                refusals.append(
-                    Refusal(
-                        "MCP servers are configured by Countersign; the response's own mcp tools were ignored.",
-                        code="mcp_tool_not_allowed",
-                        param="response.tools",
-                    )
-                )
-                response["tools"] = kept + registered_tools
+    labels = frozenset(str(t.get("server_label")) for t in registered_tools if t.get("type") == "mcp")
+    if kind in ("session.update", "response.create"):
+        where = "session" if kind == "session.update" else "response"
+        body = event.get(where)
+        if isinstance(body, dict) and "tools" in body:
+            kept, unknown = split_tools(body["tools"], labels)
+            if unknown:
+                refusals.append(_unknown_labels_refusal(unknown, where))
+            # section 3.2: a session's tools array is replaced as a whole, so the registered
+            # servers go in with every update; a response's only when it named MCP servers.
+            if isinstance(kept, list) and (kind == "session.update" or len(kept) != len(body["tools"])):
+                body["tools"] = kept + registered_tools
     elif kind == "conversation.item.create":
         item = event.get("item")
         if isinstance(item, dict) and item.get("type") in SERVER_ONLY_ITEM_TYPES:

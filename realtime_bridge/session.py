@@ -35,24 +35,93 @@ Forward = Callable[[str, dict[str, Any] | None], Awaitable[None]]
 FailureHook = Callable[[str, BaseException], None]
 
 
-class FollowUp:
-    """When to send `response.create` so the model tells the guest what happened.
+# How long the relay waits, after a tool call finished or a denial went upstream, for a
+# response the client (or the server) starts itself, before it asks for one (docs/agents-js.md,
+# "One reply"). agents-js answers the mcp_call's conversation.item.done at once, so the window
+# needs to cover one client round trip, not a human; a client that never asks hears the
+# outcome this much later.
+FOLLOWUP_GRACE_SECONDS = 0.75
 
-    Never while a response is active (`conversation_already_has_active_response`, section 5.5),
-    once per approval request, and not at all if the model already spoke after the tool call
-    (the `held` profile, where the answer comes inside the same response).
+
+class FollowUp:
+    """Whether and when the relay sends `response.create` so that the model tells the guest
+    what happened after a tool call: exactly one reply, whoever asks for it.
+
+    The rule (documented in docs/agents-js.md and REALTIME_PROTOCOL.md sections 5.1 and 5.5):
+    - A tool call that finished (the `mcp_call` item is done) or a denial the relay sent owes the
+      guest one reply, once per approval request.
+    - For `grace` seconds the relay waits: if the client sends its own `response.create`
+      (agents-js does, `automaticallyTriggerResponseForMcpToolCalls`), or any response starts
+      upstream (server VAD, a sideband's client), or the model already speaks after the call
+      (the `held` profile), the reply is theirs and the relay sends nothing.
+    - Otherwise the relay sends its own once no response is active (never while one is:
+      `conversation_already_has_active_response`). A client `response.create` that arrives
+      while the relay's follow-up is on its way or running is the same request come late: it is
+      absorbed (not sent upstream), and the client sees the relay's response instead. A second
+      call that finishes while the relay's reply runs gets another reply right after it.
+
+    States: None (nothing owed), "waiting" (in the grace window), "wanted" (the relay will send
+    when no response is active), "requested" (sent, not yet created), "ours" (running).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, grace: float = FOLLOWUP_GRACE_SECONDS) -> None:
+        self.grace = grace
         self.response_active = False
-        self.state: str | None = None  # None | "wanted" | "requested"
+        self.state: str | None = None
         self.done_for: set[str] = set()
+        self.again = False
 
-    def want(self, approval_request_id: str) -> None:
+    def want(self, approval_request_id: str) -> bool:
+        """A reply is owed for this request; True when a grace window starts (the caller times it)."""
         if approval_request_id in self.done_for:
-            return
+            return False
         self.done_for.add(approval_request_id)
-        self.state = "wanted"
+        if self.state in ("requested", "ours"):
+            # A second call finished while the relay's reply to the first is on its way: that
+            # reply may not know of it, so another follows once it is done.
+            self.again = True
+            return False
+        self.state = "waiting"
+        return True
+
+    def grace_over(self) -> None:
+        if self.state == "waiting":
+            self.state = "wanted"
+
+    def client_response_create(self) -> bool:
+        """The client sent `response.create`: True to pass it upstream, False to absorb it."""
+        if self.state in ("requested", "ours"):
+            return False
+        if self.state in ("waiting", "wanted"):
+            self.state = None  # the client asked for the reply itself
+        self.response_active = True
+        return True
+
+    def observe(self, kind: str | None, event: dict[str, Any]) -> None:
+        """Track an upstream event: the response lifecycle and the model speaking."""
+        if kind == "response.created":
+            self.response_active = True
+            if self.state == "requested":
+                self.state = "ours"
+            elif self.state in ("waiting", "wanted") and (event.get("response") or {}).get("conversation_id", ""):
+                # A response someone else started in the conversation (the client's, server VAD,
+                # a sideband's client) gives the reply; an out-of-band one (no conversation) does not.
+                self.state = None
+        elif kind == "response.done":
+            self.response_active = False
+            if self.state == "ours":
+                self.state = "wanted" if self.again else None
+                self.again = False
+        elif kind == "error":
+            if (event.get("error") or {}).get("code") == "conversation_already_has_active_response":
+                self.response_active = True
+                if self.state == "requested":
+                    self.state = "wanted"  # ours was refused: try again after response.done
+        elif kind == "conversation.item.done":
+            item = event.get("item") or {}
+            spoke = item.get("type") == "message" and item.get("role") == "assistant"
+            if spoke and self.state in ("waiting", "wanted"):
+                self.state = None  # the model already spoke after the tool call
 
     def should_send(self) -> bool:
         if self.state == "wanted" and not self.response_active:
@@ -80,11 +149,14 @@ class UpstreamSession:
         db: DbCall = database_sync_to_async,
         poll: bool = True,
         on_failure: FailureHook | None = None,
+        followup_grace: float | None = None,
     ) -> None:
         """`db`: how database work leaves the event loop. `poll`: whether this session polls the
         outbox itself (the sideband bridge polls for all its sessions at once instead).
         `on_failure` (stage, error), when set, is told of an event the database worker could not
-        apply, and the worker stops; without it the error is logged and the worker goes on."""
+        apply, and the worker stops; without it the error is logged and the worker goes on.
+        `followup_grace`: seconds to wait for someone else's reply after a tool call (FollowUp;
+        None: FOLLOWUP_GRACE_SECONDS)."""
         self.upstream = upstream
         self.session_id = session_id
         self.name = name
@@ -92,7 +164,9 @@ class UpstreamSession:
         self.poll = poll
         self.on_failure = on_failure
         self.closing = False
-        self.followup = FollowUp()
+        self.followup = FollowUp(FOLLOWUP_GRACE_SECONDS if followup_grace is None else followup_grace)
+        self._grace_timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
         self.undelivered: set[str] = set()
         self.sent_ids: set[int] = set()
         self.db_queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
@@ -128,41 +202,65 @@ class UpstreamSession:
                 event = None
             if not isinstance(event, dict):
                 event = None
+            if event is not None:
+                # Before the client sees the frame: its answer to it (agents-js's response.create
+                # after an mcp_call) must find the follow-up already owed (FollowUp).
+                self.observe(event.get("type"), event)
             if forward is not None:
                 await forward(frame, event)
             if event is not None:
                 try:
-                    await self.handle(event.get("type"), event)
+                    await self.send_followup()
                 except client.UpstreamClosed as closed:
                     return closed  # closed under the follow-up response.create
 
     async def handle(self, kind: str | None, event: dict[str, Any]) -> None:
+        """`observe` the event, then send the follow-up if one is due now."""
+        self.observe(kind, event)
+        await self.send_followup()
+
+    def observe(self, kind: str | None, event: dict[str, Any]) -> None:
         """Queue the event for the database if a handler wants it, and track the response
-        lifecycle and the items that call for a follow-up response."""
+        lifecycle and the items that owe the guest a reply (FollowUp)."""
         if kind in handlers.HANDLED_TYPES:
             self.db_queue.put_nowait(event)
-        followup = self.followup
-        if kind == "response.created":
-            followup.response_active = True
-            if followup.state == "requested":
-                followup.state = None
-        elif kind == "response.done":
-            followup.response_active = False
-        elif kind == "error":
-            if (event.get("error") or {}).get("code") == "conversation_already_has_active_response":
-                followup.response_active = True
-                if followup.state == "requested":
-                    followup.state = "wanted"  # ours was refused: try again after response.done
-        elif kind == "conversation.item.done":
+        self.followup.observe(kind, event)
+        if kind == "conversation.item.done":
             item = event.get("item") or {}
             if item.get("type") == "mcp_approval_request" and item.get("id"):
                 self.undelivered.add(str(item["id"]))
             elif item.get("type") == "mcp_call" and item.get("approval_request_id"):
-                followup.want(str(item["approval_request_id"]))
-            elif item.get("type") == "message" and item.get("role") == "assistant" and followup.state == "wanted":
-                followup.state = None  # the model already spoke after the tool call
-        if followup.should_send():
+                self._want_followup(str(item["approval_request_id"]))
+
+    def _want_followup(self, approval_request_id: str) -> None:
+        if self.followup.want(approval_request_id):
+            if self._grace_timer is not None:
+                self._grace_timer.cancel()
+            self._grace_timer = asyncio.get_running_loop().call_later(self.followup.grace, self._grace_over)
+
+    def _grace_over(self) -> None:
+        self._grace_timer = None
+        self.followup.grace_over()
+        if self.followup.state == "wanted" and not self.closing:
+            task = asyncio.create_task(self._send_followup_quietly())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _send_followup_quietly(self) -> None:
+        try:
+            await self.send_followup()
+        except client.UpstreamClosed:
+            pass  # the reader sees the close too and ends the session
+        except Exception:
+            log.exception("%s: session %s could not send the follow-up response", self.name, self.session_id)
+
+    async def send_followup(self) -> None:
+        if self.followup.should_send():
             await self.upstream.send(protocol.response_create_event())
+
+    def client_response_create(self) -> bool:
+        """The client sent `response.create`: True to pass it upstream (FollowUp)."""
+        return self.followup.client_response_create()
 
     async def _db_worker(self) -> None:
         """Apply upstream events to the database in order, without holding up the reading."""
@@ -230,10 +328,8 @@ class UpstreamSession:
             sent.append(decision.request_id)
             self.undelivered.discard(decision.approval_request_id)
             if not decision.approve:
-                # No tool runs, so no mcp_call may ever come: ask the model to tell the guest.
-                self.followup.want(decision.approval_request_id)
-        if sent and self.followup.should_send():
-            await self.upstream.send(protocol.response_create_event())
+                # No tool runs, so an mcp_call may never come: the guest is owed a reply now.
+                self._want_followup(decision.approval_request_id)
         if sent:
             await self.db(outbound.mark_sent)(sent)
 
@@ -245,6 +341,8 @@ class UpstreamSession:
         self.closing = True
         if self._poll_task is not None:
             self._poll_task.cancel()
+        if self._grace_timer is not None:
+            self._grace_timer.cancel()
         await self.upstream.close(code=1000, reason=reason)
         if self._db_task is not None:
             self.db_queue.put_nowait(None)

@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import argparse
 import os
+import typing
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-KNOWN_MODELS = (
-    "gpt-realtime",
-    "gpt-realtime-2",
-    "gpt-realtime-mini",
-    "gpt-realtime-2025-08-28",
-    "gpt-4o-realtime-preview",
-    "gpt-4o-mini-realtime-preview",
-)
+
+def _sdk_realtime_models() -> tuple[str, ...]:
+    """The Realtime model names the pinned openai SDK knows (its session type's `model` literal),
+    so that the simulator accepts what the SDK offers and follows each new release by itself."""
+    from openai.types.realtime.realtime_session_create_request import RealtimeSessionCreateRequest
+
+    names: list[str] = []
+    for arg in typing.get_args(RealtimeSessionCreateRequest.model_fields["model"].annotation):
+        for name in typing.get_args(arg):
+            if isinstance(name, str) and name not in names:
+                names.append(name)
+    return tuple(names)
+
+
+KNOWN_MODELS = _sdk_realtime_models()
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "approval_profile": ("split", "held"),
@@ -23,7 +31,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "no_approval_autospeak": ("on", "off"),
     "list_fail": ("off", "failed", "failed_with_error"),
     "tool_result": ("ok", "protocol_error", "tool_execution_error", "http_error"),
-    "deny_behavior": ("silent", "mcp_call_error"),
+    "deny_behavior": ("mcp_call_error", "silent"),
 }
 # The statuses a Responses API fault may answer with: what OpenAI answers when it is rate
 # limited, fails, or is overloaded (REALTIME_PROTOCOL.md does not cover them; OpenAI's error docs).
@@ -50,8 +58,9 @@ class SimulatorConfig:
     list_fail: str = "off"
     # Force the outcome of tools/call instead of calling the real MCP server's result through.
     tool_result: str = "ok"
-    # After a denial: send nothing more (silent) or an mcp_call item.done with an error.
-    deny_behavior: str = "silent"
+    # After a denial: an mcp_call item.done with an error (default: the call ends as finished, what
+    # agents-js and the console read as the end of the call), or nothing more (silent).
+    deny_behavior: str = "mcp_call_error"
     # Also send response.output_item.done for the mcp_call after approval (section 5.2 knob).
     mcp_call_output_item_done: bool = False
     # Validate every server event strictly against the openai SDK's types before sending it; an

@@ -168,6 +168,7 @@ def merge_session(
     if "tools" in update:
         _, resolved = resolve_tools(update["tools"], definitions, f"{path}.tools")
     _check_types(RealtimeSessionCreateRequest, {**update, "type": "realtime"}, path)
+    _check_noise_reduction(update, path)
     merged = copy.deepcopy(current)
     for key, value in update.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict) and key != "tool_choice":
@@ -177,10 +178,26 @@ def merge_session(
     return merged, resolved
 
 
+def _check_noise_reduction(update: dict[str, Any], path: str) -> None:
+    """openai 3.60: "When you supply a `noise_reduction` object, you must set `type` to `near_field`
+    or `far_field`" (null turns it off). The SDK's type leaves `type` optional, so it is checked here."""
+    audio = update.get("audio")
+    audio_input = audio.get("input") if isinstance(audio, dict) else None
+    reduction = audio_input.get("noise_reduction") if isinstance(audio_input, dict) else None
+    if isinstance(reduction, dict) and reduction.get("type") is None:
+        param = f"{path}.audio.input.noise_reduction.type"
+        raise InvalidRequest(f"Missing required parameter: '{param}'.", code="missing_required_parameter", param=param)
+
+
 def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in update.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
+        old = out.get(key)
+        if isinstance(value, dict) and isinstance(old, dict) and value.get("type", old.get("type")) != old.get("type"):
+            # Another member of a union (turn_detection server_vad -> semantic_vad, as agents-js
+            # sends): its fields replace the old member's, which it may not even have.
+            out[key] = copy.deepcopy(value)
+        elif isinstance(value, dict) and isinstance(old, dict):
             out[key] = _deep_merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)

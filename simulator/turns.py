@@ -101,11 +101,12 @@ def _after_tool_text(items: list[dict[str, Any]]) -> str:
     if not calls:
         return "Anything else?"
     call = items[calls[-1]]
-    if call.get("output") is not None or call.get("error") is not None:
-        return script.result_text(call["name"], call.get("output"), call.get("error"))
+    # A denial first: with deny_behavior mcp_call_error the denied call also carries an error.
     denials = [i for i in items[calls[-1] :] if i.get("type") == "mcp_approval_response" and not i.get("approve")]
     if denials:
         return script.denied_text(call["name"], denials[-1].get("reason"))
+    if call.get("output") is not None or call.get("error") is not None:
+        return script.result_text(call["name"], call.get("output"), call.get("error"))
     return script.pending_text(call["name"])
 
 

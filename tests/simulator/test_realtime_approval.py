@@ -171,8 +171,9 @@ async def test_held_profile_denial_speaks_inside_the_same_response(simulator_fac
         assert mcp_servers.desk.calls == []
 
 
-async def test_a_denial_runs_nothing_and_stays_silent_by_default(simulator, mcp_servers):
-    async with simulator.connect() as rt:
+@pytest.mark.parametrize("knobs", [{"deny_behavior": "silent"}])
+async def test_a_denial_runs_nothing_and_stays_silent_when_told(simulator_factory, mcp_servers, knobs):
+    async with simulator_factory(**knobs).connect() as rt:
         _, events = await _ask(rt, mcp_servers)
         request = next(e["item"] for e in events if e["type"] == "conversation.item.done")
         await rt.recv_until("rate_limits.updated")
@@ -187,9 +188,9 @@ async def test_a_denial_runs_nothing_and_stays_silent_by_default(simulator, mcp_
         assert reply == "Okay, I won't run ring_bell; it was not approved. The reason given was: Guest not verified."
 
 
-@pytest.mark.parametrize("knobs", [{"deny_behavior": "mcp_call_error", "no_approval_autospeak": "off"}])
-async def test_deny_behavior_mcp_call_error(simulator_factory, mcp_servers, knobs):
-    async with simulator_factory(**knobs).connect() as rt:
+async def test_a_denial_ends_the_call_with_its_error_by_default(simulator, mcp_servers):
+    # What agents-js's history and the console read as a finished call (REALTIME_PROTOCOL 5.4).
+    async with simulator.connect() as rt:
         _, events = await _ask(rt, mcp_servers)
         request = next(e["item"] for e in events if e["type"] == "conversation.item.done")
         await rt.recv_until("rate_limits.updated")

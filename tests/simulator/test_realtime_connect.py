@@ -160,3 +160,15 @@ async def test_sigterm_closes_open_sessions_and_exits_cleanly():
         assert "Finished server process" in process.output()
     finally:
         process.stop()
+
+
+async def test_every_realtime_model_the_pinned_sdk_names_is_accepted():
+    # The simulator follows the openai pin: its models are the SDK's own Realtime model names.
+    import typing
+
+    from openai.types.realtime.realtime_session_create_request import RealtimeSessionCreateRequest
+
+    from simulator.config import KNOWN_MODELS
+
+    (_, literal, _) = typing.get_args(RealtimeSessionCreateRequest.model_fields["model"].annotation)
+    assert set(KNOWN_MODELS) == set(typing.get_args(literal)) and "gpt-realtime-2.1" in KNOWN_MODELS

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 USER_HELLO = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Hello there"}]}
 
@@ -225,3 +226,35 @@ async def test_response_cancel_ends_the_active_response(simulator_factory):
         # The session takes a new response right away.
         await rt.send({"type": "response.create"})
         assert (await rt.recv_until("response.done"))[-1]["response"]["status"] == "completed"
+
+
+async def test_a_turn_detection_of_another_kind_replaces_the_old_one(simulator):
+    # agents-js sends {"type": "semantic_vad"} over the default server_vad: the server_vad fields
+    # (threshold, silence_duration_ms, ...) must not stay behind in a semantic_vad object.
+    async with simulator.connect() as rt:
+        created = (await rt.recv())["session"]
+        assert created["audio"]["input"]["turn_detection"]["type"] == "server_vad"
+        turn = {"type": "semantic_vad", "eagerness": "auto"}
+        await rt.send(
+            {"type": "session.update", "session": {"type": "realtime", "audio": {"input": {"turn_detection": turn}}}}
+        )
+        updated = (await rt.recv())["session"]
+        assert updated["audio"]["input"]["turn_detection"] == turn
+        assert updated["audio"]["input"]["format"] == created["audio"]["input"]["format"]  # the rest merges
+
+
+async def test_a_noise_reduction_object_needs_its_type(simulator):
+    # openai 3.60: "When you supply a noise_reduction object, you must set type" (null turns it off).
+    async with simulator.connect() as rt:
+        await rt.recv()
+        audio: dict[str, Any] = {"input": {"noise_reduction": {"strength": 0.5}}}
+        await rt.send({"type": "session.update", "session": {"type": "realtime", "audio": audio}})
+        error = (await rt.recv())["error"]
+        assert (error["code"], error["param"]) == (
+            "missing_required_parameter",
+            "session.audio.input.noise_reduction.type",
+        )
+        audio = {"input": {"noise_reduction": {"type": "far_field", "strength": 0.5}}}
+        await rt.send({"type": "session.update", "session": {"type": "realtime", "audio": audio}})
+        updated = (await rt.recv())["session"]
+        assert updated["audio"]["input"]["noise_reduction"] == {"type": "far_field", "strength": 0.5}

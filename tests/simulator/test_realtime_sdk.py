@@ -98,7 +98,9 @@ async def test_the_official_sdk_denial_leaves_the_hotel_untouched(simulator, hot
 
         await connection.response.create()
         follow_up = await _until(connection, "response.done")
-        # Default deny_behavior "silent": nothing about the call between the echo and the follow-up.
+        # Default deny_behavior "mcp_call_error": the call ends with its error, and never runs.
+        (call,) = [e.item for e in follow_up if e.type == "conversation.item.done" and e.item.type == "mcp_call"]
+        assert call.output is None and call.error is not None and call.error.type == "tool_execution_error"
         assert not [e for e in follow_up if e.type.startswith("response.mcp_call")]
         assert "not approved" in follow_up[-1].response.output[0].content[0].text
     assert hotel_mcp.state()["rooms"] == before
