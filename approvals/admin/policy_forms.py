@@ -21,6 +21,7 @@ from approvals import policy
 from approvals.models import DeadlineAction, EscalationStep, McpServer, PolicyRule
 
 # The rule's requirements (approvals/policy/document.py, Requires) as the row's fields.
+GRANT_FIELDS = ("grant_scopes", "grant_max_minutes")
 REQUIREMENT_FIELDS = ("require_confirm", "require_reason_on_approve", "require_reason_on_deny", "require_step_up")
 
 
@@ -116,6 +117,7 @@ class PolicyRuleForm(forms.ModelForm):
             "on_deadline",
             "escalate_when_nobody_online",
             *REQUIREMENT_FIELDS,
+            *GRANT_FIELDS,
         ]
         widgets = {
             "description": forms.Textarea(attrs={"rows": 2, "cols": 80}),
@@ -260,6 +262,7 @@ class PolicyRuleForm(forms.ModelForm):
             enabled=cleaned.get("enabled", True),
             steps=(first, *rest) if cleaned["outcome"] == policy.ASK else policy.DEFAULT_STEPS,
             requires=policy.requires_of(cleaned) if cleaned["outcome"] == policy.ASK else policy.NO_REQUIREMENTS,
+            grants=policy.grants_of(cleaned) if cleaned["outcome"] == policy.ASK else policy.DEFAULT_GRANTS,
         )
         # The other rules exactly as publish_policy reads the rows, placed by (position, pk).
         places = {

@@ -745,6 +745,7 @@
       else if (message.type === "request_removed") onRemoved(message.id);
       else if (message.type === "request_escalated") onEscalated(message.request);
       else if (message.type === "presence") coord.renderPresence(message.online);
+      else if (message.type === "grants" && window.countersignGrants) window.countersignGrants.refresh();
     });
     ws.addEventListener("close", (event) => {
       if (socket !== ws) return;
