@@ -126,12 +126,26 @@ class PolicyRuleForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if "grant_max_minutes" in self.fields:
+            self.fields["grant_max_minutes"].required = False
         current = self.instance.server_label
         field = self.fields["server_label"]
         if current and current not in dict(field.choices):  # type: ignore[attr-defined]
             # A server deleted since: keep showing what the rule names (the policy check refuses
             # it), rather than silently widening the rule to any server.
             field.choices = [*field.choices, (current, f"{current} (not registered)")]  # type: ignore[attr-defined]
+
+    def clean_grant_scopes(self) -> str:
+        given = [s.strip() for s in (self.cleaned_data.get("grant_scopes") or "").split(",") if s.strip()]
+        unknown = [s for s in given if s not in policy.GRANT_SCOPES]
+        if unknown:
+            raise forms.ValidationError(f"Unknown grant {unknown[0]!r}: use {', '.join(policy.GRANT_SCOPES)}.")
+        return ",".join(s for s in policy.GRANT_SCOPES if s in given)
+
+    def clean_grant_max_minutes(self) -> int:
+        # Not on older forms (and blank means the default): the rule's limit, never "none".
+        value = self.cleaned_data.get("grant_max_minutes")
+        return int(value) if value else policy.DEFAULT_GRANTS.max_minutes
 
     def clean_condition(self) -> str:
         # Browsers send CRLF; the document and the error positions want plain lines.

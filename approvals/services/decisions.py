@@ -75,39 +75,24 @@ def decide(
     minutes: int | None = None,
     constraints: dict[str, Any] | None = None,
 ) -> ApprovalRequest:
-    """A person approves or denies a pending request before its deadline. Only those
-    check_may_decide lets through may: members of the groups its current step names (anyone
-    on staff when it names none; superusers always), never a compliance reviewer, never whoever
-    started the session. One denial decides; an approval decides once the step's quorum of distinct people approved,
-    else it is counted (audit VOTED) and the request stays pending.
-
-    `guest_note` (or, as before, `reason`) is the note to the guest: it goes upstream as the
-    reason of the answer, which the assistant may read out. `internal_note` is for the audit
-    only (the decision's audit row), never sent upstream. What the request's rule requires
-    (its plan's `requires`, frozen when it opened) must be given: a guest note for this outcome,
-    `confirmed`, and a `step_up` (a passkey assertion for a challenge of services.passkeys).
-
-    Side effects: audit DECIDED (or VOTED) with the internal note, the confirmation and the
-    step-up's credential; after commit the relay nudge and a dashboard event.
-
-    Beyond yes and no (services/grants.py): `arguments` (JSON text) approves with changes: the
-    request is answered upstream as a denial asking for exactly these arguments, and a one-time
-    grant approves that follow-up call (audit GRANT_CREATED). `scope` "session" or "guest"
-    (with `minutes`, and optional argument `constraints`) grants the tool beyond this call,
-    within its rule's limits. Neither under a quorum rule. Raises
-    RequirementMissing (a required note or confirmation is missing), StepUpRequired (a
-    PermissionDenied: the step-up is missing or does not verify), PermissionDenied,
-    TransitionError when it is no longer pending (or its deadline has passed, which then
-    expires it) or this person already approved it, or ValueError for a note that is too long.
+    """A person approves or denies a pending request before its deadline, if check_may_decide
+    lets them. One denial decides; an approval decides once the step's quorum of distinct people
+    approved, else it is counted (audit VOTED) and the request stays pending. `guest_note` (or
+    `reason`, its older name) goes upstream as the answer's reason; `internal_note` only into
+    the audit. What the rule froze into the plan must be given (a note, `confirmed`, `step_up`).
+    `arguments` approves with changes, `scope` (+ `minutes`, `constraints`) grants the tool
+    beyond this call (services/grants.py; never under a quorum rule).
+    Side effects: audit DECIDED (or VOTED; GRANT_CREATED), after commit the relay nudge and a
+    dashboard event. Raises RequirementMissing, StepUpRequired (a PermissionDenied),
+    PermissionDenied, TransitionError (no longer pending, past its deadline, or already
+    approved by this person) or ValueError (a note too long, an edit or grant refused).
     Nothing is changed when it raises."""
     note = _check_reason(guest_note or reason)
     internal_note = _check_internal_note(internal_note)
     if not (by.is_active and by.is_staff):
         # Checked again here, not only in the view: the decider is part of the audit record.
         raise PermissionDenied("Only staff can decide approval requests.")
-    edited, spec = _beyond_yes(
-        req, approve=approve, by=by, arguments=arguments, scope=scope, minutes=minutes, constraints=constraints
-    )
+    edited, spec = _beyond_yes(req, approve, by, arguments, scope, minutes, constraints)
     extra = _check_requirements(req, approve=approve, by=by, note=note, confirmed=confirmed, step_up=step_up)
     if internal_note:
         extra["internal_note"] = internal_note
@@ -135,7 +120,6 @@ def decide(
 
 def _beyond_yes(
     req: ApprovalRequest,
-    *,
     approve: bool,
     by: User,
     arguments: str,

@@ -113,6 +113,8 @@
 
   function outcome(req) {
     const by = req.decided_by_label;
+    // Approved with changes: a denial upstream (call again with the new arguments), a yes here.
+    if (req.changes) return fmt(gettext("Approved with changes by %(name)s"), { name: by });
     switch (req.status) {
       case "approved":
         return fmt(gettext("Approved by %(name)s"), { name: by });
@@ -220,6 +222,8 @@
     applyDuties(el, req);
     // [decide-rules] the notes' fields and what the rule requires (static/js/decide_rules.js)
     if (window.countersignRules) window.countersignRules.render(el, req);
+    // [grants] approve with changes, the grant's scope, the turn (static/js/grants.js)
+    if (window.countersignGrants) window.countersignGrants.render(el, req);
     el.setAttribute("aria-label", fmt(gettext("%(tool)s, for %(session)s"), { tool: req.tool_title, session: label }));
     if (req.status === "pending") {
       // Local clock + the server's "seconds left": immune to a skewed clock on this device.
@@ -504,7 +508,8 @@
     }
     el.classList.add("busy");
     showMessage(el, decision === "approve" ? gettext("Approving…") : gettext("Denying…"), "");
-    const body = new URLSearchParams({ decision, reason: $(el, ".reason").value.trim(), ...extra });
+    const grants = window.countersignGrants ? window.countersignGrants.fields(el, decision) : {};
+    const body = new URLSearchParams({ decision, reason: $(el, ".reason").value.trim(), ...extra, ...grants });
     let response;
     let data = {};
     try {
