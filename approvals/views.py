@@ -196,7 +196,12 @@ def _claim_or_release(request: HttpRequest, pk: int, *, release: bool) -> JsonRe
 @staff_required
 def history(request: HttpRequest) -> HttpResponse:
     # reached_by, not visible_to: a request that escalated away from a group stays in its history.
-    requests = ApprovalRequest.objects.history().reached_by(request.user).select_related("decided_by")
+    requests = (
+        ApprovalRequest.objects.history()
+        .reached_by(request.user)
+        .select_related("decided_by", "grant")
+        .prefetch_related("grants_given")
+    )
     status = request.GET.get("status", "")
     # An unknown filter value shows everything rather than an empty page.
     if status in ApprovalRequest.Status.values and status != ApprovalRequest.Status.PENDING:

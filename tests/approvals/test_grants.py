@@ -316,3 +316,20 @@ def test_http_approve_all_needs_a_confirmation_and_one_turn(client, hotel, make_
         (a.pk, True, "approved"),
         (b.pk, True, "approved"),
     ]
+
+
+def test_history_and_case_show_approved_with_changes_side_by_side_and_the_grant(
+    client, hotel, make_request, alice, admin_user
+):
+    req = refund(make_request, 48)
+    services.decide(req, approve=True, by=alice, arguments='{"room": "1204", "amount": 30}')
+    follow = refund(make_request, 30)
+    client.force_login(alice)
+    page = client.get("/history/").content.decode()
+    assert "Approved with changes" in page
+    assert "&quot;amount&quot;: 48" in page and "&quot;amount&quot;: 30" in page
+    assert f"Approved by grant #{follow.grant_id}, made by Alice when deciding request #{req.pk}." in page
+    client.force_login(admin_user)
+    case = client.get(f"/review/requests/{req.pk}/").content.decode()
+    assert "Approved with changes" in case and 'class="args-edited"' in case
+    assert f"Grant #{follow.grant_id}: issue_refund once, with the edited arguments (used, used 1×)" in case
