@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.core.exceptions import PermissionDenied
@@ -17,7 +18,7 @@ from audit.models import AuditEvent
 
 Status = ApprovalRequest.Status
 REFUND = "issue_refund"
-REFUND_SCHEMA = {
+REFUND_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {"room": {"type": "string"}, "amount": {"type": "number", "maximum": 500}},
     "required": ["room", "amount"],
@@ -255,7 +256,7 @@ def test_approve_all_decides_each_through_the_service_and_says_why_not(hotel, ma
     assert ra.status == Status.APPROVED and wa is None
     # The quorum: counted, still pending (not an error, not decided).
     assert rw.status == Status.PENDING and ww is None and len(rw.votes) == 1
-    assert rm.status == Status.PENDING and "You started this session" in wm
+    assert rm.status == Status.PENDING and "You started this session" in (wm or "")
     assert AuditEvent.objects.filter(request_id=a.pk, kind=AuditKind.DECIDED, actor=alice).count() == 1
     assert AuditEvent.objects.filter(request_id=wire.pk, kind=AuditKind.VOTED).count() == 1
 
@@ -333,3 +334,16 @@ def test_history_and_case_show_approved_with_changes_side_by_side_and_the_grant(
     case = client.get(f"/review/requests/{req.pk}/").content.decode()
     assert "Approved with changes" in case and 'class="args-edited"' in case
     assert f"Grant #{follow.grant_id}: issue_refund once, with the edited arguments (used, used 1×)" in case
+
+
+def test_the_admin_lists_grants_and_revokes_them_through_the_service(client, hotel, make_request, alice, admin_user):
+    services.decide(refund(make_request, 48), approve=True, by=alice, scope="session")
+    grant = Grant.objects.get()
+    client.force_login(admin_user)
+    listing = client.get("/admin/approvals/grant/").content.decode()
+    assert "issue_refund" in listing and "live" in listing
+    answer = client.post("/admin/approvals/grant/", {"action": "revoke", "_selected_action": [grant.pk]}, follow=True)
+    assert "Revoked 1 grant(s)." in answer.content.decode()
+    grant.refresh_from_db()
+    assert grant.state() == "revoked"
+    assert AuditEvent.objects.filter(kind=AuditKind.GRANT_REVOKED, actor=admin_user).exists()
