@@ -22,14 +22,14 @@ from openai import OpenAI
 from approvals import services
 from approvals.models import ApprovalRequest, Grant, McpServer
 from audit.models import AuditEvent
-from tests.e2e.test_browser_approval import (  # noqa: F401  (fixtures)
-    _orm_beside_playwright,
-    browser,
-    log_in,
-    sim_url,
-    start,
-    wait_card,
-)
+from tests.e2e import test_browser_approval as approval_e2e
+from tests.e2e.test_browser_approval import log_in, start, wait_card
+
+# The fixtures of the approval loop's browser tests, shared (assigned, so that the test
+# parameters of the same names do not shadow an import).
+browser = approval_e2e.browser
+sim_url = approval_e2e.sim_url
+_orm_beside_playwright = approval_e2e._orm_beside_playwright
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -124,15 +124,10 @@ def refund(amount: int) -> str:
     return f"call hotel issue_refund {json.dumps(args)}"
 
 
-def test_staff_approve_a_refund_with_changes_and_the_model_calls_again_with_them(
-    stack,
-    sim_url,
-    hotel_probed,
-    browser,
-    alice,
-    password,
-    tmp_path,  # noqa: F811  (fixtures)
+def test_a_refund_approved_with_changes_runs_as_edited(
+    stack, sim_url, hotel_probed, browser, alice, password, tmp_path
 ):
+    """The model calls again with exactly the edited arguments, and that call runs without a card."""
     web = start(stack, sim_url, tmp_path, timeout=60)
     page = log_in(browser, web.url, "alice", password)
     guest = open_guest(web.url, [refund(48), refund(30)])
@@ -172,14 +167,8 @@ def test_staff_approve_a_refund_with_changes_and_the_model_calls_again_with_them
     page.close()
 
 
-def test_staff_grant_the_door_for_the_session_then_revoke_it(
-    stack,
-    sim_url,
-    hotel_probed,
-    browser,
-    alice,
-    password,
-    tmp_path,  # noqa: F811  (fixtures)
+def test_the_door_granted_for_the_session_then_revoked(
+    stack, sim_url, hotel_probed, browser, alice, password, tmp_path
 ):
     web = start(stack, sim_url, tmp_path, timeout=60)
     page = log_in(browser, web.url, "alice", password)
