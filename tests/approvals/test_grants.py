@@ -347,3 +347,53 @@ def test_the_admin_lists_grants_and_revokes_them_through_the_service(client, hot
     grant.refresh_from_db()
     assert grant.state() == "revoked"
     assert AuditEvent.objects.filter(kind=AuditKind.GRANT_REVOKED, actor=admin_user).exists()
+
+
+def test_approve_all_says_why_a_rule_needing_a_passkey_or_a_note_is_left(hotel, make_request, alice):
+    services.import_policies(
+        POLICY.replace(
+            "rules:\n",
+            "rules:\n  - {label: keys, server: hotel, tool: unlock_door, outcome: ask, requires: {step_up: true}}\n"
+            "  - {label: notes, server: hotel, tool: late_checkout, outcome: ask,"
+            " requires: {reason_on_approve: true}}\n",
+        ),
+        by=None,
+        source="test",
+    )
+    door = make_request(name="unlock_door", arguments='{"room": "1204"}')
+    late = make_request(name="late_checkout", arguments='{"room": "1204"}')
+    (d, why_door), (lt, why_late) = services.decide_all([door, late], by=alice, confirmed=True)
+    assert d.status == lt.status == Status.PENDING
+    assert why_door == "This rule needs your passkey: approve this request on its own."
+    assert why_late == "This rule needs a note to the guest to approve: say why."
+    # With the note, the same batch decides the one that needed it.
+    (_, again), (done, none) = services.decide_all([door, late], by=alice, confirmed=True, guest_note="Enjoy")
+    assert done.status == Status.APPROVED and none is None and again is not None
+
+
+def test_grant_limits_round_trip_through_the_document_and_the_rows(hotel):
+    from approvals import policy
+
+    rules = {rule.label: rule for rule in policy.rules_from_rows()}
+    assert rules["refunds"].grants == policy.GrantLimits(("session", "guest"), 30)
+    assert rules["doors"].grants == policy.GrantLimits((), 60)
+    assert rules["two-person"].grants == policy.DEFAULT_GRANTS
+    exported = policy.document(policy.rules_from_rows())["rules"]
+    assert exported[0]["grants"] == ["session", "guest"] and exported[0]["grant_max_minutes"] == 30
+    assert "grants" not in exported[2]  # the default: documents from before read back unchanged
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ("grants: [forever]", "grants: a list of session, guest"),
+        ("grant_max_minutes: 0", "grant_max_minutes: a whole number of minutes from 1 to 1440"),
+    ],
+)
+def test_bad_grant_limits_are_refused(hotel, entry, message):
+    from approvals import policy
+
+    doc = f"rules:\n  - label: r\n    server: hotel\n    tool: issue_refund\n    outcome: ask\n    {entry}\n"
+    with pytest.raises(policy.PolicyError) as refused:
+        services.import_policies(doc, by=None, source="test")
+    assert any(message in error for error in refused.value.errors), refused.value.errors

@@ -200,3 +200,46 @@ def test_the_door_granted_for_the_session_then_revoked(
     assert grant.state() == "revoked" and grant.revoked_by_label == "Alice"
     assert AuditEvent.objects.filter(kind="grant_revoked", actor=alice, payload__grant=grant.pk).exists()
     page.close()
+
+
+def test_approve_all_of_one_turn_confirms_then_says_which_could_not_be(stack, browser, alice, password):
+    """Two requests from one turn of the model, one under a rule that needs a passkey: Approve
+    all asks to confirm, approves the door, and says why the refund must be decided on its own."""
+    services.register_mcp_server(label="hotel", url="https://mcp.hotel.example/mcp")
+    services.import_policies(
+        "rules:\n  - {label: refunds, server: hotel, tool: issue_refund, outcome: ask, requires: {step_up: true}}\n",
+        by=None,
+        source="test",
+    )
+    session = services.open_session(kind="relay", label="Room 1204", metadata={"room": "1204"})
+    services.add_conversation_line(session=session, role="user", text="Open my door and refund the minibar")
+    door, _ = services.open_request(
+        session=session,
+        upstream_id="mcpr_door",
+        server_label="hotel",
+        tool_name="unlock_door",
+        arguments='{"room": "1204"}',
+        raw_item={},
+    )
+    money, _ = services.open_request(
+        session=session,
+        upstream_id="mcpr_refund",
+        server_label="hotel",
+        tool_name="issue_refund",
+        arguments='{"room": "1204", "amount": 14.5, "currency": "EUR", "reason": "Minibar"}',
+        raw_item={},
+    )
+    assert door.turn == money.turn
+    web = stack.web()
+    page = log_in(browser, web.url, "alice", password)
+    turn = page.locator("#turns .turn")
+    turn.get_by_text("2 requests from one turn of Room 1204").wait_for(timeout=15000)
+    turn.locator("button.approve-all").click()
+    turn.locator("button.confirm-all").click()  # "Yes, approve all 2"
+    turn.get_by_text("Unlock door: approved").wait_for(timeout=10000)
+    assert "Issue refund: not approved: This rule needs your passkey" in turn.inner_text()
+    door.refresh_from_db()
+    money.refresh_from_db()
+    assert door.status == "approved" and door.decided_by == alice
+    assert money.status == "pending"
+    page.close()
