@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from approvals import events
 from approvals.models import (
+    REVIEW_ONLY_GROUP,
     ApprovalRequest,
     AuditKind,
     Grant,
@@ -226,9 +227,13 @@ def find_grant(
     for grant in candidates:
         if grant.scope == Grant.Scope.GUEST and (grant.subject_key, grant.subject_value) != subject:
             continue
-        if (tool is not None and tool.drifted_at is not None) or (grant.tool_hash and grant.tool_hash != current_hash):
-            void_for_tool(server_label, tool_name, why="the tool's definition changed since the grant", now=now)
-            return None
+        if grant.tool_hash and grant.tool_hash != current_hash:
+            # Granted for the tool as it was: its definition changed since (a drift the registry
+            # missed, or one seen first here). Voided, audited, and this call asks.
+            void_for_tool(
+                server_label, tool_name, why="the tool's definition changed since the grant", keep=current_hash
+            )
+            continue
         if _fits(grant, arguments, parsed):
             return grant
     return None
@@ -267,6 +272,9 @@ def revoke_grant(grant: Grant, *, by: User) -> bool:
     it (or superusers) may. False when it was no longer live (nothing done). Side effects:
     audit GRANT_REVOKED; after commit the dashboards' grants list is refreshed."""
     source = ApprovalRequest.objects.for_one().get(pk=grant.source_request_id)
+    if by.groups.filter(name=REVIEW_ONLY_GROUP).exists():
+        # Duties do not mix: reviewers never decide, and ending a grant is a decision too.
+        raise PermissionDenied(f"Members of {REVIEW_ONLY_GROUP} review decisions and never make them.")
     if not (by.is_active and by.is_staff) or not (by.is_superuser or source.in_audience_of(by) or _reached(source, by)):
         raise PermissionDenied("Only staff of the groups that decide this tool may revoke its grant.")
     now = timezone.now()
@@ -292,17 +300,18 @@ def _reached(req: ApprovalRequest, user: User) -> bool:
     return ApprovalRequest.objects.filter(pk=req.pk).reached_by(user).exists()
 
 
-def void_for_tool(server_label: str, tool_name: str, *, why: str, now: datetime | None = None) -> list[int]:
+def void_for_tool(
+    server_label: str, tool_name: str, *, why: str, keep: str = "", now: datetime | None = None
+) -> list[int]:
     """Void every live grant of a tool whose definition changed (drift): what staff allowed was
-    the tool as it was. Returns the voided grants' ids. Side effect: audit GRANT_VOIDED each."""
+    the tool as it was. `keep`: the current definition hash, whose grants (made since the
+    change) stay. Returns the voided grants' ids. Side effect: audit GRANT_VOIDED each."""
     now = now or timezone.now()
     with transaction.atomic():
-        ids = list(
-            Grant.objects.live(now)
-            .select_for_update()
-            .filter(server_label=server_label, tool_name=tool_name)
-            .values_list("pk", "source_request_id", "session_id", "scope")
-        )
+        live = Grant.objects.live(now).select_for_update().filter(server_label=server_label, tool_name=tool_name)
+        if keep:
+            live = live.exclude(tool_hash=keep)
+        ids = list(live.values_list("pk", "source_request_id", "session_id", "scope"))
         if not ids:
             return []
         Grant.objects.filter(pk__in=[row[0] for row in ids]).update(voided_at=now, void_reason=why[:300])

@@ -195,7 +195,7 @@ def _take_definition(tool: McpTool, definition: dict[str, Any], digest: str, *, 
     tool.definition, tool.definition_hash = definition, digest
     # What staff granted was the tool as it was: any change voids its grants (audited), even a
     # change back to the reviewed definition.
-    grants.void_for_tool(tool.server.label, tool.name, why="the tool's definition changed", now=now)
+    grants.void_for_tool(tool.server.label, tool.name, why="the tool's definition changed", keep=digest, now=now)
     if tool.definition_hash == tool.previous_hash:
         # Changed back to what was last reviewed: nothing left to review.
         tool.drifted_at = None

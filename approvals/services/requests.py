@@ -232,7 +232,8 @@ def _approve_by_grant(req: ApprovalRequest, grant: Grant, rows: list[dict[str, A
         audience="",
     )
     req.refresh_from_db()
-    rows[1]["payload"]["note"] = f"approved by {label} before asking"
+    routed = rows[1]["payload"]
+    routed["note"] = "; ".join(filter(None, [routed.get("note"), f"approved by {label} before asking"]))
     rows.append(
         {
             "kind": AuditKind.DECIDED,

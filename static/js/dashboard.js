@@ -746,6 +746,7 @@
       if (message.type === "snapshot") {
         noteViewer(message);
         onSnapshot(message.requests);
+        if (window.countersignGrants) window.countersignGrants.refresh(); // what changed while away
       } else if (message.type === "request_changed") onChanged(message.request);
       else if (message.type === "request_removed") onRemoved(message.id);
       else if (message.type === "request_escalated") onEscalated(message.request);

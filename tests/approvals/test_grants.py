@@ -397,3 +397,26 @@ def test_bad_grant_limits_are_refused(hotel, entry, message):
     with pytest.raises(policy.PolicyError) as refused:
         services.import_policies(doc, by=None, source="test")
     assert any(message in error for error in refused.value.errors), refused.value.errors
+
+
+def test_a_grant_for_a_tool_whose_hash_changed_since_is_voided_when_consulted(hotel, make_request, alice):
+    from approvals.models import McpTool
+
+    services.decide(refund(make_request, 48), approve=True, by=alice, scope="session")
+    # A change the drift detection did not see (written around it): the grant's hash no longer matches.
+    McpTool.objects.filter(name=REFUND).update(definition_hash="0" * 64)
+    assert refund(make_request, 10).status == Status.PENDING
+    assert Grant.objects.get().state() == "voided"
+    # A grant made for the tool as it is now holds.
+    services.decide(refund(make_request, 48), approve=True, by=alice, scope="session")
+    assert refund(make_request, 10).status == Status.APPROVED
+
+
+def test_a_compliance_reviewer_never_revokes(hotel, make_request, alice, admin_user):
+    from django.contrib.auth.models import Group
+
+    services.decide(refund(make_request, 48), approve=True, by=alice, scope="session")
+    admin_user.groups.add(Group.objects.get_or_create(name="compliance")[0])
+    with pytest.raises(PermissionDenied, match="review decisions"):
+        services.revoke_grant(Grant.objects.get(), by=admin_user)
+    assert Grant.objects.get().state() == "live"
