@@ -395,11 +395,13 @@
     entry.req = req;
     coord.renderClaim(entry);
     el.classList.remove("warn", "urgent", "overdue");
-    el.classList.add("closed", `is-${req.status}`);
-    for (const control of el.querySelectorAll("button, input")) control.disabled = true;
+    el.classList.add("closed", `is-${req.changes ? "approved" : req.status}`);
+    for (const control of el.querySelectorAll("button, input, textarea, select")) control.disabled = true;
     for (const button of el.querySelectorAll(".kept button")) button.disabled = false; // copy, dismiss
     setText(el, ".stamp-title", outcome(req));
-    setText(el, ".stamp-reason", req.reason && req.status !== "cancelled" ? req.reason : "");
+    // Approved with changes: what was approved instead, not the instruction the model was given.
+    const said = req.changes ? JSON.stringify(req.changes.new) : req.reason;
+    setText(el, ".stamp-reason", said && req.status !== "cancelled" ? said : "");
     $(el, ".stamp").hidden = false;
     showMessage(el, message || "", message ? "info" : "");
     updateCount();
