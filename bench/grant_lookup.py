@@ -4,7 +4,8 @@
 
 On a scratch database (SQLite, or a scratch PostgreSQL database beside DATABASE_URL), opens
 --requests approval requests through approvals.services.open_request in three situations and
-prints p50/p99 of each call and the number of queries it made:
+prints p50/p99 of each call, the number of queries it made, and p50/p99 of the grant look-up
+(services.find_grant) alone:
 
 - no grants at all (what every install without grants pays: the turn and the grant look-ups);
 - --grants live grants of other sessions for the same tool (the look-up filters them out);
@@ -52,6 +53,7 @@ def main() -> None:
     def open_one(session):
         n = next(counter)
         arguments = json.dumps({"room": "1204", "amount": n % 90 + 1})
+        connection.queries_log.clear()
         started = time.perf_counter()
         with CaptureQueriesContext(connection) as queries:
             req, _ = services.open_request(
@@ -64,16 +66,29 @@ def main() -> None:
             )
         return (time.perf_counter() - started) * 1000, len(queries), req
 
+    def lookup(session) -> float:
+        started = time.perf_counter()
+        services.find_grant(
+            session=session,
+            server_label="hotel",
+            tool_name="issue_refund",
+            arguments='{"amount": 7}',
+            now=timezone.now(),
+        )
+        return (time.perf_counter() - started) * 1000
+
     def run(label: str, session) -> None:
-        times, counts, statuses = [], [], set()
+        times, counts, looks, statuses = [], [], [], set()
         for _ in range(args.requests):
             ms, count, req = open_one(session)
             times.append(ms)
             counts.append(count)
             statuses.add(req.status)
+            looks.append(lookup(session))
         print(
-            f"{label:<44} p50 {percentile(times, 50):6.2f} ms  p99 {percentile(times, 99):6.2f} ms  "
-            f"queries {min(counts)}-{max(counts)}  ({', '.join(sorted(statuses))})"
+            f"{label:<44} open_request p50 {percentile(times, 50):6.2f} ms  p99 {percentile(times, 99):6.2f} ms  "
+            f"queries {min(counts)}-{max(counts)}  find_grant p50 {percentile(looks, 50):5.2f} ms  "
+            f"p99 {percentile(looks, 99):5.2f} ms  ({', '.join(sorted(statuses))})"
         )
 
     session = services.open_session(kind="relay", label="Room 1204", metadata={"room": "1204"})
