@@ -161,6 +161,10 @@ class DashboardConsumer(LeanDispatchMixin, AsyncJsonWebsocketConsumer):
     async def approvals_presence_changed(self, event: dict[str, Any]) -> None:
         await self.send_json({"type": "presence", "online": self._online_for_me(event["online"])})
 
+    async def approvals_grants_changed(self, event: dict[str, Any]) -> None:
+        if not self.ending:
+            await self.send_json({"type": "grants"})
+
     async def staff_ended(self, event: dict[str, Any]) -> None:
         """Logged out (in this login session, or everywhere), deactivated, or no longer staff."""
         key = event.get("session_key")

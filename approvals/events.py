@@ -34,6 +34,8 @@ DASHBOARD = "approvals.dashboard"
 REQUEST_CHANGED = "approvals.request_changed"
 # Someone's dashboard opened or closed: each dashboard re-sends its person who is online.
 PRESENCE_CHANGED = "approvals.presence_changed"
+# A grant was made, used, revoked or voided: dashboards re-read their grants list (a hint).
+GRANTS_CHANGED = "approvals.grants_changed"
 RELAY_DECISION = "relay.decision"
 # The group run_bridge listens on for calls to attach to (realtime_bridge/sideband.py). A hint
 # only: the bridge also re-reads the live calls from the database when it starts and every few
@@ -240,6 +242,11 @@ def session_requests_changed(session_id: int, *, pending_only: bool = True) -> N
 def bridge_attach(call_id: int) -> bool:
     """Tell run_bridge there is a call (realtime_bridge Call pk) to attach to (after commit)."""
     return _group_send(BRIDGE_CALLS, {"type": BRIDGE_ATTACH, "call": call_id})
+
+
+def grants_changed() -> bool:
+    """Tell every dashboard to re-read its grants list (after commit of a grant's change)."""
+    return _group_send(DASHBOARD, {"type": GRANTS_CHANGED})
 
 
 # Presence and reach ---------------------------------------------------------------------------

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
@@ -7,6 +10,8 @@ from approvals.services import MAX_INTERNAL_NOTE_LENGTH, MAX_REASON_LENGTH
 
 # A browser's PublicKeyCredential as JSON is a few hundred bytes to a few kilobytes.
 MAX_ASSERTION_LENGTH = 16_000
+# Edited arguments: a tool call's arguments are small JSON objects.
+MAX_ARGUMENTS_LENGTH = 20_000
 
 
 class DecisionForm(forms.Form):
@@ -30,6 +35,26 @@ class DecisionForm(forms.Form):
     )
     confirmed = forms.BooleanField(required=False)
     step_up = forms.CharField(required=False, max_length=MAX_ASSERTION_LENGTH, strip=False)
+    # Beyond yes and no (services/grants.py): approve with changed arguments (JSON), or grant
+    # the tool for the session or the guest (minutes), optionally bound to some arguments.
+    arguments = forms.CharField(required=False, max_length=MAX_ARGUMENTS_LENGTH)
+    scope = forms.ChoiceField(
+        required=False, choices=[("call", "This call"), ("session", "This session"), ("guest", "This guest")]
+    )
+    minutes = forms.IntegerField(required=False, min_value=1)
+    constraints = forms.CharField(required=False, max_length=MAX_ARGUMENTS_LENGTH)
+
+    def clean_constraints(self) -> dict[str, Any]:
+        text = self.cleaned_data.get("constraints") or ""
+        if not text.strip():
+            return {}
+        try:
+            value = json.loads(text)
+        except ValueError:
+            raise forms.ValidationError(_("The argument constraints are not valid JSON.")) from None
+        if not isinstance(value, dict):
+            raise forms.ValidationError(_("The argument constraints must be a JSON object."))
+        return value
 
     @property
     def approve(self) -> bool:
@@ -38,3 +63,17 @@ class DecisionForm(forms.Form):
     @property
     def guest_note_text(self) -> str:
         return str(self.cleaned_data.get("guest_note") or self.cleaned_data.get("reason") or "")
+
+
+class ApproveAllForm(forms.Form):
+    """Approve all the requests of one turn that the person saw (their ids, comma-separated)."""
+
+    ids = forms.RegexField(regex=r"^\d+(,\d+){0,49}$", error_messages={"invalid": _("Name the requests to approve.")})
+    confirmed = forms.BooleanField(
+        required=True, error_messages={"required": _("Confirm that you approve all of these requests.")}
+    )
+    guest_note = forms.CharField(required=False, max_length=MAX_REASON_LENGTH)
+
+    @property
+    def request_ids(self) -> list[int]:
+        return list(dict.fromkeys(int(pk) for pk in self.cleaned_data["ids"].split(",")))

@@ -80,6 +80,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             # services refuse their decisions anyway: services.check_may_decide).
             "review_only": REVIEW_ONLY_GROUP in groups,
             "review_group": REVIEW_ONLY_GROUP,
+            "edit_grant_minutes": services.EDIT_GRANT_MINUTES,
         },
     )
 
@@ -87,7 +88,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 @require_POST
 def decide(request: HttpRequest, pk: int) -> JsonResponse:
     """POST decision=approve|deny, guest_note=… (or reason=…, its older name), internal_note=…,
-    confirmed=1, step_up=<the passkey assertion as JSON> (form-encoded, CSRF token in
+    confirmed=1, step_up=<the passkey assertion as JSON>, arguments=<edited JSON> (approve with
+    changes), scope=call|session|guest, minutes=…, constraints=<JSON object> (form-encoded, CSRF token in
     X-CSRFToken). Answers JSON: 200 {request}; 400 {error[, field, code]} (bad input, or a note
     or confirmation the rule requires is missing); 403 {error[, step_up]} (not allowed, or the
     step-up is missing or does not verify); 404; 409 {error, request} (decided already)."""
@@ -113,6 +115,10 @@ def decide(request: HttpRequest, pk: int) -> JsonResponse:
             internal_note=form.cleaned_data["internal_note"],
             confirmed=form.cleaned_data["confirmed"],
             step_up=step_up_of(request, form.cleaned_data["step_up"]),
+            arguments=form.cleaned_data["arguments"],
+            scope=form.cleaned_data["scope"] or "call",
+            minutes=form.cleaned_data["minutes"],
+            constraints=form.cleaned_data["constraints"],
         )
     except services.TransitionError as e:
         current = e.request.to_dict() if e.request is not None else None
@@ -190,7 +196,12 @@ def _claim_or_release(request: HttpRequest, pk: int, *, release: bool) -> JsonRe
 @staff_required
 def history(request: HttpRequest) -> HttpResponse:
     # reached_by, not visible_to: a request that escalated away from a group stays in its history.
-    requests = ApprovalRequest.objects.history().reached_by(request.user).select_related("decided_by")
+    requests = (
+        ApprovalRequest.objects.history()
+        .reached_by(request.user)
+        .select_related("decided_by", "grant")
+        .prefetch_related("grants_given")
+    )
     status = request.GET.get("status", "")
     # An unknown filter value shows everything rather than an empty page.
     if status in ApprovalRequest.Status.values and status != ApprovalRequest.Status.PENDING:

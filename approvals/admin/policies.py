@@ -19,6 +19,7 @@ from django.utils.html import format_html
 
 from approvals import policy, services
 from approvals.admin.policy_forms import (
+    GRANT_FIELDS,
     REQUIREMENT_FIELDS,
     DryRunForm,
     EscalationStepInline,
@@ -74,6 +75,15 @@ class PolicyRuleAdmin(admin.ModelAdmin):
                 "description": "For outcome ask only; at every step. A person who decides must give these: the "
                 "dashboard asks for them and Countersign refuses a decision without them (push and Slack cannot "
                 "give them, so such requests are decided on the dashboard).",
+            },
+        ),
+        (
+            "Ask: what an approval may grant",
+            {
+                "fields": GRANT_FIELDS,
+                "description": "For outcome ask only. Beyond the one call, a person who approves may let the tool "
+                "run again without asking for the rest of the session (session) or for the same guest or room for "
+                "at most the minutes below (guest). Approve with changes is always possible.",
             },
         ),
     ]

@@ -21,6 +21,7 @@ from approvals import policy
 from approvals.models import DeadlineAction, EscalationStep, McpServer, PolicyRule
 
 # The rule's requirements (approvals/policy/document.py, Requires) as the row's fields.
+GRANT_FIELDS = ("grant_scopes", "grant_max_minutes")
 REQUIREMENT_FIELDS = ("require_confirm", "require_reason_on_approve", "require_reason_on_deny", "require_step_up")
 
 
@@ -116,6 +117,7 @@ class PolicyRuleForm(forms.ModelForm):
             "on_deadline",
             "escalate_when_nobody_online",
             *REQUIREMENT_FIELDS,
+            *GRANT_FIELDS,
         ]
         widgets = {
             "description": forms.Textarea(attrs={"rows": 2, "cols": 80}),
@@ -124,12 +126,26 @@ class PolicyRuleForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if "grant_max_minutes" in self.fields:
+            self.fields["grant_max_minutes"].required = False
         current = self.instance.server_label
         field = self.fields["server_label"]
         if current and current not in dict(field.choices):  # type: ignore[attr-defined]
             # A server deleted since: keep showing what the rule names (the policy check refuses
             # it), rather than silently widening the rule to any server.
             field.choices = [*field.choices, (current, f"{current} (not registered)")]  # type: ignore[attr-defined]
+
+    def clean_grant_scopes(self) -> str:
+        given = [s.strip() for s in (self.cleaned_data.get("grant_scopes") or "").split(",") if s.strip()]
+        unknown = [s for s in given if s not in policy.GRANT_SCOPES]
+        if unknown:
+            raise forms.ValidationError(f"Unknown grant {unknown[0]!r}: use {', '.join(policy.GRANT_SCOPES)}.")
+        return ",".join(s for s in policy.GRANT_SCOPES if s in given)
+
+    def clean_grant_max_minutes(self) -> int:
+        # Not on older forms (and blank means the default): the rule's limit, never "none".
+        value = self.cleaned_data.get("grant_max_minutes")
+        return int(value) if value else policy.DEFAULT_GRANTS.max_minutes
 
     def clean_condition(self) -> str:
         # Browsers send CRLF; the document and the error positions want plain lines.
@@ -260,6 +276,7 @@ class PolicyRuleForm(forms.ModelForm):
             enabled=cleaned.get("enabled", True),
             steps=(first, *rest) if cleaned["outcome"] == policy.ASK else policy.DEFAULT_STEPS,
             requires=policy.requires_of(cleaned) if cleaned["outcome"] == policy.ASK else policy.NO_REQUIREMENTS,
+            grants=policy.grants_of(cleaned) if cleaned["outcome"] == policy.ASK else policy.DEFAULT_GRANTS,
         )
         # The other rules exactly as publish_policy reads the rows, placed by (position, pk).
         places = {

@@ -4,7 +4,7 @@ approval's state goes through approvals/services.py (house rule 1).
 registry: MCP servers, their tools, client tokens; sessions: sessions and their conversation;
 requests: approval requests; policy: the rules and their versions; kinds: the audit events
 approvals writes; cards: what the apps above add to a request's card; fields: encrypted fields; passkeys:
-staff passkeys and WebAuthn challenges (step-up)."""
+staff passkeys and WebAuthn challenges (step-up); grants: decisions that reach beyond one call."""
 
 from approvals.models.cards import register_session_detail
 from approvals.models.fields import (
@@ -14,6 +14,7 @@ from approvals.models.fields import (
     encrypt_text,
     field_cipher,
 )
+from approvals.models.grants import Grant, GrantQuerySet, arguments_digest, canonical_arguments
 from approvals.models.kinds import AuditKind
 from approvals.models.passkeys import PasskeyCredential, WebAuthnChallenge
 from approvals.models.policy import DeadlineAction, EscalationStep, PolicyRule, PolicyVersion
@@ -34,6 +35,7 @@ from approvals.models.requests import (
     ApprovalRequest,
     ApprovalRequestQuerySet,
     audience_allows,
+    grant_options,
     plain_words,
 )
 from approvals.models.sessions import ConversationLine, RealtimeSession
@@ -54,6 +56,8 @@ __all__ = [
     "EncryptedJSONField",
     "EncryptedTextField",
     "EscalationStep",
+    "Grant",
+    "GrantQuerySet",
     "McpServer",
     "McpTool",
     "McpToolQuerySet",
@@ -63,10 +67,13 @@ __all__ = [
     "RealtimeSession",
     "Scope",
     "WebAuthnChallenge",
+    "arguments_digest",
     "audience_allows",
+    "canonical_arguments",
     "decrypt_text",
     "encrypt_text",
     "field_cipher",
+    "grant_options",
     "online_members",
     "plain_words",
     "register_session_detail",

@@ -40,6 +40,12 @@ class AuditKind(models.TextChoices):
     # A staff member's passkeys (the step-up of rules that require one).
     PASSKEY_ADDED = "passkey_added", "Passkey registered"
     PASSKEY_REMOVED = "passkey_removed", "Passkey removed"
+    # Grants (issue 14): made by a decision, used by a later call instead of asking, revoked by a
+    # person, voided when the tool's definition changed.
+    GRANT_CREATED = "grant_created", "Grant made"
+    GRANT_USED = "grant_used", "Call approved by a grant"
+    GRANT_REVOKED = "grant_revoked", "Grant revoked"
+    GRANT_VOIDED = "grant_voided", "Grant voided"
 
 
 kinds.register(AuditKind)

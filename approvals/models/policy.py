@@ -68,6 +68,18 @@ class PolicyRule(models.Model):
         default=False,
         help_text="The decider confirms with their passkey (registered on their profile page).",
     )
+    # Ask: what an approval may grant beyond the one call (issue 14, services/grants.py).
+    grant_scopes = models.CharField(
+        "grants allowed",
+        max_length=40,
+        blank=True,
+        default="session",
+        help_text="Comma-separated: session (this tool for the rest of the session), guest (this tool for the "
+        "same guest or room for some minutes). Blank: an approval covers its one call only.",
+    )
+    grant_max_minutes = models.PositiveIntegerField(
+        "longest guest grant (minutes)", default=60, help_text="The most minutes a guest grant may last."
+    )
 
     class Meta:
         ordering = ["position", "pk"]

@@ -42,6 +42,17 @@ def audience_allows(audience: str, *, superuser: bool, groups: frozenset[str]) -
     return any(name in groups for name in audience.split(",") if name)
 
 
+def grant_options(plan: Any) -> dict[str, Any]:
+    """What a decision of a request may grant beyond itself, as its rule said when it opened:
+    {"scopes": ["session", "guest"], "max_minutes": 60}. A plan from before grants existed (or
+    of a request decided at once) allows none."""
+    given = plan.get("grants") if isinstance(plan, dict) else None
+    if not isinstance(given, dict):
+        return {"scopes": [], "max_minutes": 0}
+    scopes = [s for s in given.get("scopes") or [] if s in ("session", "guest")]
+    return {"scopes": scopes, "max_minutes": int(given.get("max_minutes") or 0)}
+
+
 class ApprovalRequestQuerySet(models.QuerySet["ApprovalRequest"]):
     def pending(self) -> ApprovalRequestQuerySet:
         return self.filter(status=ApprovalRequest.Status.PENDING)
@@ -171,6 +182,16 @@ class ApprovalRequest(models.Model):
     # Set by the retention purge (compliance.services.purge): the arguments, raw item and call
     # result above were removed; the audit rows keep their hashes.
     purged_at = models.DateTimeField(null=True, blank=True)
+    # Approve with changes (issue 14): the arguments a person approved instead (canonical JSON);
+    # the request itself is answered upstream as a denial asking for exactly these.
+    edited_arguments = models.TextField(blank=True)
+    # The model's turn that asked (session and the user line before it): cards of one turn are
+    # shown together and may be approved all at once.
+    turn = models.CharField(max_length=100, blank=True)
+    # The grant that approved this request without asking (services/grants.py).
+    grant = models.ForeignKey(
+        "approvals.Grant", null=True, blank=True, on_delete=models.PROTECT, related_name="approved_requests"
+    )
 
     objects = ApprovalRequestQuerySet.as_manager()
 
@@ -280,6 +301,10 @@ class ApprovalRequest(models.Model):
             },
             "claim": self.live_claim(now),
             "next_step": self.next_step(),
+            "turn": self.turn,
+            "changes": self.changes,
+            "grant_id": self.grant_id,
+            "grants": grant_options(self.plan),
             "call": {
                 "recorded": self.call_recorded_at is not None,
                 "arguments": self.call_arguments,
@@ -335,6 +360,22 @@ class ApprovalRequest(models.Model):
         if self.stage < len(stages) and stages[self.stage].get("deadline_seconds"):
             return int(stages[self.stage]["deadline_seconds"])
         return round((self.deadline - self.created_at).total_seconds())
+
+    @property
+    def changes(self) -> dict[str, Any] | None:
+        """Approved with changes: {"old", "new"} (parsed where they are JSON), else None."""
+        if not self.edited_arguments:
+            return None
+        try:
+            new: Any = json.loads(self.edited_arguments)
+        except ValueError:
+            new = self.edited_arguments
+        return {"old": self.parsed_arguments, "new": new}
+
+    @property
+    def outcome_label(self) -> str:
+        """The status in words, "approved with changes" for an edited approval."""
+        return gettext("Approved with changes") if self.edited_arguments else self.get_status_display()
 
     @property
     def requires(self) -> dict[str, bool]:

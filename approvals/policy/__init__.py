@@ -23,15 +23,18 @@ from approvals.policy.document import (
     ALLOW,
     ASK,
     DEAD_END,
+    DEFAULT_GRANTS,
     DEFAULT_STEPS,
     DENY,
     DOCUMENT_FORMAT,
+    GRANT_SCOPES,
     MAX_DEADLINE_SECONDS,
     MAX_RULES,
     MAX_STEPS,
     NO_REQUIREMENTS,
     REQUIRES_KEYS,
     UNREACHED,
+    GrantLimits,
     PolicyError,
     Requires,
     RequiresEntry,
@@ -57,7 +60,7 @@ from approvals.policy.engine import (
     masked,
     upstream_tools,
 )
-from approvals.policy.rows import requires_of, rule_from_row, rules_from_rows, step_of, write_rows
+from approvals.policy.rows import grants_of, requires_of, rule_from_row, rules_from_rows, step_of, write_rows
 from approvals.policy.text import diff, dump_yaml, load_yaml
 
 __all__ = [
@@ -66,9 +69,11 @@ __all__ = [
     "CEL_FUNCTIONS",
     "CEL_VARIABLES",
     "DEAD_END",
+    "DEFAULT_GRANTS",
     "DEFAULT_STEPS",
     "DENY",
     "DOCUMENT_FORMAT",
+    "GRANT_SCOPES",
     "MAX_CONDITION_CHARS",
     "MAX_DEADLINE_SECONDS",
     "MAX_RULES",
@@ -80,6 +85,7 @@ __all__ = [
     "ConditionError",
     "DryRunReport",
     "DryRunRow",
+    "GrantLimits",
     "Policy",
     "PolicyError",
     "Requires",
@@ -101,6 +107,7 @@ __all__ = [
     "dry_run",
     "dry_run_yaml",
     "dump_yaml",
+    "grants_of",
     "is_drifted",
     "load_yaml",
     "masked",

@@ -42,16 +42,22 @@ from approvals.policy.shapes import (  # noqa: F401  the values a document becom
     ALLOW,
     ASK,
     DEAD_END,
+    DEFAULT_GRANT_MAX_MINUTES,
+    DEFAULT_GRANT_SCOPES,
+    DEFAULT_GRANTS,
     DEFAULT_STEPS,
     DENY,
     DOCUMENT_FORMAT,
+    GRANT_SCOPES,
     LABEL,
     MAX_DEADLINE_SECONDS,
+    MAX_GRANT_MINUTES,
     MAX_RULES,
     MAX_STEPS,
     NO_REQUIREMENTS,
     REQUIRES_KEYS,
     UNREACHED,
+    GrantLimits,
     PolicyError,
     Requires,
     Rule,
@@ -62,7 +68,7 @@ from approvals.policy.shapes import (  # noqa: F401  the values a document becom
 )
 
 STEP_KEYS = frozenset({"approvers", "quorum", "deadline_seconds", "on_deadline", "escalate_when_nobody_online"})
-ASK_ONLY_KEYS = STEP_KEYS | {"escalations", "requires"}
+ASK_ONLY_KEYS = STEP_KEYS | {"escalations", "requires", "grants", "grant_max_minutes"}
 # What a field must be, said once for every way it can be wrong (a type, a bound, a missing key).
 FIELD_HELP = {
     "label": "required; letters, digits, - and _ (at most 100)",
@@ -79,6 +85,8 @@ FIELD_HELP = {
     "escalations": f"a list of at most {MAX_STEPS} steps",
     "escalate_when_nobody_online": "true or false",
     "requires": f"a mapping of {', '.join(REQUIRES_KEYS)} to true or false",
+    "grants": f"a list of {', '.join(GRANT_SCOPES)} (empty: an approval covers its one call only)",
+    "grant_max_minutes": f"a whole number of minutes from 1 to {MAX_GRANT_MINUTES}",
 }
 _OWN = "policy"  # the type of the errors raised below, whose message is already what to show
 
@@ -146,6 +154,16 @@ def _condition(value: str) -> str:
     return value.strip()
 
 
+def _grant_scopes(value: Any) -> Any:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, list | tuple) or any(v not in GRANT_SCOPES for v in value):
+        raise _own(FIELD_HELP["grants"])
+    return tuple(s for s in GRANT_SCOPES if s in value)
+
+
 def _or_empty(value: Any) -> Any:
     return value or ""
 
@@ -211,6 +229,8 @@ class RuleEntry(BaseModel):
         default_factory=list
     )
     requires: Annotated[RequiresEntry, BeforeValidator(lambda v: {} if v is None else v)] = RequiresEntry()
+    grants: Annotated[tuple[str, ...], BeforeValidator(_grant_scopes)] = DEFAULT_GRANT_SCOPES
+    grant_max_minutes: Annotated[StrictInt, Field(ge=1, le=MAX_GRANT_MINUTES)] = DEFAULT_GRANT_MAX_MINUTES
 
     def to_rule(self) -> Rule:
         first = Step(
@@ -227,6 +247,7 @@ class RuleEntry(BaseModel):
             enabled=self.enabled,
             steps=(first, *(s.to_step() for s in self.escalations)) if self.outcome == ASK else DEFAULT_STEPS,
             requires=self.requires.to_requires() if self.outcome == ASK else NO_REQUIREMENTS,
+            grants=GrantLimits(self.grants, self.grant_max_minutes) if self.outcome == ASK else DEFAULT_GRANTS,
         )
 
 

@@ -26,9 +26,11 @@ from approvals.policy.conditions import compile_condition
 from approvals.policy.document import (
     ALLOW,
     ASK,
+    DEFAULT_GRANTS,
     DEFAULT_STEPS,
     DENY,
     NO_REQUIREMENTS,
+    GrantLimits,
     Requires,
     Rule,
     Step,
@@ -90,13 +92,18 @@ class Routing:
     steps: tuple[Step, ...] = DEFAULT_STEPS
     note: str = ""  # why the rule's own outcome was not used (condition error, drift)
     requires: Requires = NO_REQUIREMENTS
+    grants: GrantLimits = DEFAULT_GRANTS
 
     def plan(self) -> dict[str, Any]:
-        """What the request keeps of its routing (frozen when it opens): the steps, and what a
-        person must give to decide it (its rule's requirements)."""
+        """What the request keeps of its routing (frozen when it opens): the steps, what a
+        person must give to decide it (its rule's requirements) and what they may grant."""
         if self.outcome != ASK:
             return {}
-        return {"stages": [step.to_plan() for step in self.steps], "requires": self.requires.to_plan()}
+        return {
+            "stages": [step.to_plan() for step in self.steps],
+            "requires": self.requires.to_plan(),
+            "grants": self.grants.to_plan(),
+        }
 
     def summary(self) -> str:
         rule = f"rule {self.rule}" if self.rule else "the default"
@@ -170,7 +177,14 @@ class Policy:
             )
             note = "the tool's definition changed since it was reviewed: the deadline denies instead of approving"
         return Routing(
-            rule.outcome, rule.label, self.version, reason=rule.reason, steps=steps, note=note, requires=rule.requires
+            rule.outcome,
+            rule.label,
+            self.version,
+            reason=rule.reason,
+            steps=steps,
+            note=note,
+            requires=rule.requires,
+            grants=rule.grants,
         )
 
     def static_outcome(self, server_label: str, tool_name: str, *, drifted: bool = False) -> str:

@@ -12,7 +12,17 @@ from typing import Any
 from django.contrib.auth.models import Group
 
 from approvals.models import EscalationStep, PolicyRule
-from approvals.policy.document import ASK, DEFAULT_STEPS, NO_REQUIREMENTS, Requires, Rule, Step
+from approvals.policy.document import (
+    ASK,
+    DEFAULT_GRANTS,
+    DEFAULT_STEPS,
+    GRANT_SCOPES,
+    NO_REQUIREMENTS,
+    GrantLimits,
+    Requires,
+    Rule,
+    Step,
+)
 
 
 def step_of(
@@ -41,6 +51,16 @@ def requires_of(row: Any) -> Requires:
         reason_on_approve=bool(get("require_reason_on_approve", False)),
         reason_on_deny=bool(get("require_reason_on_deny", False)),
         step_up=bool(get("require_step_up", False)),
+    )
+
+
+def grants_of(row: Any) -> GrantLimits:
+    """A rule row's (or a form's cleaned data's) grant limits: grant_scopes is comma-separated."""
+    get = row.get if isinstance(row, dict) else (lambda name, default=None: getattr(row, name, default))
+    given = [s.strip() for s in str(get("grant_scopes", "") or "").split(",")]
+    minutes = get("grant_max_minutes", None)
+    return GrantLimits(
+        tuple(s for s in GRANT_SCOPES if s in given), int(minutes) if minutes else DEFAULT_GRANTS.max_minutes
     )
 
 
@@ -76,6 +96,7 @@ def rule_from_row(row: PolicyRule) -> Rule:
         enabled=row.enabled,
         steps=tuple(steps) if row.outcome == ASK else DEFAULT_STEPS,
         requires=requires_of(row) if row.outcome == ASK else NO_REQUIREMENTS,
+        grants=grants_of(row) if row.outcome == ASK else DEFAULT_GRANTS,
     )
 
 
@@ -110,6 +131,8 @@ def write_rows(rules: list[Rule]) -> None:
             require_reason_on_approve=rule.requires.reason_on_approve,
             require_reason_on_deny=rule.requires.reason_on_deny,
             require_step_up=rule.requires.step_up,
+            grant_scopes=",".join(rule.grants.scopes),
+            grant_max_minutes=rule.grants.max_minutes,
         )
         row.groups.set([groups[name] for name in first.groups])
         if rule.outcome != ASK:

@@ -128,6 +128,31 @@ class Requires:
 REQUIRES_KEYS = ("confirm", "reason_on_approve", "reason_on_deny", "step_up")
 NO_REQUIREMENTS = Requires()
 
+# What an approval may grant beyond its one call (issue 14): "session" (the tool for the rest of
+# the session) and "guest" (the tool for the same guest or room, for at most max minutes).
+# Approve with changes is always possible: it grants exactly one call with the edited arguments.
+GRANT_SCOPES = ("session", "guest")
+DEFAULT_GRANT_SCOPES: tuple[str, ...] = ("session",)
+DEFAULT_GRANT_MAX_MINUTES = 60
+MAX_GRANT_MINUTES = 24 * 60
+
+
+@dataclass(frozen=True)
+class GrantLimits:
+    """The grants an ask rule lets a decider make, frozen into each request's plan."""
+
+    scopes: tuple[str, ...] = DEFAULT_GRANT_SCOPES
+    max_minutes: int = DEFAULT_GRANT_MAX_MINUTES
+
+    def to_plan(self) -> dict[str, Any]:
+        return {"scopes": list(self.scopes), "max_minutes": self.max_minutes}
+
+    def is_default(self) -> bool:
+        return self == DEFAULT_GRANTS
+
+
+DEFAULT_GRANTS = GrantLimits()
+
 
 def describe_steps(steps: tuple[Step, ...]) -> str:
     """'ask managers within 120 s, then escalate to …, then deny': an ask outcome in words."""
@@ -150,6 +175,7 @@ class Rule:
     enabled: bool = True
     steps: tuple[Step, ...] = DEFAULT_STEPS
     requires: Requires = NO_REQUIREMENTS
+    grants: GrantLimits = DEFAULT_GRANTS
 
     def describe(self) -> str:
         if self.outcome != ASK:
@@ -176,6 +202,10 @@ class Rule:
                 out["escalations"] = [step.to_document() for step in self.steps[1:]]
             if self.requires:
                 out["requires"] = self.requires.to_document()
+            if not self.grants.is_default():
+                # Only when changed: documents exported before grants existed read back unchanged.
+                out["grants"] = list(self.grants.scopes)
+                out["grant_max_minutes"] = self.grants.max_minutes
         return out
 
 

@@ -71,6 +71,8 @@ def closed_message(req: ApprovalRequest) -> str:
     """What a request that can no longer be decided is, in words, for a person who tried."""
     if req.status == Status.APPROVED:
         return f"This request was already approved by {req.decided_by_label}."
+    if req.status == Status.DENIED and req.edited_arguments:
+        return f"This request was already approved with changes by {req.decided_by_label}."
     if req.status == Status.DENIED:
         return f"This request was already denied by {req.decided_by_label}."
     if req.status == Status.EXPIRED:

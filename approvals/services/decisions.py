@@ -15,6 +15,7 @@ from django.utils.translation import gettext as _
 from approvals import events
 from approvals.models import ApprovalRequest, AuditKind
 from approvals.policy import Requires
+from approvals.services import grants
 from approvals.services._common import (
     BY_DEADLINE,
     MAX_INTERNAL_NOTE_LENGTH,
@@ -69,36 +70,36 @@ def decide(
     step_up: StepUp | None = None,
     guest_note: str = "",
     internal_note: str = "",
+    arguments: str = "",
+    scope: str = "call",
+    minutes: int | None = None,
+    constraints: dict[str, Any] | None = None,
 ) -> ApprovalRequest:
-    """A person approves or denies a pending request before its deadline. Only those
-    check_may_decide lets through may: members of the groups its current step names (anyone
-    on staff when it names none; superusers always), never a compliance reviewer, never whoever
-    started the session. One denial decides; an approval decides once the step's quorum of distinct people approved,
-    else it is counted (audit VOTED) and the request stays pending.
-
-    `guest_note` (or, as before, `reason`) is the note to the guest: it goes upstream as the
-    reason of the answer, which the assistant may read out. `internal_note` is for the audit
-    only (the decision's audit row), never sent upstream. What the request's rule requires
-    (its plan's `requires`, frozen when it opened) must be given: a guest note for this outcome,
-    `confirmed`, and a `step_up` (a passkey assertion for a challenge of services.passkeys).
-
-    Side effects: audit DECIDED (or VOTED) with the internal note, the confirmation and the
-    step-up's credential; after commit the relay nudge and a dashboard event. Raises
-    RequirementMissing (a required note or confirmation is missing), StepUpRequired (a
-    PermissionDenied: the step-up is missing or does not verify), PermissionDenied,
-    TransitionError when it is no longer pending (or its deadline has passed, which then
-    expires it) or this person already approved it, or ValueError for a note that is too long.
+    """A person approves or denies a pending request before its deadline, if check_may_decide
+    lets them. One denial decides; an approval decides once the step's quorum of distinct people
+    approved, else it is counted (audit VOTED) and the request stays pending. `guest_note` (or
+    `reason`, its older name) goes upstream as the answer's reason; `internal_note` only into
+    the audit. What the rule froze into the plan must be given (a note, `confirmed`, `step_up`).
+    `arguments` approves with changes, `scope` (+ `minutes`, `constraints`) grants the tool
+    beyond this call (services/grants.py; never under a quorum rule).
+    Side effects: audit DECIDED (or VOTED; GRANT_CREATED), after commit the relay nudge and a
+    dashboard event. Raises RequirementMissing, StepUpRequired (a PermissionDenied),
+    PermissionDenied, TransitionError (no longer pending, past its deadline, or already
+    approved by this person) or ValueError (a note too long, an edit or grant refused).
     Nothing is changed when it raises."""
     note = _check_reason(guest_note or reason)
     internal_note = _check_internal_note(internal_note)
     if not (by.is_active and by.is_staff):
         # Checked again here, not only in the view: the decider is part of the audit record.
         raise PermissionDenied("Only staff can decide approval requests.")
+    edited, spec = _beyond_yes(req, approve, by, arguments, scope, minutes, constraints)
     extra = _check_requirements(req, approve=approve, by=by, note=note, confirmed=confirmed, step_up=step_up)
     if internal_note:
         extra["internal_note"] = internal_note
     for _attempt in range(3):
-        if req.quorum <= 1 or not approve:
+        if edited or spec is not None:
+            outcome = _decide_and_grant(req, by=by, note=note, extra=extra, edited=edited, spec=spec)
+        elif req.quorum <= 1 or not approve:
             outcome = _decide_at_once(req, approve=approve, by=by, reason=note, extra=extra)
         else:
             outcome = _vote(req, by=by, reason=note, extra=extra)
@@ -115,6 +116,74 @@ def decide(
     expire_request(req.pk)
     current = ApprovalRequest.objects.for_one().get(pk=req.pk)
     raise TransitionError(closed_message(current), request=current)
+
+
+def _beyond_yes(
+    req: ApprovalRequest,
+    approve: bool,
+    by: User,
+    arguments: str,
+    scope: str,
+    minutes: int | None,
+    constraints: dict[str, Any] | None,
+) -> tuple[str, grants.GrantSpec | None]:
+    """The edited arguments (canonical JSON, or "") and the grant asked for, checked; nothing
+    when the decision is a plain yes or no."""
+    if not arguments and scope in ("", "call"):
+        return "", None
+    if not approve:
+        raise ValueError("Only an approval can change the arguments or grant more than this call.")
+    if req.status == Status.PENDING:
+        check_may_decide(req, by)  # who may decide comes before what is wrong with their edit
+    if arguments and scope not in ("", "call"):
+        raise ValueError("An approval with changes covers the one changed call: choose this call only.")
+    if arguments and req.quorum > 1:
+        raise ValueError("A rule with more than one approver cannot approve with changes: approve or deny.")
+    if arguments:
+        return grants.check_edited_arguments(req, arguments), None
+    return "", grants.check_scope(req, scope=scope, minutes=minutes, constraints=constraints)
+
+
+def _decide_and_grant(
+    req: ApprovalRequest, *, by: User, note: str, extra: dict[str, Any], edited: str, spec: grants.GrantSpec | None
+) -> ApprovalRequest | None:
+    """An approval with changes, or an approval with a grant: the decision and its grant in one
+    transaction (a lost decision makes no grant). None when it lost."""
+    with transaction.atomic():
+        if edited:
+            extra = {**extra, "approved_with_changes": True, "asked_arguments": req.arguments, "arguments": edited}
+            reason = grants.edit_reason(req, edited, note)
+            done = _decide_at_once(req, approve=False, by=by, reason=reason, extra=extra, edited=edited)
+        else:
+            done = _decide_at_once(req, approve=True, by=by, reason=note, extra=extra)
+        if done is None:
+            return None
+        grants.make_grant(done, by=by, now=done.decided_at or timezone.now(), spec=spec, edited=edited)
+    return done
+
+
+def decide_all(
+    reqs: list[ApprovalRequest], *, by: User, guest_note: str = "", confirmed: bool = False
+) -> list[tuple[ApprovalRequest, str | None]]:
+    """Approve all: each request through decide() on its own (its own transaction and audit
+    rows, its own permission, requirement, step-up and quorum checks), in order. `confirmed`:
+    the person confirmed the whole batch, which stands for each rule's confirmation. Returns
+    (request as it is now, None) for each one decided or counted toward its quorum, and
+    (request, why in words) for each one that could not be; never raises for one of them."""
+    results: list[tuple[ApprovalRequest, str | None]] = []
+    for req in reqs:
+        try:
+            results.append((decide(req, approve=True, by=by, guest_note=guest_note, confirmed=confirmed), None))
+        except (TransitionError, PermissionDenied, ValueError) as exc:
+            # RequirementMissing is a ValidationError, StepUpRequired a PermissionDenied: a
+            # passkey proves one decision, so such a request is decided on its own card.
+            why = str(exc)
+            if isinstance(exc, PermissionDenied) and Requires.from_plan(req.plan).step_up:
+                why = _("This rule needs your passkey: approve this request on its own.")
+            results.append((req, why))
+        except RequirementMissing as exc:
+            results.append((req, str(exc)))
+    return results
 
 
 def _check_requirements(
@@ -150,7 +219,7 @@ def _check_requirements(
 
 
 def _decide_at_once(
-    req: ApprovalRequest, *, approve: bool, by: User, reason: str, extra: dict[str, Any]
+    req: ApprovalRequest, *, approve: bool, by: User, reason: str, extra: dict[str, Any], edited: str = ""
 ) -> ApprovalRequest | None:
     """One conditional UPDATE: of two clicks, or a click and the deadline, exactly one matches.
     The deadline and the step are part of the guard, so a step that has passed or moved on
@@ -162,7 +231,13 @@ def _decide_at_once(
         req,
         to=Status.APPROVED if approve else Status.DENIED,
         guard={"deadline__gt": now, "stage": req.stage},
-        fields={"decided_at": now, "decided_by": by, "decided_by_label": label, "reason": reason},
+        fields={
+            "decided_at": now,
+            "decided_by": by,
+            "decided_by_label": label,
+            "reason": reason,
+            **({"edited_arguments": edited} if edited else {}),
+        },
         rows=[
             {
                 "kind": AuditKind.DECIDED,

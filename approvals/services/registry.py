@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from approvals import probe
 from approvals.models import AuditKind, ClientToken, McpServer, McpTool, PolicyRule, Scope, tool_definition_hash
+from approvals.services import grants
 from approvals.services._common import actor_label, user_label
 from audit import writer
 
@@ -206,6 +207,9 @@ def _take_definition(tool: McpTool, definition: dict[str, Any], digest: str, *, 
         tool.previous_definition, tool.previous_hash = tool.definition, tool.definition_hash
         tool.drifted_at = now
     tool.definition, tool.definition_hash = definition, digest
+    # What staff granted was the tool as it was: any change voids its grants (audited), even a
+    # change back to the reviewed definition.
+    grants.void_for_tool(tool.server.label, tool.name, why="the tool's definition changed", keep=digest, now=now)
     if tool.definition_hash == tool.previous_hash:
         # Changed back to what was last reviewed: nothing left to review.
         tool.drifted_at = None

@@ -18,7 +18,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from approvals import events, policy
-from approvals.models import ApprovalRequest, AuditKind, McpServer, RealtimeSession
+from approvals.models import ApprovalRequest, AuditKind, ConversationLine, Grant, McpServer, RealtimeSession
+from approvals.services import grants
 from approvals.services._common import (
     Status,
     on_commit,
@@ -168,6 +169,14 @@ def open_request(
     routing = _route(session, server_label, tool_name, arguments, now)
     server = McpServer.objects.filter(label=server_label).first()
     fields = _routed_fields(routing, now)
+    fields["turn"] = _turn(session)
+    # A live grant (an edited call, the tool for this session or guest) approves what the policy
+    # would ask about, before anyone is asked. Never what a rule allows or denies at once.
+    grant = (
+        grants.find_grant(session=session, server_label=server_label, tool_name=tool_name, arguments=arguments, now=now)
+        if routing.outcome == policy.ASK
+        else None
+    )
 
     def write() -> ApprovalRequest:
         req = ApprovalRequest.objects.create(
@@ -181,12 +190,63 @@ def open_request(
             created_at=now,
             **fields,
         )
+        rows = _opening_rows(req, routing, raw_item)
+        # Inside the savepoint: a one-time grant another call took first leaves this one asking.
+        used = grants.take(grant, now=now) if grant is not None else None
+        if grant is not None and used is not None:
+            _approve_by_grant(req, grant, rows, now=now)
+            rows.append(used)
         # Inside the savepoint: on a lost race the audit rows and the after-commit work are
         # dropped with the insert.
-        transition(req, to=req.status, rows=_opening_rows(req, routing, raw_item), now=now, inserted=True)
+        transition(req, to=req.status, rows=rows, now=now, inserted=True)
         return req
 
     return _insert_once(session, upstream_id, write)
+
+
+def _turn(session: RealtimeSession) -> str:
+    """The model's turn a request belongs to: the session and its latest guest line (requests
+    with no guest line between them came from one turn; Realtime items carry no response id)."""
+    line = (
+        ConversationLine.objects.filter(session=session, role=ConversationLine.Role.USER)
+        .order_by("-created_at", "-pk")
+        .values_list("pk", flat=True)
+        .first()
+    )
+    return f"{session.pk}:{line or 0}"
+
+
+def _approve_by_grant(req: ApprovalRequest, grant: Grant, rows: list[dict[str, Any]], *, now: datetime) -> None:
+    """Turn a request that was about to ask into one approved at once by `grant` (already
+    taken): its row (an UPDATE of the row just inserted, in the same savepoint) and its audit
+    rows, the DECIDED row naming the grant and the decision that made it."""
+    label = grants.grant_label(grant)
+    reason = f"Allowed by {label}: {grant.describe()}"
+    ApprovalRequest.objects.filter(pk=req.pk).update(
+        status=Status.APPROVED,
+        deadline=now,
+        decided_at=now,
+        decided_by_label=label,
+        reason=reason,
+        grant=grant,
+        audience="",
+    )
+    req.refresh_from_db()
+    routed = rows[1]["payload"]
+    routed["note"] = "; ".join(filter(None, [routed.get("note"), f"approved by {label} before asking"]))
+    rows.append(
+        {
+            "kind": AuditKind.DECIDED,
+            "actor_label": label,
+            "payload": {
+                "approve": True,
+                "reason": reason,
+                "grant": grant.pk,
+                "scope": grant.scope,
+                "source_request": grant.source_request_id,
+            },
+        }
+    )
 
 
 # Around the decision -----------------------------------------------------------------------------

@@ -113,6 +113,8 @@
 
   function outcome(req) {
     const by = req.decided_by_label;
+    // Approved with changes: a denial upstream (call again with the new arguments), a yes here.
+    if (req.changes) return fmt(gettext("Approved with changes by %(name)s"), { name: by });
     switch (req.status) {
       case "approved":
         return fmt(gettext("Approved by %(name)s"), { name: by });
@@ -222,6 +224,8 @@
     applyDuties(el, req);
     // [decide-rules] the notes' fields and what the rule requires (static/js/decide_rules.js)
     if (window.countersignRules) window.countersignRules.render(el, req);
+    // [grants] approve with changes, the grant's scope, the turn (static/js/grants.js)
+    if (window.countersignGrants) window.countersignGrants.render(el, req);
     el.setAttribute("aria-label", fmt(gettext("%(tool)s, for %(session)s"), { tool: req.tool_title, session: label }));
     if (req.status === "pending") {
       // Local clock + the server's "seconds left": immune to a skewed clock on this device.
@@ -393,11 +397,13 @@
     entry.req = req;
     coord.renderClaim(entry);
     el.classList.remove("warn", "urgent", "overdue");
-    el.classList.add("closed", `is-${req.status}`);
-    for (const control of el.querySelectorAll("button, input")) control.disabled = true;
+    el.classList.add("closed", `is-${req.changes ? "approved" : req.status}`);
+    for (const control of el.querySelectorAll("button, input, textarea, select")) control.disabled = true;
     for (const button of el.querySelectorAll(".kept button")) button.disabled = false; // copy, dismiss
     setText(el, ".stamp-title", outcome(req));
-    setText(el, ".stamp-reason", req.reason && req.status !== "cancelled" ? req.reason : "");
+    // Approved with changes: what was approved instead, not the instruction the model was given.
+    const said = req.changes ? JSON.stringify(req.changes.new) : req.reason;
+    setText(el, ".stamp-reason", said && req.status !== "cancelled" ? said : "");
     $(el, ".stamp").hidden = false;
     showMessage(el, message || "", message ? "info" : "");
     updateCount();
@@ -506,7 +512,8 @@
     }
     el.classList.add("busy");
     showMessage(el, decision === "approve" ? gettext("Approving…") : gettext("Denying…"), "");
-    const body = new URLSearchParams({ decision, reason: $(el, ".reason").value.trim(), ...extra });
+    const grants = window.countersignGrants ? window.countersignGrants.fields(el, decision) : {};
+    const body = new URLSearchParams({ decision, reason: $(el, ".reason").value.trim(), ...extra, ...grants });
     let response;
     let data = {};
     try {
@@ -743,10 +750,12 @@
       if (message.type === "snapshot") {
         noteViewer(message);
         onSnapshot(message.requests);
+        if (window.countersignGrants) window.countersignGrants.refresh(); // what changed while away
       } else if (message.type === "request_changed") onChanged(message.request);
       else if (message.type === "request_removed") onRemoved(message.id);
       else if (message.type === "request_escalated") onEscalated(message.request);
       else if (message.type === "presence") coord.renderPresence(message.online);
+      else if (message.type === "grants" && window.countersignGrants) window.countersignGrants.refresh();
     });
     ws.addEventListener("close", (event) => {
       if (socket !== ws) return;

@@ -192,6 +192,7 @@ def test_first_match_wins_and_the_default_asks_any_staff(settings):
             {"groups": ["general-managers"], "quorum": 1, "deadline_seconds": 60, "on_deadline": "deny"},
         ],
         "requires": NOTHING_REQUIRED,
+        "grants": {"scopes": ["session"], "max_minutes": 60},
     }
     # 200 in room 904: neither refund rule matches; no other rule names the tool: the default.
     default = p.route(call(args={"amount": 200}, metadata={"room": "904"}))
@@ -199,6 +200,7 @@ def test_first_match_wins_and_the_default_asks_any_staff(settings):
     assert default.plan() == {
         "stages": [{"groups": [], "quorum": 1, "deadline_seconds": 45, "on_deadline": "deny"}],
         "requires": NOTHING_REQUIRED,
+        "grants": {"scopes": ["session"], "max_minutes": 60},
     }
     door = p.route(call("unlock_door", server="spa"))
     assert (door.outcome, door.rule, door.reason) == (DENY, "no-doors", "Doors are opened by the front desk.")

@@ -84,6 +84,8 @@ def rule_form(steps: list[dict[str, Any]] | None = None, **overrides: Any) -> di
         "quorum": "1",
         "deadline_seconds": "",
         "on_deadline": "deny",
+        "grant_scopes": "session",
+        "grant_max_minutes": "60",
     }
     data.update(overrides)
     steps = steps or []
