@@ -17,6 +17,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 
+from approvals import events
 from realtime_bridge import client, handlers, outbound, protocol
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,13 @@ Passthrough = Callable[[str | bytes], Awaitable[None]]
 Forward = Callable[[str, dict[str, Any] | None], Awaitable[None]]
 # Told where (a stage, for the log) and why a session cannot go on.
 FailureHook = Callable[[str, BaseException], None]
+
+
+def _error_type(event: dict[str, Any]) -> str:
+    """The `type` of an upstream `error` event (invalid_request_error, server_error, ...), for
+    the metrics: a short known word, never free text."""
+    kind = str((event.get("error") or {}).get("type") or "unknown")
+    return kind if kind.replace("_", "").isalnum() and len(kind) <= 40 else "other"
 
 
 class FollowUp:
@@ -149,6 +157,7 @@ class UpstreamSession:
         elif kind == "response.done":
             followup.response_active = False
         elif kind == "error":
+            events.upstream_error.send(session_id=self.session_id, error_type=_error_type(event))
             if (event.get("error") or {}).get("code") == "conversation_already_has_active_response":
                 followup.response_active = True
                 if followup.state == "requested":
