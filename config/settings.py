@@ -71,8 +71,10 @@ SECRETS_FILE = Path(env_str("SECRETS_FILE", str(VAR_DIR / "secrets.env")))
 if SECRETS_FILE.is_file():
     for _name, _value in read_env_file(SECRETS_FILE).items():
         os.environ.setdefault(_name, _value)
-# `manage.py init_secrets` must start without the keys it is about to write (manage.py sets it).
-_WRITING_SECRETS = os.environ.get("COUNTERSIGN_WRITING_SECRETS") == "1"
+# `manage.py init_secrets` must start without the keys it is about to write. Not configuration
+# (hence in neither README nor .env.example): only manage.py sets it, for that one command.
+_WRITING_FLAG = "COUNTERSIGN_WRITING_SECRETS"
+_WRITING_SECRETS = os.environ.get(_WRITING_FLAG) == "1"
 # --- end keys at first run ---
 
 DEBUG = env_bool("DEBUG", False)
