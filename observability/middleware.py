@@ -1,5 +1,6 @@
 """Binds the ids of each HTTP request for the logs (observability/logs.py): `request_id` (the
-proxy's X-Request-ID when it sends one, else a fresh one, echoed in the response) and `user`."""
+proxy's X-Request-ID when it sends one, else a fresh one, echoed in the response), and `user` when
+the request is served synchronously (under ASGI the decide service binds who decides)."""
 
 from __future__ import annotations
 
@@ -21,14 +22,14 @@ def request_id_of(request: HttpRequest) -> str:
     return given if _SAFE_ID.match(given) else uuid.uuid4().hex
 
 
-def _bind(request: HttpRequest) -> str:
+def _bind(request: HttpRequest, *, user: bool) -> str:
     structlog.contextvars.clear_contextvars()
     request_id = request_id_of(request)
     structlog.contextvars.bind_contextvars(request_id=request_id)
+    person: Any = getattr(request, "user", None) if user else None
     # request.user is lazy: reading it costs the session's query, which the views pay anyway.
-    user: Any = getattr(request, "user", None)
-    if user is not None and user.is_authenticated:
-        structlog.contextvars.bind_contextvars(user=user.get_username())
+    if person is not None and person.is_authenticated:
+        structlog.contextvars.bind_contextvars(user=person.get_username())
     return request_id
 
 
@@ -47,16 +48,16 @@ class LogContextMiddleware:
     def __call__(self, request: HttpRequest) -> Any:
         if self.is_async:
             return self._acall(request)
-        request_id = _bind(request)
+        request_id = _bind(request, user=True)
         response: HttpResponse = self.get_response(request)
         response["X-Request-ID"] = request_id
         return response
 
     async def _acall(self, request: HttpRequest) -> HttpResponse:
-        # request.user reads the session from the database: not on the event loop.
-        from asgiref.sync import sync_to_async
-
-        request_id = await sync_to_async(_bind)(request)
+        # On the event loop, request.user would cost a thread hop and a session query before every
+        # view, the decision's included: the request id only. Who decides is bound by the decide
+        # service (approvals/services/decisions.py), which knows them without a query.
+        request_id = _bind(request, user=False)
         get_response: Callable[[HttpRequest], Awaitable[HttpResponse]] = self.get_response
         response = await get_response(request)
         response["X-Request-ID"] = request_id

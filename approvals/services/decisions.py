@@ -91,7 +91,9 @@ def decide(
     expires it) or this person already approved it, or ValueError for a note that is too long.
     Nothing is changed when it raises."""
     # Every log line from here on names the request and its session (observability/logs.py).
-    structlog.contextvars.bind_contextvars(approval_request_id=req.pk, session_id=req.session_id)
+    structlog.contextvars.bind_contextvars(
+        approval_request_id=req.pk, session_id=req.session_id, user=by.get_username()
+    )
     note = _check_reason(guest_note or reason)
     internal_note = _check_internal_note(internal_note)
     if not (by.is_active and by.is_staff):
