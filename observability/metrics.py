@@ -78,12 +78,10 @@ def decider(req: ApprovalRequest) -> str:
 
 def on_decision_committed(*, request_id: int, **_: Any) -> None:
     """approvals.events.decision_committed: count the answer, its time and, for a deadline's
-    answer, its lateness. Runs after commit in the process that decided; one indexed read."""
-    req = (
-        ApprovalRequest.objects.filter(pk=request_id)
-        .only("status", "created_at", "decided_at", "deadline", "decided_by_id", "decided_by_label", "session_id")
-        .first()
-    )
+    answer, its lateness. Runs after commit in the process that decided, after the relay nudge
+    (registered first, so the guest's answer never waits for this); one read by primary key."""
+    fields = ("status", "created_at", "decided_at", "deadline", "decided_by_id", "decided_by_label", "session_id")
+    req = ApprovalRequest.objects.filter(pk=request_id).only(*fields).first()
     if req is None or req.decided_at is None:
         return
     by = decider(req)
