@@ -136,7 +136,7 @@ def first_run_secrets(env: dict[str, str]) -> None:
     if not env.get("OPENAI_API_KEY") or env.get("DEBUG", "").lower() in ("true", "1"):
         return  # demo and debug runs keep their own keys in var/ (config/settings.py)
     path = Path(env.get("SECRETS_FILE") or VAR_DIR / "secrets.env")
-    if secrets.ensure(env, path):
+    if secrets.ensure(env, path, var_dir=VAR_DIR):
         print(secrets.NOTICE.format(path=path), flush=True)
 
 

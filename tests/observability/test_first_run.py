@@ -123,3 +123,16 @@ def test_make_run_with_a_real_key_and_no_keys_writes_them_and_serves(tmp_path, s
     assert f"random ones were\n  written to {tmp_path / 'secrets.env'}" in output
     assert stat.S_IMODE((tmp_path / "secrets.env").stat().st_mode) == 0o600
     assert (tmp_path / "prometheus").is_dir()
+
+
+def test_a_demo_runs_keys_are_kept_when_a_real_key_arrives(tmp_path):
+    from observability import secrets
+
+    (tmp_path / "field_encryption_key").write_text("demo-fernet-key\n")
+    (tmp_path / "audit_signing_key").write_text("demo-signing-key")
+    added = secrets.ensure({"OPENAI_API_KEY": "sk-test", "SECRET_KEY": "set"}, tmp_path / "s.env", var_dir=tmp_path)
+    assert added == ["FIELD_ENCRYPTION_KEYS", "AUDIT_SIGNING_KEY"]
+    values = secrets.read_env_file(tmp_path / "s.env")
+    assert values == {"FIELD_ENCRYPTION_KEYS": "demo-fernet-key", "AUDIT_SIGNING_KEY": "demo-signing-key"}
+    assert stat.S_IMODE((tmp_path / "s.env").stat().st_mode) == 0o600
+    assert secrets.ensure({"SECRET_KEY": "set"}, tmp_path / "s.env", var_dir=tmp_path) == []
