@@ -92,6 +92,11 @@ step_reached = Hook("step_reached")
 request_opened = Hook("request_opened")
 request_escalated = Hook("request_escalated")
 
+# OpenAI sent an `error` event on a session, or a relayed session failed (realtime_bridge).
+# kwargs: session_id, error_type (the error's `type`, e.g. "invalid_request_error", or
+# "session_failed"). observability/ counts them.
+upstream_error = Hook("upstream_error")
+
 
 def session_group(session_id: int) -> str:
     """The group of the one process that holds this session's upstream socket."""

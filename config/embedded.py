@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -123,7 +124,41 @@ def seed_demo(env: dict[str, str]) -> None:
     subprocess.run([sys.executable, "-m", "demo.seed"], env=env, check=True, cwd=BASE_DIR)
 
 
+# --- Keys at first run (ops) -------------------------------------------------------------------
+
+
+def first_run_secrets(env: dict[str, str]) -> None:
+    """A real OPENAI_API_KEY is not demo mode, and production keys are required. On the first
+    `make run` of a machine, write the missing ones to SECRETS_FILE (var/secrets.env, 0600),
+    which config/settings.py reads in every process, and say so in one paragraph."""
+    from observability import secrets
+
+    if not env.get("OPENAI_API_KEY") or env.get("DEBUG", "").lower() in ("true", "1"):
+        return  # demo and debug runs keep their own keys in var/ (config/settings.py)
+    path = Path(env.get("SECRETS_FILE") or VAR_DIR / "secrets.env")
+    if secrets.ensure(env, path, var_dir=VAR_DIR):
+        print(secrets.NOTICE.format(path=path), flush=True)
+
+
+# --- Metrics of every process (ops) ------------------------------------------------------------
+
+
+def metrics_dir(env: dict[str, str]) -> None:
+    """prometheus_client's multiprocess mode: every web and worker process of this run writes its
+    counters under PROMETHEUS_MULTIPROC_DIR, and /metrics adds them up. Emptied at start: the
+    files of processes of an earlier run would count twice."""
+    path = Path(env.get("PROMETHEUS_MULTIPROC_DIR") or VAR_DIR / "prometheus")
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True, exist_ok=True)
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+
+
+# --- end ops -------------------------------------------------------------------------------------
+
+
 def cmd_run(env: dict[str, str], redis: EmbeddedRedis | None) -> int:
+    first_run_secrets(env)
+    metrics_dir(env)
     manage("migrate", "--noinput", env=env)
     manage("collectstatic", "--noinput", "-v", "0", env=env)
     demo = not env.get("OPENAI_API_KEY")

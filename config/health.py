@@ -1,7 +1,9 @@
 """GET /healthz: is each part that a decision travels through up?
 
 200 only when the database answers, the channel layer carries a message through Redis and
-back, and a Celery worker answers a ping; otherwise 503 with the failing part named.
+back, and a Celery worker answers a ping; otherwise 503 with the failing part named. With every
+part up but the loop behind (outbox backlog, late deadlines; observability/health.py), 200 with
+status "degraded" and the reasons.
 """
 
 from __future__ import annotations
@@ -106,4 +108,22 @@ async def healthz(request: HttpRequest) -> JsonResponse:
     parts = {"database": database, "redis": redis, "celery": celery}
     failing = [name for name, part in parts.items() if part["status"] != "ok"]
     body = {"status": "ok" if not failing else "error", "failing": failing, **parts}
+    # --- degraded (ops) ---
+    # Every part answers, but the loop is behind: 200 with status "degraded" and the reasons, not
+    # 503. The backlog and the deadlines are shared by every web process: a 503 would make the
+    # load balancer drop all of them at once, which helps no one; a monitor alerts on the status.
+    degraded = await _degraded() if database["status"] == "ok" else []
+    body["degraded"] = degraded
+    if degraded and not failing:
+        body["status"] = "degraded"
+    # --- end degraded ---
     return JsonResponse(body, status=200 if not failing else 503)
+
+
+async def _degraded() -> list[str]:
+    from observability.health import degraded_reasons
+
+    try:
+        return await asyncio.wait_for(sync_to_async(degraded_reasons)(), timeout=CHECK_TIMEOUT)
+    except Exception as exc:  # never fail the health check over its own extra
+        return [f"degraded check failed: {type(exc).__name__}: {exc}"]

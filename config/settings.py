@@ -8,6 +8,7 @@ defaults (SQLite, and a private Redis that `make run` / `make test` start) when 
 from __future__ import annotations
 
 import base64
+import ipaddress
 import os
 import secrets
 from collections.abc import Callable
@@ -16,6 +17,8 @@ from pathlib import Path
 import dj_database_url
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
+
+from observability.secrets import read_env_file
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Local state of an embedded run: SQLite file, demo secret key, beat schedule, logs.
@@ -59,6 +62,20 @@ def env_secret(name: str, default: str = "") -> str:
 def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
 
+
+# --- Keys at first run (ops) ---
+# The keys of a production run (SECRET_KEY, FIELD_ENCRYPTION_KEYS, AUDIT_SIGNING_KEY) may sit in
+# this env file: the first `make run` with a real OPENAI_API_KEY writes random ones there, and
+# `manage.py init_secrets` writes one for production (observability/secrets.py). The environment wins.
+SECRETS_FILE = Path(env_str("SECRETS_FILE", str(VAR_DIR / "secrets.env")))
+if SECRETS_FILE.is_file():
+    for _name, _value in read_env_file(SECRETS_FILE).items():
+        os.environ.setdefault(_name, _value)
+# `manage.py init_secrets` must start without the keys it is about to write. Not configuration
+# (hence in neither README nor .env.example): only manage.py sets it, for that one command.
+_WRITING_FLAG = "COUNTERSIGN_WRITING_SECRETS"
+_WRITING_SECRETS = os.environ.get(_WRITING_FLAG) == "1"
+# --- end keys at first run ---
 
 DEBUG = env_bool("DEBUG", False)
 
@@ -112,12 +129,17 @@ def _local_key(filename: str, make: Callable[[], str]) -> str:
     return key
 
 
+_INIT_HINT = "`python manage.py init_secrets` writes the keys to SECRETS_FILE (README, Production)"
+
+
 def _secret_key() -> str:
     key = env_secret("SECRET_KEY")
     if key:
         return key
+    if _WRITING_SECRETS:
+        return secrets.token_urlsafe(50)  # this process only writes the file, and signs nothing
     if not (DEBUG or DEMO_MODE):
-        raise ImproperlyConfigured("SECRET_KEY is required unless DEBUG or demo mode is on")
+        raise ImproperlyConfigured(f"SECRET_KEY is required unless DEBUG or demo mode is on; {_INIT_HINT}")
     try:
         return _local_key("secret_key", lambda: secrets.token_urlsafe(50))
     except OSError:  # no writable var/: sessions then last as long as the process
@@ -153,10 +175,14 @@ def _field_encryption_keys() -> list[str]:
     without one: refused at start (ImproperlyConfigured)."""
     keys = [key.strip() for key in env_secret("FIELD_ENCRYPTION_KEYS").split(",") if key.strip()]
     if not keys:
+        if _WRITING_SECRETS:
+            return [Fernet.generate_key().decode()]
         if not (DEBUG or DEMO_MODE):
             # Refuse to start, like SECRET_KEY: a server that started without it would fail at
             # the first guest's session, when the relay reads the MCP credentials.
-            raise ImproperlyConfigured("FIELD_ENCRYPTION_KEYS is required unless DEBUG or demo mode is on")
+            raise ImproperlyConfigured(
+                f"FIELD_ENCRYPTION_KEYS is required unless DEBUG or demo mode is on; {_INIT_HINT}"
+            )
         keys = [_local_key("field_encryption_key", lambda: Fernet.generate_key().decode())]
     for number, key in enumerate(keys, start=1):
         try:
@@ -225,6 +251,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "approval_api",
+    "observability",
 ]
 
 MIDDLEWARE = [
@@ -236,6 +263,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # The request id and user of every log line (observability/logs.py); after authentication.
+    "observability.middleware.LogContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -401,14 +430,37 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+# --- Logs and metrics (ops; README "Observability") ---
+# text: one readable line per event (the default, `make run`); json: one JSON object per line with
+# the request id, session id, user and request of what the line is about (observability/logs.py).
+LOG_FORMAT = env_str("LOG_FORMAT", "text")
+if LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, not {LOG_FORMAT!r}")
+# /metrics answers a bearer token, or a client in these networks (CIDRs; empty: token only).
+METRICS_TOKEN = env_secret("METRICS_TOKEN")
+METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
+try:
+    METRICS_NETWORKS = [ipaddress.ip_network(cidr, strict=False) for cidr in METRICS_ALLOWED_NETWORKS]
+except ValueError as exc:
+    raise ImproperlyConfigured(f"METRICS_ALLOWED_NETWORKS: {exc}") from None
+# /healthz says "degraded" (HTTP 200) past these: answers waiting for the relay, and how late
+# the oldest pending request is past its deadline (observability/health.py).
+HEALTH_OUTBOX_MAX = env_int("HEALTH_OUTBOX_MAX", 50)
+HEALTH_DEADLINE_LATE_SECONDS = env_int("HEALTH_DEADLINE_LATE_SECONDS", 10)
+# --- end logs and metrics ---
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "observability.logs.json_formatter"},
+    },
     # A refused page is an expected answer, not a crash: one line with path and user instead of
     # the traceback Django attaches to "Forbidden (Permission denied)".
     "filters": {"forbidden_one_line": {"()": "config.errors.ForbiddenOneLine"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "json" if LOG_FORMAT == "json" else "plain"}
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.channels.server": {"level": "WARNING"},

@@ -5,9 +5,11 @@ from django.views.generic.base import RedirectView
 from django.views.i18n import JavaScriptCatalog
 
 from config import health
+from observability.views import metrics
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
+    path("metrics", metrics, name="metrics"),
     path("accounts/", include("django.contrib.auth.urls")),
     # Single sign-on (OpenID Connect): answers 404 unless OIDC_ISSUER is set.
     path("oidc/", include("sso.urls")),

@@ -31,6 +31,7 @@ import logging
 from collections.abc import AsyncIterable, Awaitable
 from typing import Any, Protocol
 
+import structlog
 from channels.db import database_sync_to_async
 from channels.layers import BaseChannelLayer, get_channel_layer
 from websockets.exceptions import ConnectionClosed
@@ -159,6 +160,8 @@ class Relay:
             )
             await self._refuse(error)
             return False
+        # Every log line of this session (its reader and its answers too) names it (observability/logs.py).
+        structlog.contextvars.bind_contextvars(session_id=self.core.session_id)
         try:
             self.group = events.session_group(self.core.session_id)
             await self.client.join(self.group, self)
@@ -275,7 +278,8 @@ class Relay:
         try:
             decision = outbound.from_nudge(message)
             if decision is not None:
-                await core.deliver(decision)
+                with structlog.contextvars.bound_contextvars(approval_request_id=decision.request_id):
+                    await core.deliver(decision)
             else:
                 await core.drain_outbox()
         except UpstreamClosed:
@@ -294,6 +298,7 @@ class Relay:
         if self._failing is not None or self._ending is not None:
             return
         log.error("%s: session %s failed %s", self.name, self.session_id, stage, exc_info=exc)
+        events.upstream_error.send(session_id=self.session_id, error_type="session_failed")
         self._failing = asyncio.create_task(self._close_and_end())
 
     async def _close_and_end(self) -> None:

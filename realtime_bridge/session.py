@@ -17,6 +17,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 
+from approvals import events
 from realtime_bridge import client, handlers, outbound, protocol
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,13 @@ Passthrough = Callable[[str | bytes], Awaitable[None]]
 Forward = Callable[[str, dict[str, Any] | None], Awaitable[None]]
 # Told where (a stage, for the log) and why a session cannot go on.
 FailureHook = Callable[[str, BaseException], None]
+
+
+def _error_type(event: dict[str, Any]) -> str:
+    """The `type` of an upstream `error` event (invalid_request_error, server_error, ...), for
+    the metrics: a short known word, never free text."""
+    kind = str((event.get("error") or {}).get("type") or "unknown")
+    return kind if kind.replace("_", "").isalnum() and len(kind) <= 40 else "other"
 
 
 # How long the relay waits, after a tool call finished or a denial went upstream, for a
@@ -225,7 +233,9 @@ class UpstreamSession:
         if kind in handlers.HANDLED_TYPES:
             self.db_queue.put_nowait(event)
         self.followup.observe(kind, event)
-        if kind == "conversation.item.done":
+        if kind == "error":
+            events.upstream_error.send(session_id=self.session_id, error_type=_error_type(event))
+        elif kind == "conversation.item.done":
             item = event.get("item") or {}
             if item.get("type") == "mcp_approval_request" and item.get("id"):
                 self.undelivered.add(str(item["id"]))

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import structlog
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
@@ -87,6 +88,10 @@ def decide(
     PermissionDenied, TransitionError (no longer pending, past its deadline, or already
     approved by this person) or ValueError (a note too long, an edit or grant refused).
     Nothing is changed when it raises."""
+    # Every log line from here on names the request and its session (observability/logs.py).
+    structlog.contextvars.bind_contextvars(
+        approval_request_id=req.pk, session_id=req.session_id, user=by.get_username()
+    )
     note = _check_reason(guest_note or reason)
     internal_note = _check_internal_note(internal_note)
     if not (by.is_active and by.is_staff):
@@ -312,6 +317,7 @@ def expire_request(pk: int, *, now: datetime | None = None) -> ApprovalRequest |
     req = ApprovalRequest.objects.filter(pk=pk, status=Status.PENDING, deadline__lte=now).first()
     if req is None:
         return None
+    structlog.contextvars.bind_contextvars(approval_request_id=req.pk, session_id=req.session_id)
     stages = (req.plan or {}).get("stages") or []
     step = stages[req.stage] if req.stage < len(stages) else {}
     step_seconds = step.get("deadline_seconds") or round((req.deadline - req.created_at).total_seconds())

@@ -31,6 +31,8 @@ def _check(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
         for k, v in os.environ.items()
         if k not in ("OPENAI_API_KEY", "SECRET_KEY", "DEBUG", "FIELD_ENCRYPTION_KEYS")
     }
+    # No keys file either (a `make run` of this checkout may have written var/secrets.env).
+    base["SECRETS_FILE"] = os.devnull + ".absent"
     return subprocess.run(
         [sys.executable, "manage.py", "check", *args], env={**base, **env}, capture_output=True, text=True, timeout=120
     )

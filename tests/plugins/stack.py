@@ -8,6 +8,8 @@ prefix and Celery queue, so that parallel runs on one Redis never hear each othe
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -59,6 +61,10 @@ class Stack:
 
     def __init__(self, **env: str) -> None:
         self.env = django_env(**env)
+        # prometheus_client's multiprocess mode, as config/embedded.py sets it for `make run`: every
+        # process of this stack writes its metrics here, and /metrics adds them up. Fresh per stack.
+        self.metrics_dir = tempfile.mkdtemp(prefix="countersign-metrics-")
+        self.env.setdefault("PROMETHEUS_MULTIPROC_DIR", self.metrics_dir)
         self.processes: list[ServerProcess] = []
 
     def web(self, port: int | None = None, **env: str) -> ServerProcess:
@@ -106,6 +112,7 @@ class Stack:
     def stop(self) -> None:
         for proc in reversed(self.processes):
             proc.stop()
+        shutil.rmtree(self.metrics_dir, ignore_errors=True)
 
 
 @pytest.fixture
