@@ -17,7 +17,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 
-from realtime_bridge import client, handlers, outbound, protocol
+from realtime_bridge import client, handlers, holding, outbound, protocol
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +47,13 @@ class FollowUp:
         self.response_active = False
         self.state: str | None = None  # None | "wanted" | "requested"
         self.done_for: set[str] = set()
+        self.ids: list[str] = []  # the answered requests the next follow-up tells of
 
     def want(self, approval_request_id: str) -> None:
         if approval_request_id in self.done_for:
             return
         self.done_for.add(approval_request_id)
+        self.ids.append(approval_request_id)
         self.state = "wanted"
 
     def should_send(self) -> bool:
@@ -93,6 +95,7 @@ class UpstreamSession:
         self.on_failure = on_failure
         self.closing = False
         self.followup = FollowUp()
+        self.holding = holding.HoldingLine()
         self.undelivered: set[str] = set()
         self.sent_ids: set[int] = set()
         self.db_queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
@@ -141,6 +144,7 @@ class UpstreamSession:
         lifecycle and the items that call for a follow-up response."""
         if kind in handlers.HANDLED_TYPES:
             self.db_queue.put_nowait(event)
+        self.holding.observe(kind, event)
         followup = self.followup
         if kind == "response.created":
             followup.response_active = True
@@ -161,8 +165,29 @@ class UpstreamSession:
                 followup.want(str(item["approval_request_id"]))
             elif item.get("type") == "message" and item.get("role") == "assistant" and followup.state == "wanted":
                 followup.state = None  # the model already spoke after the tool call
+                followup.ids.clear()
+        await self._speak_if_quiet()
+
+    async def _speak_if_quiet(self) -> None:
+        """Ask for the follow-up when it is due; else, with no response active, for the oldest
+        holding line still to say (holding.py). Each earns response.created, which keeps the
+        next one waiting for its response.done."""
+        followup = self.followup
         if followup.should_send():
-            await self.upstream.send(protocol.response_create_event())
+            ids, followup.ids = followup.ids, []
+            await self.upstream.send(protocol.response_create_event(instructions=self.holding.outcome_for(ids)))
+            return
+        if followup.response_active or followup.state == "wanted":
+            return
+        due = self.holding.due()
+        if due is not None:
+            approval_id, instructions = due
+            event_id = protocol.new_event_id()
+            followup.response_active = True  # optimistic, as for the follow-up
+            self.holding.mark_sent(event_id, approval_id, instructions)
+            await self.upstream.send(
+                protocol.response_create_event(instructions=instructions, tool_choice="none", event_id=event_id)
+            )
 
     async def _db_worker(self) -> None:
         """Apply upstream events to the database in order, without holding up the reading."""
@@ -174,6 +199,7 @@ class UpstreamSession:
                 frames = await self.db(handlers.dispatch)(self.session_id, event)
                 for frame in frames or ():
                     await self.upstream.send(frame)
+                await self._hold(event)
             except client.UpstreamClosed:
                 pass  # the reader sees the close too and ends the session
             except Exception as exc:
@@ -183,6 +209,20 @@ class UpstreamSession:
                     self.on_failure("recording upstream events", exc)
                     return
                 log.exception("%s: session %s could not record %s", self.name, self.session_id, event.get("type"))
+
+    async def _hold(self, event: dict[str, Any]) -> None:
+        """After an approval request is recorded: its holding line, if it waits for staff."""
+        item = event.get("item") or {}
+        if item.get("type") != "mcp_approval_request" or not self.holding.voice or not item.get("id"):
+            return
+        try:
+            line = await self.db(holding.line_for)(self.session_id, str(item["id"]))
+        except Exception:
+            # A holding line is a courtesy: the session goes on without it.
+            log.exception("%s: session %s could not prepare a holding line", self.name, self.session_id)
+            return
+        self.holding.hold(str(item["id"]), line)
+        await self._speak_if_quiet()
 
     # --- Decisions (outbox) ----------------------------------------------------------------
 
@@ -229,12 +269,12 @@ class UpstreamSession:
             self.sent_ids.add(decision.request_id)
             sent.append(decision.request_id)
             self.undelivered.discard(decision.approval_request_id)
+            self.holding.answered(decision.approval_request_id, approve=decision.approve, reason=decision.reason)
             if not decision.approve:
                 # No tool runs, so no mcp_call may ever come: ask the model to tell the guest.
                 self.followup.want(decision.approval_request_id)
-        if sent and self.followup.should_send():
-            await self.upstream.send(protocol.response_create_event())
         if sent:
+            await self._speak_if_quiet()
             await self.db(outbound.mark_sent)(sent)
 
     # --- Closing -----------------------------------------------------------------------------

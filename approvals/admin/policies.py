@@ -76,6 +76,14 @@ class PolicyRuleAdmin(admin.ModelAdmin):
                 "give them, so such requests are decided on the dashboard).",
             },
         ),
+        (
+            "Ask: while the guest waits",
+            {
+                "fields": ["holding_line"],
+                "description": "For outcome ask only. In a voice session the assistant tells the guest that staff "
+                "is checking and about how long it usually takes; the client token can turn it off as well.",
+            },
+        ),
     ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[PolicyRule]:

@@ -116,6 +116,7 @@ class PolicyRuleForm(forms.ModelForm):
             "on_deadline",
             "escalate_when_nobody_online",
             *REQUIREMENT_FIELDS,
+            "holding_line",
         ]
         widgets = {
             "description": forms.Textarea(attrs={"rows": 2, "cols": 80}),
@@ -260,6 +261,7 @@ class PolicyRuleForm(forms.ModelForm):
             enabled=cleaned.get("enabled", True),
             steps=(first, *rest) if cleaned["outcome"] == policy.ASK else policy.DEFAULT_STEPS,
             requires=policy.requires_of(cleaned) if cleaned["outcome"] == policy.ASK else policy.NO_REQUIREMENTS,
+            holding_line=bool(cleaned.get("holding_line", True)) or cleaned["outcome"] != policy.ASK,
         )
         # The other rules exactly as publish_policy reads the rows, placed by (position, pk).
         places = {

@@ -274,7 +274,7 @@ class ClientTokenAdmin(admin.ModelAdmin):
     list_display = ["label", "prefix", "metadata", "created_at", "is_active", "revoked_at", "last_used_at"]
     list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
     search_fields = ["label", "prefix"]
-    fields = ["label", "metadata", "prefix", "created_at", "created_by", "revoked_at", "last_used_at"]
+    fields = ["label", "metadata", "holding_line", "prefix", "created_at", "created_by", "revoked_at", "last_used_at"]
     readonly_fields = ["prefix", "created_at", "created_by", "revoked_at", "last_used_at"]
     actions = ["revoke"]
 

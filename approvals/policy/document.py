@@ -79,6 +79,7 @@ FIELD_HELP = {
     "escalations": f"a list of at most {MAX_STEPS} steps",
     "escalate_when_nobody_online": "true or false",
     "requires": f"a mapping of {', '.join(REQUIRES_KEYS)} to true or false",
+    "holding_line": "true or false",
 }
 _OWN = "policy"  # the type of the errors raised below, whose message is already what to show
 
@@ -211,6 +212,7 @@ class RuleEntry(BaseModel):
         default_factory=list
     )
     requires: Annotated[RequiresEntry, BeforeValidator(lambda v: {} if v is None else v)] = RequiresEntry()
+    holding_line: StrictBool = True
 
     def to_rule(self) -> Rule:
         first = Step(
@@ -227,6 +229,8 @@ class RuleEntry(BaseModel):
             enabled=self.enabled,
             steps=(first, *(s.to_step() for s in self.escalations)) if self.outcome == ASK else DEFAULT_STEPS,
             requires=self.requires.to_requires() if self.outcome == ASK else NO_REQUIREMENTS,
+            # Nobody waits under allow or deny: the option means something for ask only.
+            holding_line=self.holding_line or self.outcome != ASK,
         )
 
 

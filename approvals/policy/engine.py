@@ -90,13 +90,18 @@ class Routing:
     steps: tuple[Step, ...] = DEFAULT_STEPS
     note: str = ""  # why the rule's own outcome was not used (condition error, drift)
     requires: Requires = NO_REQUIREMENTS
+    holding_line: bool = True
 
     def plan(self) -> dict[str, Any]:
-        """What the request keeps of its routing (frozen when it opens): the steps, and what a
-        person must give to decide it (its rule's requirements)."""
+        """What the request keeps of its routing (frozen when it opens): the steps, what a
+        person must give to decide it (its rule's requirements), and `holding_line: false` when
+        its rule keeps the guest's wait silent (realtime_bridge/holding.py)."""
         if self.outcome != ASK:
             return {}
-        return {"stages": [step.to_plan() for step in self.steps], "requires": self.requires.to_plan()}
+        plan: dict[str, Any] = {"stages": [step.to_plan() for step in self.steps], "requires": self.requires.to_plan()}
+        if not self.holding_line:
+            plan["holding_line"] = False
+        return plan
 
     def summary(self) -> str:
         rule = f"rule {self.rule}" if self.rule else "the default"
@@ -170,7 +175,14 @@ class Policy:
             )
             note = "the tool's definition changed since it was reviewed: the deadline denies instead of approving"
         return Routing(
-            rule.outcome, rule.label, self.version, reason=rule.reason, steps=steps, note=note, requires=rule.requires
+            rule.outcome,
+            rule.label,
+            self.version,
+            reason=rule.reason,
+            steps=steps,
+            note=note,
+            requires=rule.requires,
+            holding_line=rule.holding_line,
         )
 
     def static_outcome(self, server_label: str, tool_name: str, *, drifted: bool = False) -> str:

@@ -76,6 +76,7 @@ def rule_from_row(row: PolicyRule) -> Rule:
         enabled=row.enabled,
         steps=tuple(steps) if row.outcome == ASK else DEFAULT_STEPS,
         requires=requires_of(row) if row.outcome == ASK else NO_REQUIREMENTS,
+        holding_line=row.holding_line or row.outcome != ASK,
     )
 
 
@@ -110,6 +111,7 @@ def write_rows(rules: list[Rule]) -> None:
             require_reason_on_approve=rule.requires.reason_on_approve,
             require_reason_on_deny=rule.requires.reason_on_deny,
             require_step_up=rule.requires.step_up,
+            holding_line=rule.holding_line,
         )
         row.groups.set([groups[name] for name in first.groups])
         if rule.outcome != ASK:

@@ -150,6 +150,9 @@ class Rule:
     enabled: bool = True
     steps: tuple[Step, ...] = DEFAULT_STEPS
     requires: Requires = NO_REQUIREMENTS
+    # Ask: whether the assistant tells a voice guest that staff is checking while the request
+    # waits (realtime_bridge/holding.py). Frozen into the request's plan when off.
+    holding_line: bool = True
 
     def describe(self) -> str:
         if self.outcome != ASK:
@@ -176,6 +179,9 @@ class Rule:
                 out["escalations"] = [step.to_document() for step in self.steps[1:]]
             if self.requires:
                 out["requires"] = self.requires.to_document()
+            if not self.holding_line:
+                # Only when off: documents exported before the option read back unchanged.
+                out["holding_line"] = False
         return out
 
 
