@@ -1,6 +1,6 @@
 from django.urls import path
 
-from approvals import passkey_views, views
+from approvals import passkey_views, stop_views, views
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
@@ -10,6 +10,7 @@ urlpatterns = [
     path("requests/<int:pk>/claim/", views.claim, name="claim"),
     path("requests/<int:pk>/release/", views.release, name="release"),
     path("requests/<int:pk>/step-up/options/", passkey_views.step_up_options, name="step_up_options"),
+    path("sessions/<int:pk>/stop/", stop_views.stop, name="stop_session"),
     path("profile/passkeys/", passkey_views.passkeys, name="passkeys"),
     path("profile/passkeys/options/", passkey_views.registration_options, name="passkey_options"),
     path("profile/passkeys/register/", passkey_views.register, name="passkey_register"),

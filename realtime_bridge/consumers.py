@@ -80,6 +80,11 @@ class RelayConsumer(LeanDispatchMixin, AsyncWebsocketConsumer):
         if self.relay is not None:
             await self.relay.on_decision(message)
 
+    async def relay_stop(self, message: dict[str, Any]) -> None:
+        """A staff member stopped the session (approvals.events.relay_stop)."""
+        if self.relay is not None:
+            await self.relay.on_stop(message)
+
     async def disconnect(self, code: int) -> None:
         if self.relay is not None:
             await self.relay.end(code)

@@ -83,6 +83,8 @@ class _ServerSocket:
             message = await layer.receive(channel)
             if message.get("type") == events.RELAY_DECISION:
                 await relay.on_decision(message)
+            elif message.get("type") == events.RELAY_STOP:
+                await relay.on_stop(message)
 
     async def leave(self, group: str) -> None:
         if self.listener is not None:

@@ -76,6 +76,13 @@ from approvals.services.requests import (
     record_unasked_call,
 )
 from approvals.services.sessions import add_conversation_line, close_session, open_session
+from approvals.services.stop import (
+    MAX_STOP_REASON_LENGTH,
+    STOP_PERMISSION,
+    SessionNotStoppable,
+    check_may_stop,
+    stop_session,
+)
 
 __all__ = [
     "BY_COMMAND_LINE",
@@ -86,16 +93,20 @@ __all__ = [
     "EXPIRY_SLACK_SECONDS",
     "MAX_INTERNAL_NOTE_LENGTH",
     "MAX_REASON_LENGTH",
+    "MAX_STOP_REASON_LENGTH",
+    "STOP_PERMISSION",
     "PasskeyError",
     "PermissionDenied",
     "RelyingParty",
     "RequirementMissing",
+    "SessionNotStoppable",
     "StepUp",
     "StepUpRequired",
     "TransitionError",
     "actor_label",
     "add_conversation_line",
     "check_may_decide",
+    "check_may_stop",
     "claim",
     "close_session",
     "closed_message",
@@ -134,6 +145,7 @@ __all__ = [
     "rules_naming",
     "save_mcp_server",
     "step_up_options",
+    "stop_session",
     "store_tools",
     "tool_definition_hash",
     "user_label",

@@ -220,6 +220,8 @@
     applyDuties(el, req);
     // [decide-rules] the notes' fields and what the rule requires (static/js/decide_rules.js)
     if (window.countersignRules) window.countersignRules.render(el, req);
+    // [stop] the session's Stop box, for people who may stop sessions (static/js/stop.js)
+    if (window.countersignStop) window.countersignStop.render(el, req);
     el.setAttribute("aria-label", fmt(gettext("%(tool)s, for %(session)s"), { tool: req.tool_title, session: label }));
     if (req.status === "pending") {
       // Local clock + the server's "seconds left": immune to a skewed clock on this device.
