@@ -187,5 +187,5 @@ class HoldingLine:
 
     def outcome_for(self, approval_ids: list[str]) -> str | None:
         """The follow-up's instructions for these answered requests, or None if none is known."""
-        sentences = [self.outcomes.pop(i) for i in approval_ids if i in self.outcomes]
+        sentences = [self.outcomes[i] for i in approval_ids if i in self.outcomes]
         return outcome_instructions(sentences) if sentences else None

@@ -150,6 +150,7 @@ class UpstreamSession:
             followup.response_active = True
             if followup.state == "requested":
                 followup.state = None
+                followup.ids.clear()  # told: kept until then, for a refused follow-up's retry
         elif kind == "response.done":
             followup.response_active = False
         elif kind == "error":
@@ -174,8 +175,8 @@ class UpstreamSession:
         next one waiting for its response.done."""
         followup = self.followup
         if followup.should_send():
-            ids, followup.ids = followup.ids, []
-            await self.upstream.send(protocol.response_create_event(instructions=self.holding.outcome_for(ids)))
+            instructions = self.holding.outcome_for(followup.ids)
+            await self.upstream.send(protocol.response_create_event(instructions=instructions))
             return
         if followup.response_active or followup.state == "wanted":
             return

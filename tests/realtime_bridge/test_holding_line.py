@@ -352,3 +352,23 @@ async def test_without_a_note_the_guest_hears_a_plain_sentence(hotel, simulator,
     session = await db(RealtimeSession.objects.get, pk=req.session_id)
     told = [c for c in _sim(simulator, "response_creates") if c["session_id"] == session.upstream_session_id]
     assert "Not on the booking" not in repr(told) and "doors-need-the-night-manager" not in repr(told)
+
+
+async def test_a_refused_follow_up_is_sent_again_with_the_same_words(relay, upstream, alice):
+    await _voice(upstream, relay, modalities=("text",))  # no holding line in the way
+    req = await _ask(upstream, relay)
+    await db(services.decide, req, approve=False, by=alice, guest_note="Please call the front desk.")
+    (first,) = await upstream.wait_for(lambda e: e.get("type") == "response.create")
+    assert "Please call the front desk." in first["response"]["instructions"]
+    await upstream.send({"type": "response.created", "event_id": "e1", "response": {"id": "resp_g"}})
+    refused = {
+        "type": "invalid_request_error",
+        "code": "conversation_already_has_active_response",
+        "message": "Conversation already has an active response in progress: resp_g.",
+        "event_id": first["event_id"],
+    }
+    await upstream.send({"type": "error", "event_id": "e2", "error": refused})
+    await upstream.send({"type": "response.done", "event_id": "e3", "response": {"id": "resp_g"}})
+    await upstream.wait_for(lambda e: e.get("type") == "response.create" and e["event_id"] != first["event_id"])
+    second = upstream.of_type("response.create")[-1]
+    assert second["response"]["instructions"] == first["response"]["instructions"]
