@@ -37,6 +37,12 @@ PRESENCE_CHANGED = "approvals.presence_changed"
 # A grant was made, used, revoked or voided: dashboards re-read their grants list (a hint).
 GRANTS_CHANGED = "approvals.grants_changed"
 RELAY_DECISION = "relay.decision"
+# A staff member stopped the session (services.stop_session, committed): the process holding it
+# closes upstream and the client with this code and reason. The reason is fixed words for the
+# guest's device: why staff stopped it is in the audit, never sent to the client.
+RELAY_STOP = "relay.stop"
+STOPPED_CLOSE_CODE = 4300
+STOPPED_CLOSE_REASON = "The hotel's staff ended this session."
 # The group run_bridge listens on for calls to attach to (realtime_bridge/sideband.py). A hint
 # only: the bridge also re-reads the live calls from the database when it starts and every few
 # seconds.
@@ -231,6 +237,14 @@ def relay_decision(*, session_id: int, request_id: int, decision: dict[str, Any]
     """Nudge the relay holding the session: it sends the committed `decision` at once, or reads
     the outbox and sends what it finds."""
     return _group_send(session_group(session_id), relay_decision_message(request_id, decision))
+
+
+def relay_stop(*, session_id: int) -> bool:
+    """Tell the process holding the session to close it (after the stop committed)."""
+    return _group_send(
+        session_group(session_id),
+        {"type": RELAY_STOP, "code": STOPPED_CLOSE_CODE, "reason": STOPPED_CLOSE_REASON},
+    )
 
 
 def session_requests_changed(session_id: int, *, pending_only: bool = True) -> None:

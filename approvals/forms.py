@@ -6,12 +6,24 @@ from typing import Any
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
-from approvals.services import MAX_INTERNAL_NOTE_LENGTH, MAX_REASON_LENGTH
+from approvals.services import MAX_INTERNAL_NOTE_LENGTH, MAX_REASON_LENGTH, MAX_STOP_REASON_LENGTH
 
 # A browser's PublicKeyCredential as JSON is a few hundred bytes to a few kilobytes.
 MAX_ASSERTION_LENGTH = 16_000
 # Edited arguments: a tool call's arguments are small JSON objects.
 MAX_ARGUMENTS_LENGTH = 20_000
+
+
+class StopForm(forms.Form):
+    """Why a staff member stops a session (approvals/stop_views.py): kept in the audit only."""
+
+    reason = forms.CharField(
+        max_length=MAX_STOP_REASON_LENGTH,
+        error_messages={
+            "required": _("Say why the session is stopped: the audit keeps it."),
+            "max_length": _("Keep the reason under %(limit_value)s characters."),
+        },
+    )
 
 
 class DecisionForm(forms.Form):

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from approvals import grant_views, passkey_views, views
+from approvals import grant_views, passkey_views, stop_views, views
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
@@ -13,6 +13,7 @@ urlpatterns = [
     path("grants/", grant_views.grant_list, name="grant_list"),
     path("grants/<int:pk>/revoke/", grant_views.revoke, name="grant_revoke"),
     path("requests/<int:pk>/step-up/options/", passkey_views.step_up_options, name="step_up_options"),
+    path("sessions/<int:pk>/stop/", stop_views.stop, name="stop_session"),
     path("profile/passkeys/", passkey_views.passkeys, name="passkeys"),
     path("profile/passkeys/options/", passkey_views.registration_options, name="passkey_options"),
     path("profile/passkeys/register/", passkey_views.register, name="passkey_register"),

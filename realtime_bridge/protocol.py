@@ -12,7 +12,7 @@ import json
 import re
 import secrets
 from itertools import accumulate
-from typing import Any
+from typing import Any, Literal
 
 from openai.types.realtime import (
     ConversationItemCreateEvent,
@@ -20,6 +20,7 @@ from openai.types.realtime import (
     RealtimeMcpApprovalRequest,
     RealtimeMcpApprovalResponse,
     RealtimeMcpToolCall,
+    RealtimeResponseCreateParams,
     ResponseCreateEvent,
 )
 from openai.types.realtime.realtime_error import RealtimeError
@@ -129,9 +130,18 @@ def approval_response_event(*, approval_request_id: str, approve: bool, reason: 
     return event.model_dump_json(exclude_none=True)
 
 
-def response_create_event() -> str:
-    """A follow-up response, so that the model tells the guest what happened (section 5.1)."""
-    return ResponseCreateEvent(type="response.create", event_id=new_event_id()).model_dump_json(exclude_none=True)
+def response_create_event(
+    *, instructions: str | None = None, tool_choice: Literal["none"] | None = None, event_id: str | None = None
+) -> str:
+    """A response the relay asks for: the follow-up, so that the model tells the guest what
+    happened (section 5.1), or the holding line (realtime_bridge/holding.py). `instructions`
+    replace the session's for this one response only; `tool_choice` "none" keeps it to words.
+    Reference: https://platform.openai.com/docs/api-reference/realtime-client-events/response/create"""
+    response = None
+    if instructions is not None or tool_choice is not None:
+        response = RealtimeResponseCreateParams(instructions=instructions, tool_choice=tool_choice)
+    event = ResponseCreateEvent(type="response.create", event_id=event_id or new_event_id(), response=response)
+    return event.model_dump_json(exclude_none=True)
 
 
 # --- Items the relay reads --------------------------------------------------------------------

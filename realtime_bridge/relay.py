@@ -64,7 +64,8 @@ class ClientSocket(Protocol):
 
 class DecisionChannel:
     """A session's own channel on the channel layer, joined to its decision group once the
-    session is open, with a task that hands the group's `relay.decision` nudges to the relay.
+    session is open, with a task that hands the group's `relay.decision` nudges and `relay.stop`
+    (staff ended the session) to the relay.
     Both servers use it: a channel taken only for an admitted session, so a refused handshake
     (a flood of bad tokens included) costs no Redis work at all."""
 
@@ -86,6 +87,8 @@ class DecisionChannel:
             message = await layer.receive(channel)
             if message.get("type") == events.RELAY_DECISION:
                 await relay.on_decision(message)
+            elif message.get("type") == events.RELAY_STOP:
+                await relay.on_stop(message)
 
     async def leave(self, group: str) -> None:
         if self.listener is not None:
@@ -116,6 +119,8 @@ class Relay:
         self._reader: asyncio.Task[None] | None = None
         self._failing: asyncio.Task[None] | None = None
         self._ending: asyncio.Task[None] | None = None
+        # Why upstream is closed when the session ends (a staff member's stop says so).
+        self._upstream_reason = "client disconnected"
 
     @property
     def session_id(self) -> int | None:
@@ -289,6 +294,22 @@ class Relay:
                 "%s: session %s could not send a decision now; the outbox poll will", self.name, self.session_id
             )
 
+    async def on_stop(self, message: dict[str, Any]) -> None:
+        """A `relay.stop` (approvals.events, after services.stop_session committed): close the
+        client with the stop's code and reason, then end the session, which closes upstream. The
+        session row is closed and its requests cancelled already; `end` finds nothing to do there."""
+        if self.core is None or self._ending is not None:
+            return
+        code = int(message.get("code") or events.STOPPED_CLOSE_CODE)
+        reason = str(message.get("reason") or events.STOPPED_CLOSE_REASON)
+        log.info("%s: session %s stopped by staff", self.name, self.session_id)
+        self._upstream_reason = "stopped by staff"
+        if not self.closing:
+            self.closing = True
+            with contextlib.suppress(Exception):
+                await self.client.close(code, reason)
+        await self.end(code)
+
     # --- Ending ----------------------------------------------------------------------------
 
     def fail(self, stage: str, exc: BaseException) -> None:
@@ -327,7 +348,7 @@ class Relay:
             return
         leases.LEASES.release(core.session_id)
         try:
-            await core.stop(reason="client disconnected")
+            await core.stop(reason=self._upstream_reason)
             if self.group is not None:
                 with contextlib.suppress(Exception):
                     await self.client.leave(self.group)

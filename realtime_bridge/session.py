@@ -18,7 +18,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 
 from approvals import events
-from realtime_bridge import client, handlers, outbound, protocol
+from realtime_bridge import client, handlers, holding, outbound, protocol
 
 log = logging.getLogger(__name__)
 
@@ -78,12 +78,14 @@ class FollowUp:
         self.state: str | None = None
         self.done_for: set[str] = set()
         self.again = False
+        self.ids: list[str] = []  # the answered requests the next follow-up tells of (holding.py)
 
     def want(self, approval_request_id: str) -> bool:
         """A reply is owed for this request; True when a grace window starts (the caller times it)."""
         if approval_request_id in self.done_for:
             return False
         self.done_for.add(approval_request_id)
+        self.ids.append(approval_request_id)
         if self.state in ("requested", "ours"):
             # A second call finished while the relay's reply to the first is on its way: that
             # reply may not know of it, so another follows once it is done.
@@ -102,6 +104,7 @@ class FollowUp:
             return False
         if self.state in ("waiting", "wanted"):
             self.state = None  # the client asked for the reply itself
+            self.ids.clear()
         self.response_active = True
         return True
 
@@ -111,10 +114,12 @@ class FollowUp:
             self.response_active = True
             if self.state == "requested":
                 self.state = "ours"
+                self.ids.clear()  # told: kept until now, for a refused follow-up's retry
             elif self.state in ("waiting", "wanted") and (event.get("response") or {}).get("conversation_id", ""):
                 # A response someone else started in the conversation (the client's, server VAD,
                 # a sideband's client) gives the reply; an out-of-band one (no conversation) does not.
                 self.state = None
+                self.ids.clear()
         elif kind == "response.done":
             self.response_active = False
             if self.state == "ours":
@@ -130,6 +135,7 @@ class FollowUp:
             spoke = item.get("type") == "message" and item.get("role") == "assistant"
             if spoke and self.state in ("waiting", "wanted"):
                 self.state = None  # the model already spoke after the tool call
+                self.ids.clear()
 
     def should_send(self) -> bool:
         if self.state == "wanted" and not self.response_active:
@@ -173,6 +179,7 @@ class UpstreamSession:
         self.on_failure = on_failure
         self.closing = False
         self.followup = FollowUp(FOLLOWUP_GRACE_SECONDS if followup_grace is None else followup_grace)
+        self.holding = holding.HoldingLine()
         self._grace_timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.undelivered: set[str] = set()
@@ -232,6 +239,7 @@ class UpstreamSession:
         lifecycle and the items that owe the guest a reply (FollowUp)."""
         if kind in handlers.HANDLED_TYPES:
             self.db_queue.put_nowait(event)
+        self.holding.observe(kind, event)
         self.followup.observe(kind, event)
         if kind == "error":
             events.upstream_error.send(session_id=self.session_id, error_type=_error_type(event))
@@ -265,8 +273,28 @@ class UpstreamSession:
             log.exception("%s: session %s could not send the follow-up response", self.name, self.session_id)
 
     async def send_followup(self) -> None:
-        if self.followup.should_send():
-            await self.upstream.send(protocol.response_create_event())
+        """Ask for the follow-up when it is due, with instructions from the answers' reasons only
+        (holding.py); else, with no response active and no reply owed, for the oldest holding line
+        still to say. Each earns response.created, which keeps the next waiting for response.done."""
+        followup = self.followup
+        if followup.should_send():
+            instructions = self.holding.outcome_for(followup.ids)
+            await self.upstream.send(protocol.response_create_event(instructions=instructions))
+            return
+        if followup.response_active or followup.state is not None:
+            return
+        due = self.holding.due()
+        if due is not None:
+            approval_id, instructions = due
+            event_id = protocol.new_event_id()
+            followup.response_active = True  # optimistic, as for the follow-up
+            self.holding.mark_sent(event_id, approval_id, instructions)
+            await self.upstream.send(
+                protocol.response_create_event(instructions=instructions, tool_choice="none", event_id=event_id)
+            )
+
+    # The holding line's and the follow-up's one way out (holding.py calls it by this name).
+    _speak_if_quiet = send_followup
 
     def client_response_create(self) -> bool:
         """The client sent `response.create`: True to pass it upstream (FollowUp)."""
@@ -282,6 +310,7 @@ class UpstreamSession:
                 frames = await self.db(handlers.dispatch)(self.session_id, event)
                 for frame in frames or ():
                     await self.upstream.send(frame)
+                await self._hold(event)
             except client.UpstreamClosed:
                 pass  # the reader sees the close too and ends the session
             except Exception as exc:
@@ -291,6 +320,20 @@ class UpstreamSession:
                     self.on_failure("recording upstream events", exc)
                     return
                 log.exception("%s: session %s could not record %s", self.name, self.session_id, event.get("type"))
+
+    async def _hold(self, event: dict[str, Any]) -> None:
+        """After an approval request is recorded: its holding line, if it waits for staff."""
+        item = event.get("item") or {}
+        if item.get("type") != "mcp_approval_request" or not self.holding.voice or not item.get("id"):
+            return
+        try:
+            line = await self.db(holding.line_for)(self.session_id, str(item["id"]))
+        except Exception:
+            # A holding line is a courtesy: the session goes on without it.
+            log.exception("%s: session %s could not prepare a holding line", self.name, self.session_id)
+            return
+        self.holding.hold(str(item["id"]), line)
+        await self._speak_if_quiet()
 
     # --- Decisions (outbox) ----------------------------------------------------------------
 
@@ -337,10 +380,12 @@ class UpstreamSession:
             self.sent_ids.add(decision.request_id)
             sent.append(decision.request_id)
             self.undelivered.discard(decision.approval_request_id)
+            self.holding.answered(decision.approval_request_id, approve=decision.approve, reason=decision.reason)
             if not decision.approve:
                 # No tool runs, so an mcp_call may never come: the guest is owed a reply now.
                 self._want_followup(decision.approval_request_id)
         if sent:
+            await self._speak_if_quiet()
             await self.db(outbound.mark_sent)(sent)
 
     # --- Closing -----------------------------------------------------------------------------

@@ -52,6 +52,8 @@ class Response:
     task: asyncio.Task[None] | None = None
     tokens_out: int = 0
     finished: bool = False
+    # This response's own instructions (response.create), which replace the session's for it.
+    instructions: str | None = None
 
 
 @dataclass

@@ -18,6 +18,7 @@ import base64
 import binascii
 import copy
 import json
+import time
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
@@ -205,6 +206,7 @@ class RealtimeSession(Conversation):
             context=context,
             servers=servers,
             voice=str(output.get("voice") or "marin"),
+            instructions=body.get("instructions") if isinstance(body.get("instructions"), str) else None,
         )
         self.active = resp
         resp.task = self.spawn(turns.run(self, resp))
@@ -279,6 +281,19 @@ class RealtimeSession(Conversation):
             await self.emit(event("output_audio_buffer.cleared", response_id=self.active.id))
 
     async def _response_create(self, websocket: WebSocket, data: dict[str, Any]) -> None:
+        body = data.get("response") or {}
+        # Not part of OpenAI's API: a record of what the model was asked, for the console's tests
+        # (GET /sim/response_creates).
+        self.state.response_creates.append(
+            {
+                "at": time.time(),
+                "session_id": self.id,
+                "event_id": data.get("event_id"),
+                "while_active": self.active is not None,
+                "instructions": body.get("instructions") if isinstance(body, dict) else None,
+                "tool_choice": body.get("tool_choice") if isinstance(body, dict) else None,
+            }
+        )
         if self.active is not None:
             # Section 2.1 / 10.2 [many independent repos].
             raise InvalidRequest(
@@ -287,7 +302,6 @@ class RealtimeSession(Conversation):
                 code="conversation_already_has_active_response",
                 param=None,
             )
-        body = data.get("response") or {}
         response_tools = check_response(body, self.definitions)
         self._start_response(body, response_tools)
 

@@ -131,5 +131,14 @@ def denied_text(name: str, reason: str | None) -> str:
     return f"Okay, I won't run {name}; it was not approved.{suffix}"
 
 
+def instructed_text(instructions: str | None) -> str:
+    """What a response's own instructions ask the model to say: the sentences they quote
+    ("Tell the guest: \"...\""), read out as given; "" when they quote nothing. The scripted
+    model follows instructions only this far, which makes what it was told audible in tests."""
+    if not instructions:
+        return ""
+    return " ".join(" ".join(quoted.split()) for quoted in re.findall(r'"([^"]+)"', instructions))
+
+
 def pending_text(name: str) -> str:
     return f"I'm still waiting on {name}. One moment, please."

@@ -5,6 +5,7 @@ what reached "OpenAI".
     GET  /sim/calls, /sim/calls/{id}          the calls and their state
     POST /sim/calls/{id}/say|hangup           the caller talks, or hangs up
     GET  /sim/approvals                       every mcp_approval_response received over a Realtime socket
+    GET  /sim/response_creates                every response.create received over one, with its instructions
 """
 
 from __future__ import annotations
@@ -120,3 +121,12 @@ async def sim_approvals(request: Request) -> Response:
     sim: SimulatorState = request.app.state.sim
     authenticate(request)
     return JSONResponse({"data": list(sim.approvals_received)})
+
+
+async def sim_response_creates(request: Request) -> Response:
+    """Every response.create that reached the simulator over a Realtime socket, oldest first:
+    when, in which session, whether a response was active, and the `instructions` and
+    `tool_choice` it carried. What a console's tests need to check what the model was told."""
+    sim: SimulatorState = request.app.state.sim
+    authenticate(request)
+    return JSONResponse({"data": list(sim.response_creates)})

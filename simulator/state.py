@@ -83,6 +83,8 @@ class SimulatorState:
     responses: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Every mcp_approval_response received over a Realtime socket, oldest first (bounded).
     approvals_received: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=10000))
+    # Every response.create received over a Realtime socket, with its instructions (bounded).
+    response_creates: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=10000))
     responses_faults: ResponsesFaults = field(default_factory=ResponsesFaults)
 
     def __post_init__(self) -> None:

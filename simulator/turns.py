@@ -51,6 +51,9 @@ async def run(session: Conversation, resp: Response) -> None:
             # Response-level tools not imported yet are listed first (section 3.2 item 2).
             await server.done.wait()
         kind, *plan = _plan(session, resp)
+        instructed = script.instructed_text(resp.instructions)
+        if kind == "say" and instructed:
+            plan = [f"{plan[0]} {instructed}"]
         if kind == "call":
             await _tool_call(session, resp, *plan)
         else:

@@ -86,6 +86,14 @@ class PolicyRuleAdmin(admin.ModelAdmin):
                 "at most the minutes below (guest). Approve with changes is always possible.",
             },
         ),
+        (
+            "Ask: while the guest waits",
+            {
+                "fields": ["holding_line"],
+                "description": "For outcome ask only. In a voice session the assistant tells the guest that staff "
+                "is checking and about how long it usually takes; the client token can turn it off as well.",
+            },
+        ),
     ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[PolicyRule]:

@@ -118,6 +118,7 @@ class PolicyRuleForm(forms.ModelForm):
             "escalate_when_nobody_online",
             *REQUIREMENT_FIELDS,
             *GRANT_FIELDS,
+            "holding_line",
         ]
         widgets = {
             "description": forms.Textarea(attrs={"rows": 2, "cols": 80}),
@@ -277,6 +278,7 @@ class PolicyRuleForm(forms.ModelForm):
             steps=(first, *rest) if cleaned["outcome"] == policy.ASK else policy.DEFAULT_STEPS,
             requires=policy.requires_of(cleaned) if cleaned["outcome"] == policy.ASK else policy.NO_REQUIREMENTS,
             grants=policy.grants_of(cleaned) if cleaned["outcome"] == policy.ASK else policy.DEFAULT_GRANTS,
+            holding_line=bool(cleaned.get("holding_line", True)) or cleaned["outcome"] != policy.ASK,
         )
         # The other rules exactly as publish_policy reads the rows, placed by (position, pk).
         places = {

@@ -274,7 +274,17 @@ class ClientTokenAdmin(admin.ModelAdmin):
     list_display = ["label", "prefix", "scopes", "metadata", "created_at", "is_active", "revoked_at", "last_used_at"]
     list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
     search_fields = ["label", "prefix"]
-    fields = ["label", "metadata", "prefix", "scopes", "created_at", "created_by", "revoked_at", "last_used_at"]
+    fields = [
+        "label",
+        "metadata",
+        "holding_line",
+        "prefix",
+        "scopes",
+        "created_at",
+        "created_by",
+        "revoked_at",
+        "last_used_at",
+    ]
     # Scopes are fixed when the token is issued (audited with it): widening one would be a new token.
     readonly_fields = ["prefix", "scopes", "created_at", "created_by", "revoked_at", "last_used_at"]
     actions = ["revoke"]

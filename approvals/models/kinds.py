@@ -25,6 +25,9 @@ class AuditKind(models.TextChoices):
     MCP_CALL = "mcp_call", "Tool call result"
     SESSION_OPENED = "session_opened", "Session opened"
     SESSION_CLOSED = "session_closed", "Session closed"
+    # A staff member with approvals.stop_session ended a live session (services.stop_session):
+    # the row names who and why; the close and the cancellations follow it.
+    SESSION_STOPPED = "session_stopped", "Session stopped by staff"
     TOKEN_ISSUED = "token_issued", "Client token issued"
     TOKEN_REVOKED = "token_revoked", "Client token revoked"
     SERVER_SAVED = "server_saved", "MCP server registered or changed"

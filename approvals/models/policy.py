@@ -63,6 +63,11 @@ class PolicyRule(models.Model):
     require_reason_on_deny = models.BooleanField(
         "require a reason to deny", default=False, help_text="A denial needs a note to the guest."
     )
+    holding_line = models.BooleanField(
+        default=True,
+        help_text="Ask: while a request waits in a voice session, the assistant tells the guest that staff is "
+        "checking and about how long it usually takes. The client token must allow it too.",
+    )
     require_step_up = models.BooleanField(
         "require a passkey step-up",
         default=False,

@@ -162,6 +162,12 @@ class ClientToken(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     scopes = models.JSONField(default=default_scopes, blank=True, help_text="What it may do (Scope).")
+    holding_line = models.BooleanField(
+        default=True,
+        help_text="While a request of a voice session waits for staff, the assistant tells the guest that staff "
+        "is checking and about how long it usually takes (realtime_bridge/holding.py). Off: silence until the "
+        "decision. The request's rule must allow it too.",
+    )
 
     objects = ClientTokenQuerySet.as_manager()
 

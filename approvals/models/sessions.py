@@ -57,7 +57,12 @@ class RealtimeSession(models.Model):
         ordering = ["-opened_at"]
         # Starting a session from a login (a browser call's client secret, a Responses run) costs
         # OpenAI money and puts a guest-facing agent to work: it needs this, not only a login.
-        permissions = [("start_session", "Can start sessions (browser calls, Responses runs)")]
+        permissions = [
+            ("start_session", "Can start sessions (browser calls, Responses runs)"),
+            # Ending a guest's live session from the dashboard or the case page
+            # (services.stop_session): it cuts a guest off, so it is a permission of its own.
+            ("stop_session", "Can stop a live session"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["client_token", "external_id"],

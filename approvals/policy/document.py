@@ -87,6 +87,7 @@ FIELD_HELP = {
     "requires": f"a mapping of {', '.join(REQUIRES_KEYS)} to true or false",
     "grants": f"a list of {', '.join(GRANT_SCOPES)} (empty: an approval covers its one call only)",
     "grant_max_minutes": f"a whole number of minutes from 1 to {MAX_GRANT_MINUTES}",
+    "holding_line": "true or false",
 }
 _OWN = "policy"  # the type of the errors raised below, whose message is already what to show
 
@@ -231,6 +232,7 @@ class RuleEntry(BaseModel):
     requires: Annotated[RequiresEntry, BeforeValidator(lambda v: {} if v is None else v)] = RequiresEntry()
     grants: Annotated[tuple[str, ...], BeforeValidator(_grant_scopes)] = DEFAULT_GRANT_SCOPES
     grant_max_minutes: Annotated[StrictInt, Field(ge=1, le=MAX_GRANT_MINUTES)] = DEFAULT_GRANT_MAX_MINUTES
+    holding_line: StrictBool = True
 
     def to_rule(self) -> Rule:
         first = Step(
@@ -248,6 +250,8 @@ class RuleEntry(BaseModel):
             steps=(first, *(s.to_step() for s in self.escalations)) if self.outcome == ASK else DEFAULT_STEPS,
             requires=self.requires.to_requires() if self.outcome == ASK else NO_REQUIREMENTS,
             grants=GrantLimits(self.grants, self.grant_max_minutes) if self.outcome == ASK else DEFAULT_GRANTS,
+            # Nobody waits under allow or deny: the option means something for ask only.
+            holding_line=self.holding_line or self.outcome != ASK,
         )
 
 

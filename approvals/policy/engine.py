@@ -93,17 +93,22 @@ class Routing:
     note: str = ""  # why the rule's own outcome was not used (condition error, drift)
     requires: Requires = NO_REQUIREMENTS
     grants: GrantLimits = DEFAULT_GRANTS
+    holding_line: bool = True
 
     def plan(self) -> dict[str, Any]:
         """What the request keeps of its routing (frozen when it opens): the steps, what a
-        person must give to decide it (its rule's requirements) and what they may grant."""
+        person must give to decide it (its rule's requirements), what they may grant, and
+        `holding_line: false` when its rule keeps the guest's wait silent (realtime_bridge/holding.py)."""
         if self.outcome != ASK:
             return {}
-        return {
+        plan: dict[str, Any] = {
             "stages": [step.to_plan() for step in self.steps],
             "requires": self.requires.to_plan(),
             "grants": self.grants.to_plan(),
         }
+        if not self.holding_line:
+            plan["holding_line"] = False
+        return plan
 
     def summary(self) -> str:
         rule = f"rule {self.rule}" if self.rule else "the default"
@@ -185,6 +190,7 @@ class Policy:
             note=note,
             requires=rule.requires,
             grants=rule.grants,
+            holding_line=rule.holding_line,
         )
 
     def static_outcome(self, server_label: str, tool_name: str, *, drifted: bool = False) -> str:

@@ -97,6 +97,7 @@ def rule_from_row(row: PolicyRule) -> Rule:
         steps=tuple(steps) if row.outcome == ASK else DEFAULT_STEPS,
         requires=requires_of(row) if row.outcome == ASK else NO_REQUIREMENTS,
         grants=grants_of(row) if row.outcome == ASK else DEFAULT_GRANTS,
+        holding_line=row.holding_line or row.outcome != ASK,
     )
 
 
@@ -133,6 +134,7 @@ def write_rows(rules: list[Rule]) -> None:
             require_step_up=rule.requires.step_up,
             grant_scopes=",".join(rule.grants.scopes),
             grant_max_minutes=rule.grants.max_minutes,
+            holding_line=rule.holding_line,
         )
         row.groups.set([groups[name] for name in first.groups])
         if rule.outcome != ASK:

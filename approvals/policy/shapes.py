@@ -176,6 +176,9 @@ class Rule:
     steps: tuple[Step, ...] = DEFAULT_STEPS
     requires: Requires = NO_REQUIREMENTS
     grants: GrantLimits = DEFAULT_GRANTS
+    # Ask: whether the assistant tells a voice guest that staff is checking while the request
+    # waits (realtime_bridge/holding.py). Frozen into the request's plan when off.
+    holding_line: bool = True
 
     def describe(self) -> str:
         if self.outcome != ASK:
@@ -206,6 +209,9 @@ class Rule:
                 # Only when changed: documents exported before grants existed read back unchanged.
                 out["grants"] = list(self.grants.scopes)
                 out["grant_max_minutes"] = self.grants.max_minutes
+            if not self.holding_line:
+                # Only when off: documents exported before the option read back unchanged.
+                out["holding_line"] = False
         return out
 
 

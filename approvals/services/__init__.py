@@ -93,6 +93,13 @@ from approvals.services.sessions import (
     hold_sessions,
     open_session,
 )
+from approvals.services.stop import (
+    MAX_STOP_REASON_LENGTH,
+    STOP_PERMISSION,
+    SessionNotStoppable,
+    check_may_stop,
+    stop_session,
+)
 
 __all__ = [
     "BY_COMMAND_LINE",
@@ -105,10 +112,13 @@ __all__ = [
     "MAX_INTERNAL_NOTE_LENGTH",
     "MAX_REASON_LENGTH",
     "GrantSpec",
+    "MAX_STOP_REASON_LENGTH",
+    "STOP_PERMISSION",
     "PasskeyError",
     "PermissionDenied",
     "RelyingParty",
     "RequirementMissing",
+    "SessionNotStoppable",
     "StepUp",
     "StepUpRequired",
     "TransitionError",
@@ -117,6 +127,7 @@ __all__ = [
     "check_edited_arguments",
     "check_may_decide",
     "check_scope",
+    "check_may_stop",
     "claim",
     "close_lapsed_sessions",
     "close_session",
@@ -160,6 +171,7 @@ __all__ = [
     "rules_naming",
     "save_mcp_server",
     "step_up_options",
+    "stop_session",
     "store_tools",
     "subject_of",
     "tool_definition_hash",

@@ -79,6 +79,11 @@ def _insert_once(
 # Opening --------------------------------------------------------------------------------------
 
 
+# What the assistant is told when a rule without a `reason` of its own decides at once.
+ALLOWED_BY_POLICY = "The hotel's rules allow this."
+DENIED_BY_POLICY = "The hotel's rules do not allow this."
+
+
 def _routed_fields(routing: policy.Routing, now: datetime) -> dict[str, Any]:
     """The columns a new request takes from its routing: waiting for the first step's groups,
     or already decided by the rule."""
@@ -104,8 +109,9 @@ def _routed_fields(routing: policy.Routing, now: datetime) -> dict[str, Any]:
         deadline=now,
         decided_at=now,
         decided_by_label=_by_policy(routing),
-        reason=routing.reason
-        or (f"Allowed by rule {routing.rule}" if approve else f"Denied by rule {routing.rule}: not permitted"),
+        # The reason goes upstream, where the assistant reads it out: the rule's own words for
+        # the guest, else a plain sentence; never the rule's label (it is in the audit rows).
+        reason=routing.reason or (ALLOWED_BY_POLICY if approve else DENIED_BY_POLICY),
     )
     return fields
 

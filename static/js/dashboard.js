@@ -226,6 +226,8 @@
     if (window.countersignRules) window.countersignRules.render(el, req);
     // [grants] approve with changes, the grant's scope, the turn (static/js/grants.js)
     if (window.countersignGrants) window.countersignGrants.render(el, req);
+    // [stop] the session's Stop box, for people who may stop sessions (static/js/stop.js)
+    if (window.countersignStop) window.countersignStop.render(el, req);
     el.setAttribute("aria-label", fmt(gettext("%(tool)s, for %(session)s"), { tool: req.tool_title, session: label }));
     if (req.status === "pending") {
       // Local clock + the server's "seconds left": immune to a skewed clock on this device.
