@@ -37,4 +37,6 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 
 # The relay's scripted upstream and a client token, as the relay's own tests use them.
+# Deadline tasks recorded instead of sent to a broker, and fast password hashing for personas.
+from tests.approvals.conftest import _fast_password_hashing, scheduled  # noqa: E402, F401
 from tests.realtime_bridge.conftest import client_token, relay, upstream  # noqa: E402, F401
