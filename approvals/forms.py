@@ -1,12 +1,34 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
+from django.core.exceptions import ValidationError
+from django.forms.fields import InvalidJSONInput
 from django.utils.translation import gettext_lazy as _
 
 from approvals.services import MAX_INTERNAL_NOTE_LENGTH, MAX_REASON_LENGTH
 
 # A browser's PublicKeyCredential as JSON is a few hundred bytes to a few kilobytes.
 MAX_ASSERTION_LENGTH = 16_000
+
+
+class BoundedJSONField(forms.JSONField):
+    """Django's JSON form field, but JSON nested deeper than Python's parser can go (a few
+    thousand `[`) is invalid input like any other, not a RecursionError and a 500 (both when
+    it is checked and when the form is shown again with it)."""
+
+    def to_python(self, value: Any) -> Any:
+        try:
+            return super().to_python(value)
+        except RecursionError:
+            raise ValidationError(self.error_messages["invalid"], code="invalid", params={"value": value}) from None
+
+    def bound_data(self, data: Any, initial: Any) -> Any:
+        try:
+            return super().bound_data(data, initial)
+        except RecursionError:
+            return InvalidJSONInput(data)
 
 
 class DecisionForm(forms.Form):

@@ -45,7 +45,7 @@ BODIES = st.tuples(
 )
 
 
-def snapshot() -> tuple[list[dict[str, Any]], int]:
+def snapshot() -> tuple[list[Any], int]:
     """Every request row as stored (status, decider, notes, approvals so far) and the audit rows."""
     return list(ApprovalRequest.objects.order_by("pk").values()), AuditEvent.objects.count()
 

@@ -119,14 +119,14 @@ class EvilServer:
         rid, method = message["id"], message.get("method")
         if method == "initialize":
             if s["init"] == "garbage":
-                return s["init_garbage"]  # type: ignore[no-any-return]
+                return s["init_garbage"]
             if s["init"] == "wrong":
                 return framed(rpc_result(rid, s["init_wrong"]), s["sse"])
             return framed(rpc_result(rid, initialize_result()), s["sse"])
         if method == "tools/list":
             kind = s["list"]
             if kind == "garbage":
-                return s["list_garbage"]  # type: ignore[no-any-return]
+                return s["list_garbage"]
             if kind == "wrong":
                 return framed(rpc_result(rid, s["list_wrong"]), s["sse"])
             if kind == "many":

@@ -79,7 +79,7 @@ def baseline(db: None, alice: Any) -> None:
     services.import_policies(POLICY, by=None, source="baseline")
 
 
-def snapshot() -> tuple[list[dict[str, Any]], int, int]:
+def snapshot() -> tuple[list[Any], int, int]:
     return list(PolicyRule.objects.order_by("pk").values()), PolicyVersion.objects.count(), AuditEvent.objects.count()
 
 
