@@ -13,7 +13,7 @@ from django.contrib import admin
 from django.db.models import Model
 from django.test import Client, RequestFactory
 from django.urls import NoReverseMatch, reverse
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from audit.models import AuditEvent
@@ -59,6 +59,9 @@ def test_admin_add_forms_refuse_bad_input_and_change_nothing(admin_user: Any, mo
     client = Client()
     client.force_login(admin_user)
 
+    # A quarter of the profile's examples per form: the forms together are one surface, and an
+    # admin page costs far more than the other surfaces' examples.
+    @settings(max_examples=max(10, settings.default.max_examples // 4))
     @given(
         data=st.dictionaries(st.sampled_from(fields) | st.text(max_size=8), st.lists(_value, min_size=1, max_size=2))
     )
