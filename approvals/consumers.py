@@ -112,6 +112,11 @@ class DashboardConsumer(LeanDispatchMixin, AsyncJsonWebsocketConsumer):
         self.heartbeat = asyncio.create_task(self._heartbeat())
         self.recheck = asyncio.create_task(self._recheck(float(settings.DASHBOARD_RECHECK_SECONDS)))
 
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
+        """The browser sends nothing on this socket (decisions are POSTs). Whatever arrives is
+        ignored unparsed: the JSON consumer's own `receive` would raise on anything that is not
+        JSON and take the person's dashboard (and its presence clean-up) down with it."""
+
     async def _recheck(self, every: float) -> None:
         while True:
             await asyncio.sleep(every)

@@ -4,6 +4,8 @@ import json
 from typing import Any
 
 from django import forms
+from django.core.exceptions import ValidationError
+from django.forms.fields import InvalidJSONInput
 from django.utils.translation import gettext_lazy as _
 
 from approvals.services import MAX_INTERNAL_NOTE_LENGTH, MAX_REASON_LENGTH, MAX_STOP_REASON_LENGTH
@@ -24,6 +26,24 @@ class StopForm(forms.Form):
             "max_length": _("Keep the reason under %(limit_value)s characters."),
         },
     )
+
+
+class BoundedJSONField(forms.JSONField):
+    """Django's JSON form field, but JSON nested deeper than Python's parser can go (a few
+    thousand `[`) is invalid input like any other, not a RecursionError and a 500 (both when
+    it is checked and when the form is shown again with it)."""
+
+    def to_python(self, value: Any) -> Any:
+        try:
+            return super().to_python(value)
+        except RecursionError:
+            raise ValidationError(self.error_messages["invalid"], code="invalid", params={"value": value}) from None
+
+    def bound_data(self, data: Any, initial: Any) -> Any:
+        try:
+            return super().bound_data(data, initial)
+        except RecursionError:
+            return InvalidJSONInput(data)
 
 
 class DecisionForm(forms.Form):

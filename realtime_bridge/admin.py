@@ -6,8 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.db import models
 from django.http import HttpRequest
 
+from approvals.forms import BoundedJSONField
 from realtime_bridge.models import Call, ResponsesRun, SipRoute, WebhookDelivery
 
 
@@ -17,6 +19,7 @@ class SipRouteAdmin(admin.ModelAdmin):
     list_editable = ["priority", "enabled"]
     list_filter = ["enabled"]
     filter_horizontal = ["mcp_servers"]
+    formfield_overrides = {models.JSONField: {"form_class": BoundedJSONField}}
     fieldsets = [
         (None, {"fields": ["name", "priority", "enabled"]}),
         ("Which calls", {"fields": ["to_pattern", "from_pattern"]}),

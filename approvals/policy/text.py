@@ -36,17 +36,47 @@ def diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return changes
 
 
+# A policy of MAX_RULES rules has a few thousand values. YAML aliases let a small file stand
+# for a huge one (nine levels of ten aliases are 10^9 strings once walked: the "billion
+# laughs"), and PyYAML's parser recurses once per level of nesting: both are refused here,
+# before anything walks the document.
+MAX_YAML_VALUES = 100_000
+MAX_YAML_DEPTH = 64
+
+
+def _check_size(doc: Any) -> None:
+    """Count the document's values as anything reading it would (an alias counts each time it is
+    used), without recursion, and stop at the first limit passed."""
+    seen = 0
+    stack: list[tuple[Any, int]] = [(doc, 0)]
+    while stack:
+        value, depth = stack.pop()
+        seen += 1
+        if seen > MAX_YAML_VALUES:
+            raise PolicyError([f"the document has more than {MAX_YAML_VALUES:,} values (aliases count each time used)"])
+        if depth > MAX_YAML_DEPTH:
+            raise PolicyError([f"the document nests deeper than {MAX_YAML_DEPTH} levels"])
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for kv in value.items() for v in kv)
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+
+
 def load_yaml(text: str) -> Any:
     """Parse a YAML policy file; a syntax error becomes a PolicyError naming line and column."""
     if len(text) > 2_000_000:
         raise PolicyError(["the file is larger than 2 MB"])
     try:
-        return yaml.safe_load(text) or {}
+        doc = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise PolicyError([f"not valid YAML: {where}{problem}"]) from None
+    except RecursionError:
+        raise PolicyError([f"the document nests deeper than {MAX_YAML_DEPTH} levels"]) from None
+    _check_size(doc)
+    return doc
 
 
 YAML_HEADER = """\
