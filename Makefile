@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: run test install install-dev lint typecheck layers format migrations-check ci bench clean
+.PHONY: run test install install-dev lint typecheck layers format migrations-check ci bench fuzz chaos clean
 
 run: install
 	$(PY) -m config.embedded run
@@ -53,6 +53,17 @@ bench: install-dev
 	$(PY) -m config.embedded exec $(PY) bench/approval_latency.py
 	$(PY) -m config.embedded exec $(PY) bench/relay_overhead.py
 	$(PY) -m config.embedded exec $(PY) bench/sideband_decisions.py
+
+# Hostile input (tests/hostile) at full strength: at least 10,000 examples per surface (the `fuzz`
+# Hypothesis profile; `make test` runs the bounded `ci` profile), the count per surface printed at the end.
+fuzz: install-dev
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m config.embedded test tests/hostile -p no:cacheprovider -q
+
+# Faults under load (tests/chaos): kill -9 the worker, a web process, run_relay and run_bridge, and
+# restart Redis, CHAOS_ROUNDS times (default 3); prints requests, faults, lost and doubled.
+CHAOS_ROUNDS ?= 3
+chaos: install-dev
+	CHAOS_ROUNDS=$(CHAOS_ROUNDS) $(PY) -m config.embedded test tests/chaos -p no:cacheprovider -q -s
 
 clean:
 	rm -rf $(VENV) var staticfiles
