@@ -18,9 +18,10 @@ from approvals.models import ApprovalRequest
 
 # What each hot path costs today, in statements (savepoints and transaction control included).
 BUDGET = {
-    # the policy version, the tool's drift, the server; the insert and its two audit rows under
-    # the chain head (lock, insert, head update) in a savepoint
-    "open_request": 9,
+    # the policy version, the tool's drift, the server, the guest's last line (the request's turn),
+    # the live grants that may answer it; the insert and its two audit rows under the chain head
+    # (lock, insert, head update) in a savepoint
+    "open_request": 11,
     # the decider's groups; the conditional UPDATE; its audit row under the chain head; the row read back
     "decide": 6,
     # the conditional UPDATE and what it set; its audit row under the chain head, in a savepoint
