@@ -67,8 +67,8 @@ def test_a_run_whose_request_expires_resumes_with_a_denial(hotel, token):
 
 
 def test_a_run_without_tools_completes_in_one_step(hotel, alice):
-    run = runs.advance(runs.start_run(input="Hello there", user=alice).pk)
-    assert run.state == "completed" and "Hello there" in run.output_text
+    run = runs.advance(runs.start_run(input="What is the wifi password", user=alice).pk)
+    assert run.state == "completed" and "What is the wifi password" in run.output_text
     assert run.session.label == "Alice" and run.session.status == "closed"
 
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-USER_HELLO = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Hello there"}]}
+USER_HELLO = {
+    "type": "message",
+    "role": "user",
+    "content": [{"type": "input_text", "text": "What is the wifi password"}],
+}
 
 
 async def test_session_update_merges_top_level_and_answers_session_updated(simulator):
@@ -69,7 +73,7 @@ async def test_conversation_items_are_added_retrieved_and_deleted(simulator):
         await rt.send({"type": "conversation.item.retrieve", "item_id": "msg_1"})
         retrieved = await rt.recv()
         assert retrieved["type"] == "conversation.item.retrieved"
-        assert retrieved["item"]["content"] == [{"type": "input_text", "text": "Hello there"}]
+        assert retrieved["item"]["content"] == [{"type": "input_text", "text": "What is the wifi password"}]
         await rt.send({"type": "conversation.item.delete", "item_id": "msg_1"})
         assert await rt.recv() == {**rt.received[-1], "type": "conversation.item.deleted", "item_id": "msg_1"}
         await rt.send({"type": "conversation.item.retrieve", "item_id": "msg_1", "event_id": "c3"})
@@ -160,7 +164,7 @@ async def test_a_text_message_gets_a_short_reply_in_the_capture_order(simulator)
         done = turn[-2]["response"]
         assert done["status"] == "completed" and done["usage"]["total_tokens"] > 0
         text = "".join(e["delta"] for e in turn if e["type"] == "response.output_text.delta")
-        assert text == done["output"][0]["content"][0]["text"] and "Hello there" in text
+        assert text == done["output"][0]["content"][0]["text"] and "What is the wifi password" in text
         assert all(e.get("obfuscation") for e in turn if e["type"] == "response.output_text.delta")
 
 
