@@ -148,9 +148,12 @@ def test_a_refund_approved_with_changes_runs_as_edited(
     answers = guest.items("mcp_approval_response")
     assert [a.approve for a in answers] == [False, True]
     assert '"amount":30' in (answers[0].reason or "") and "exactly these arguments" in (answers[0].reason or "")
-    # Only the edited call ran: one refund of 30 on the folio.
+    # Only the edited call ran: one refund of 30 on the folio. The asked call (48) ends with the
+    # denial's error, as the real API leaves a denied call (REALTIME_PROTOCOL.md 5.4).
     calls = guest.items("mcp_call")
-    assert len(calls) == 1 and not calls[0].error and json.loads(calls[0].arguments)["amount"] == 30
+    ran = [c for c in calls if not c.error]
+    assert len(ran) == 1 and json.loads(ran[0].arguments)["amount"] == 30
+    assert all(json.loads(c.arguments)["amount"] == 48 and c.output is None for c in calls if c.error)
     assert [r["amount"] for r in hotel_probed.state()["rooms"]["1204"]["folio"]["refunds"]] == [30]
     second = ApprovalRequest.objects.exclude(pk=first.pk).get()
     assert second.status == "approved" and second.grant is not None and second.grant.source_request_id == first.pk
@@ -236,7 +239,9 @@ def test_approve_all_of_one_turn_confirms_then_says_which_could_not_be(stack, br
     turn.get_by_text("2 requests from one turn of Room 1204").wait_for(timeout=15000)
     turn.locator("button.approve-all").click()
     turn.locator("button.confirm-all").click()  # "Yes, approve all 2"
-    turn.get_by_text("Unlock door: approved").wait_for(timeout=10000)
+    turn.get_by_text("Unlock door: approved").wait_for(
+        timeout=30000
+    )  # two decisions through the service on a loaded machine
     assert "Issue refund: not approved: This rule needs your passkey" in turn.inner_text()
     door.refresh_from_db()
     money.refresh_from_db()
