@@ -258,6 +258,11 @@ class RelayGate:
             event = json.loads(text)
         except (ValueError, RecursionError):
             return None, [protocol.error_event("Invalid event: failed to parse JSON value.", code="invalid_json")]
+        if ("\\ud" in text or "\\uD" in text) and not protocol.encodable(event):
+            # A JSON-escaped lone surrogate ("\ud800") parses, but is no text: it cannot be
+            # sent on as UTF-8. Refused like any invalid JSON; the session goes on.
+            message = "Invalid event: failed to parse JSON value: a lone surrogate is not text."
+            return None, [protocol.error_event(message, code="invalid_json")]
         if not isinstance(event, dict) or not isinstance(event.get("type"), str):
             return None, [protocol.error_event("Invalid event: missing 'type'.", code="invalid_event")]
         client_event_id = event.get("event_id") if isinstance(event.get("event_id"), str) else None

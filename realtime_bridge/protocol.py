@@ -273,3 +273,12 @@ def redact(text: str, secret_values: list[str]) -> str:
 
 def dumps(event: dict[str, Any]) -> str:
     return json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+
+
+def encodable(event: Any) -> bool:
+    """Whether the event, written out, is valid UTF-8 (no lone surrogate came in escaped)."""
+    try:
+        json.dumps(event, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
