@@ -18,6 +18,7 @@ import dj_database_url
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
+from config import fixed_settings as fixed
 from observability.secrets import read_env_file
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -357,32 +358,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TIMEZONE = "UTC"
-CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
-    # Approval API webhooks whose delivery task was lost, or whose retry is due.
-    "approval-api-webhooks": {"task": "approval_api.tasks.sweep_webhooks", "schedule": 5.0, "options": {"expires": 10}},
-    # Heals a lost or late deadline task (approvals/tasks.py); expires so beats queued while no
-    # worker ran do not pile up: the next sweep does the same work.
-    "approvals-sweep-overdue": {"task": "approvals.tasks.sweep_overdue", "schedule": 2.0, "options": {"expires": 10}},
-    # Releases lapsed claims and forgets dashboards whose process died (approvals/tasks.py).
-    "approvals-sweep-claims": {
-        "task": "approvals.tasks.sweep_claims_and_presence",
-        "schedule": 10.0,
-        "options": {"expires": 30},
-    },
-    # Signs the audit chain's head every minute (compliance/tasks.py); a no-op when nothing changed.
-    "compliance-seal-chain": {"task": "compliance.tasks.seal_chain", "schedule": 60.0, "options": {"expires": 50}},
-    # Retention: removes payloads older than AUDIT_RETENTION_DAYS, except under legal hold.
-    "compliance-purge": {"task": "compliance.tasks.purge_expired", "schedule": 3600.0, "options": {"expires": 600}},
-    # Resumes Responses API runs whose approvals are all decided, and re-drives runs whose worker
-    # died mid-step or whose retry is due (realtime_bridge/tasks.py).
-    "runs-sweep-decided": {"task": "realtime_bridge.tasks.sweep_runs", "schedule": 1.0, "options": {"expires": 10}},
-    # Closes relay sessions whose process died (lease run out) and cancels their pending requests.
-    "relay-sweep-leases": {
-        "task": "realtime_bridge.tasks.sweep_relay_leases",
-        "schedule": 5.0,
-        "options": {"expires": 15},
-    },
-}
+CELERY_BEAT_SCHEDULE = fixed.CELERY_BEAT_SCHEDULE  # config/fixed_settings.py
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -512,25 +488,8 @@ WEBAUTHN_ORIGIN = env_str("WEBAUTHN_ORIGIN", "")
 WEBAUTHN_RP_NAME = env_str("WEBAUTHN_RP_NAME", "Countersign")
 
 # The approval API (approval_api/; docs/approval_api.md): REST for other gateways and programs.
-REST_FRAMEWORK = {
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "DEFAULT_AUTHENTICATION_CLASSES": [],
-    "UNAUTHENTICATED_USER": None,
-}
-SPECTACULAR_SETTINGS = {
-    "TITLE": "Countersign approval API",
-    "DESCRIPTION": "Ask a hotel's staff to approve a tool call, wait for the answer, or hear it by webhook.",
-    "VERSION": "1",
-    "SERVE_INCLUDE_SCHEMA": False,
-    "SCHEMA_PATH_PREFIX": "/api/v1",
-    "SWAGGER_UI_DIST": "SIDECAR",
-    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
-    "REDOC_DIST": "SIDECAR",
-    # The long poll is an async view outside DRF: approval_api/schema.py adds it to the schema.
-    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "approval_api.schema.add_wait_path"],
-}
+REST_FRAMEWORK = fixed.REST_FRAMEWORK  # config/fixed_settings.py
+SPECTACULAR_SETTINGS = fixed.SPECTACULAR_SETTINGS
 # The longest a long poll (GET /api/v1/requests/{id}/wait) may be asked to wait, in seconds.
 APPROVAL_API_MAX_WAIT_SECONDS = env_int("APPROVAL_API_MAX_WAIT_SECONDS", 60)
 # Webhook retries: seconds before each retry after a failed try (Standard Webhooks' suggested backoff).
