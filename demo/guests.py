@@ -201,10 +201,13 @@ async def visit(base: str, token: str, guest: Visit) -> str:
                     await say(guest.request)
                 elif event.type == "conversation.item.done" and event.item.type in ("mcp_call", "mcp_approval_request"):
                     tool_used = True
-                    ended = event.item.type == "mcp_call" and (event.item.output is not None or event.item.error)
                     # After a denial the call ends with an error, as the real API leaves it
                     # (REALTIME_PROTOCOL.md 5.4): the outcome stays "denied".
-                    if ended and outcome != "denied":
+                    if (
+                        event.item.type == "mcp_call"
+                        and (event.item.output is not None or event.item.error)
+                        and outcome != "denied"
+                    ):
                         outcome = "tool ran" if not event.item.error else f"tool failed: {event.item.error}"
                 elif event.type == "conversation.item.done" and event.item.type == "mcp_approval_response":
                     outcome = "approved" if event.item.approve else "denied"
