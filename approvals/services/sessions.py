@@ -76,6 +76,19 @@ def open_session(
     return session
 
 
+def lock_pending_requests(session: RealtimeSession) -> None:
+    """Inside a transaction: lock the session's pending request rows, in id order, before
+    anything writes to the audit chain (every transition takes its row first and the chain head
+    last; the other order would deadlock against a decision)."""
+    list(
+        ApprovalRequest.objects.filter(session_id=session.pk)
+        .pending()
+        .select_for_update()
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+
+
 def close_session(session: RealtimeSession, *, code: int | None, reason: str) -> list[ApprovalRequest]:
     """Mark the session closed and cancel its pending requests (their upstream socket is gone,
     so nobody can answer them). Idempotent. Side effects: audit SESSION_CLOSED once and
@@ -88,13 +101,7 @@ def close_session(session: RealtimeSession, *, code: int | None, reason: str) ->
         # transition takes its own row lock first and the chain-head lock last (approvals/audit.py).
         # Without this, a close holding the head while waiting for a request row, and a decision
         # holding that row while waiting for the head, would deadlock.
-        list(
-            ApprovalRequest.objects.filter(session_id=session.pk)
-            .pending()
-            .select_for_update()
-            .order_by("pk")
-            .values_list("pk", flat=True)
-        )
+        lock_pending_requests(session)
         # Decided, but the answer never went upstream, and now it never can (a Realtime
         # session is gone with its socket): named in the close's audit row, so the case says so.
         undelivered = list(

@@ -23,6 +23,7 @@ from approvals import events
 from approvals.models import ApprovalRequest, AuditKind, RealtimeSession
 from approvals.services._common import Status, on_commit, user_label
 from approvals.services._transition import transition
+from approvals.services.sessions import lock_pending_requests
 from audit import writer
 
 if TYPE_CHECKING:
@@ -61,13 +62,7 @@ def stop_session(session: RealtimeSession, *, by: User, reason: str) -> list[App
     with transaction.atomic():
         # Request rows first, then the audit chain (as close_session does, for the same reason:
         # a decision holds its row and then takes the chain lock).
-        list(
-            ApprovalRequest.objects.filter(session_id=session.pk)
-            .pending()
-            .select_for_update()
-            .order_by("pk")
-            .values_list("pk", flat=True)
-        )
+        lock_pending_requests(session)
         # Conditional: of a stop racing the session's own end (or another stop) one wins.
         won = RealtimeSession.objects.filter(pk=session.pk, status=RealtimeSession.Status.OPEN).update(
             status=RealtimeSession.Status.CLOSED, closed_at=now, close_code=events.STOPPED_CLOSE_CODE
