@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
+from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 
 
@@ -58,5 +60,8 @@ WAIT_PATH: dict[str, Any] = {
 
 def add_wait_path(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
     """drf-spectacular postprocessing hook: the long poll's operation, beside the others."""
-    result.setdefault("paths", {}).update(WAIT_PATH)
+    paths = copy.deepcopy(WAIT_PATH)
+    timeout = paths["/api/v1/requests/{id}/wait"]["get"]["parameters"][1]
+    timeout["schema"]["maximum"] = float(settings.APPROVAL_API_MAX_WAIT_SECONDS)  # as configured here
+    result.setdefault("paths", {}).update(paths)
     return result

@@ -12,33 +12,59 @@ LABEL = r"^[A-Za-z0-9_.\-]{1,64}$"
 TOOL = r"^[A-Za-z0-9_.\-/]{1,128}$"
 
 
+class StrictText:
+    """A text field that takes only JSON strings: DRF's CharField would turn 12 into "12", which
+    the schema (type: string) does not allow, so the API refuses it like any other wrong type."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, str):
+            raise serializers.ValidationError("Must be a string.", code="not_a_string")
+        return super().to_internal_value(data)  # type: ignore[misc]
+
+
+class Text(StrictText, serializers.CharField):
+    pass
+
+
+class Pattern(StrictText, serializers.RegexField):
+    pass
+
+
+class Email(StrictText, serializers.EmailField):
+    pass
+
+
+class Url(StrictText, serializers.URLField):
+    pass
+
+
 class SessionIn(serializers.Serializer[Any]):
-    id = serializers.CharField(
+    id = Text(
         max_length=200,
         required=False,
         allow_blank=True,
         help_text="The caller's own id of the session or conversation.",
     )
     # A field named `label` shadows Field.label for the type checker only (DRF's metaclass takes it).
-    label = serializers.CharField(  # type: ignore[assignment]
+    label = Text(  # type: ignore[assignment]
         max_length=100, required=False, allow_blank=True, help_text="Shown on the card."
     )
     metadata = serializers.DictField(
-        child=serializers.CharField(max_length=200),
+        child=Text(max_length=200, allow_blank=True),
         required=False,
         help_text='Shown on the card, e.g. {"room": "1204"}.',
     )
 
 
 class RequesterIn(serializers.Serializer[Any]):
-    id = serializers.CharField(max_length=200, required=False, allow_blank=True)
-    name = serializers.CharField(max_length=150, required=False, allow_blank=True)
-    email = serializers.EmailField(required=False, allow_blank=True)
+    id = Text(max_length=200, required=False, allow_blank=True)
+    name = Text(max_length=150, required=False, allow_blank=True)
+    email = Email(required=False, allow_blank=True)
 
 
 class RequestIn(serializers.Serializer[Any]):
-    server = serializers.RegexField(LABEL, help_text="The MCP server's label (as registered, or the caller's own).")
-    tool = serializers.RegexField(TOOL, help_text="The tool's name.")
+    server = Pattern(LABEL, help_text="The MCP server's label (as registered, or the caller's own).")
+    tool = Pattern(TOOL, help_text="The tool's name.")
     arguments = serializers.DictField(help_text="The call's arguments, exactly as they would run.")
     session = SessionIn(required=False)
     requester = RequesterIn(required=False)
@@ -76,8 +102,8 @@ class RequestOut(serializers.Serializer[Any]):
 
 
 class WebhookIn(serializers.Serializer[Any]):
-    url = serializers.URLField(max_length=500)
-    description = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    url = Url(max_length=500)
+    description = Text(max_length=200, required=False, allow_blank=True)
 
     def validate_url(self, value: str) -> str:
         if not value.startswith(("https://", "http://")):
@@ -100,3 +126,7 @@ class WebhookCreated(WebhookOut):
 
 class Error(serializers.Serializer[Any]):
     detail = serializers.CharField()
+    # Named as the API answers it; DRF's metaclass takes it, so Serializer.errors is untouched.
+    errors = serializers.JSONField(  # type: ignore[assignment]
+        required=False, help_text="On invalid input only: what is wrong, field by field (nested as the input is)."
+    )

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import logging
 
-from django.http import HttpRequest, HttpResponse, HttpResponseServerError
+from django.http import HttpRequest, HttpResponse, HttpResponseServerError, JsonResponse
 from django.shortcuts import render
 from django.template import loader
 
+API_PREFIX = "/api/"
 # Bare minimum when even the template cannot be rendered: a 500 page must never raise.
 _FALLBACK_500 = "<!doctype html><title>Server error</title><h1>Server error (500)</h1>"
 
@@ -23,10 +24,14 @@ def forbidden(request: HttpRequest, exception: Exception | None = None) -> HttpR
 
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if request.path.startswith(API_PREFIX):  # programs get the approval API's error shape, not a page
+        return JsonResponse({"detail": "Not found."}, status=404)
     return render(request, "404.html", status=404)
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
+    if request.path.startswith(API_PREFIX):
+        return JsonResponse({"detail": "Server error."}, status=500)
     try:
         # No RequestContext: `user`, `messages` and the CSRF token stay out of it.
         html = loader.get_template("500.html").render({"request_path": request.path})

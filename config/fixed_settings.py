@@ -38,6 +38,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "UNAUTHENTICATED_USER": None,
+    "EXCEPTION_HANDLER": "approval_api.errors.exception_handler",  # one error shape: {"detail", "errors"}
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Countersign approval API",
