@@ -342,6 +342,8 @@ class UpstreamSession:
             await asyncio.sleep(OUTBOX_POLL_SECONDS)
             if self.undelivered:
                 try:
+                    if not self.closing:
+                        await self.db(outbound.expire_missed_deadlines)(self.session_id)
                     await self.drain_outbox()
                 except client.UpstreamClosed:
                     return  # the reader sees the close too and ends the session

@@ -25,7 +25,7 @@ import random
 import threading
 import time
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,7 @@ class Chaos:
         self.guests: list[tuple[Guest, str, int]] = []  # (guest, where, upstream session index)
         self.asked: list[tuple[str, int]] = []  # (approval id, upstream session index)
         self.faults: Counter[str] = Counter()
+        self.timeline: list[tuple[str, datetime, datetime]] = []  # (fault, injected, recovered)
         self.staff_posts: Counter[str] = Counter()
         self.stop = threading.Event()
 
@@ -97,16 +98,22 @@ class Chaos:
     def kill(self, name: str) -> None:
         proc = self.procs[name]
         assert proc.proc is not None
+        injected = timezone.now()
         proc.proc.kill()  # SIGKILL: no clean-up of any kind
         proc.proc.wait(30)
         self.faults[name] += 1
         self.start(name)
+        if name == "worker":
+            wait_for_line(self.procs[name], " ready.")
+        self.timeline.append((name, injected, timezone.now()))
 
     def restart_redis(self) -> None:
+        injected = timezone.now()
         self.redis.kill()
         time.sleep(1.0)  # an outage, not a blip
         self.redis.start()
         self.faults["redis"] += 1
+        self.timeline.append(("redis", injected, timezone.now()))
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
@@ -228,6 +235,15 @@ def test_every_request_survives_killed_processes_and_a_redis_restart(
     audit = io.StringIO()
     call_command("verify_audit", stdout=audit)
 
+    for r in requests:
+        if r.upstream_id in late:
+            near = [
+                f"{name} {(start - r.deadline).total_seconds():+.1f}s..{(end - r.deadline).total_seconds():+.1f}s"
+                for name, start, end in chaos.timeline
+                if start <= (r.decided_at or timezone.now()) and end >= r.deadline - timedelta(seconds=5)
+            ]
+            lateness = ((r.decided_at or timezone.now()) - r.deadline).total_seconds()
+            print(f"late: {r.upstream_id} {r.status} {lateness:.1f}s after its deadline; faults around it: {near}")
     print(
         f"\nchaos: {ROUNDS} round(s); requests {len(chaos.asked)} (recorded {len(requests)}, "
         f"{Counter(r.status for r in requests)}); faults {dict(chaos.faults)}; staff POSTs {dict(chaos.staff_posts)}; "

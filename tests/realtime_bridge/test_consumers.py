@@ -1,12 +1,15 @@
 import asyncio
 import json
 import logging
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
 from approvals import services
 from approvals.models import ApprovalRequest, McpServer, RealtimeSession
+from audit.models import AuditEvent
 from realtime_bridge.session import UpstreamSession
 from tests.realtime_bridge.conftest import UPSTREAM_KEY, RelayClient, db, open_relay
 
@@ -434,3 +437,23 @@ async def test_the_relay_sends_the_decision_a_nudge_carries_and_reads_the_outbox
         await asyncio.sleep(0.05)
     assert reads == [req.session_id]
     assert len(upstream.of_type("conversation.item.create")) == 1
+
+
+async def test_a_deadline_the_worker_missed_is_applied_by_the_relay_that_waits_for_it(relay, upstream):
+    # No Celery worker runs here (the deadline task is only recorded) and no beat sweeps: the
+    # relay, which polls while an answer is owed, applies the overdue deadline itself.
+    req = await _request_approval(upstream, relay)
+    await db(lambda: ApprovalRequest.objects.filter(pk=req.pk).update(deadline=timezone.now() - timedelta(seconds=3)))
+    (answer,) = await upstream.wait_for(lambda e: e.get("type") == "conversation.item.create", timeout=15)
+    assert answer["item"]["approval_request_id"] == "mcpr_abc123"
+    assert answer["item"]["approve"] is False
+    req = await db(ApprovalRequest.objects.get, pk=req.pk)
+    assert req.status == "expired" and req.decision_sent_at is not None
+    assert await db(lambda: AuditEvent.objects.filter(request_id=req.pk, kind="expired").count()) == 1
+
+
+async def test_a_deadline_not_yet_past_its_backstop_is_left_to_the_worker(relay, upstream):
+    req = await _request_approval(upstream, relay)
+    await db(lambda: ApprovalRequest.objects.filter(pk=req.pk).update(deadline=timezone.now()))
+    await asyncio.sleep(1.5)  # a poll runs: the deadline is past, but not by DEADLINE_BACKSTOP
+    assert (await db(ApprovalRequest.objects.get, pk=req.pk)).status == "pending"
