@@ -17,6 +17,7 @@ from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
 from hypothesis import given
+from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import ignored_auth
@@ -75,8 +76,14 @@ def test_the_approval_api_refuses_what_breaks_its_schema_and_never_fails(setting
     }
     ops = operations(mode)
     assert len(ops) >= 5, [f"{op.method} {op.path}" for op in ops]
+    # The surface is the API as a whole: `make fuzz`'s 10,000 examples spread over its operations
+    # (a bounded run keeps its examples per operation).
+    per_operation = max(
+        hypothesis_settings.default.max_examples // len(ops), min(hypothesis_settings.default.max_examples, 40)
+    )
     for operation in ops:
 
+        @hypothesis_settings(max_examples=per_operation)
         @given(case=operation.as_strategy(generation_mode=mode), caller=st.sampled_from(sorted(callers)))
         def one(case: Any, caller: str) -> None:
             surfaces.ran(f"approval API ({mode.value})")
