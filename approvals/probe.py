@@ -137,9 +137,8 @@ async def _cause(failure: LinkError, url: str) -> str:
         sse = failure.fallback
         if sse.credentials_rejected:
             return await _cause(sse, url)  # the HTTP+SSE endpoint is there and wants other credentials
-        got = (
-            str(sse.status) if sse.status else f"gave no event stream ({type(sse.innermost).__name__}: {sse.innermost})"
-        )
+        inner = sse.innermost
+        got = f"answered {sse.status}" if sse.status else f"gave no event stream ({type(inner).__name__}: {inner})"
         return (
             f"this URL is no MCP endpoint: the Streamable HTTP POST answered HTTP {status.status} {status.reason}, "
             f"and the HTTP+SSE GET that the MCP specification says to try next {got}: check the path"

@@ -31,6 +31,7 @@ Reference: https://modelcontextprotocol.io/specification/2025-11-25/basic/transp
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ import pydantic
 from mcp.client import Client
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp_types import methods
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERSION
 
 STREAMABLE_HTTP = "streamable_http"
@@ -164,14 +166,15 @@ class Listing:
 
 
 def _plain(error: pydantic.ValidationError) -> str:
-    """A tool's validation errors in a line, not a pydantic dump."""
+    """One tool's validation errors (as validated inside a `tools/list` result) in a line, not a
+    pydantic dump."""
     said = []
     for e in error.errors()[:3]:
-        where = ".".join(str(part) for part in e["loc"]) or "the tool"
-        if e["loc"] == ("inputSchema", "type"):
-            said.append(f'its inputSchema has "type": {e["input"]!r}, not "object"')
+        loc = tuple(e["loc"])[2:] if tuple(e["loc"])[:1] == ("tools",) else tuple(e["loc"])
+        if loc == ("inputSchema", "type"):
+            said.append(f'its inputSchema has "type": {json.dumps(e["input"])}, not "object"')
         else:
-            said.append(f"{where}: {e['msg']}")
+            said.append(f"{'.'.join(str(part) for part in loc) or 'the tool'}: {e['msg']}")
     return "; ".join(said)
 
 
@@ -196,6 +199,8 @@ async def _page(client: Client, cursor: str | None, malformed: list[Malformed]) 
     tools = []
     for n, entry in enumerate(raw.get("tools") or []):
         try:
+            # Each tool alone, by the same types the SDK applies to the whole result.
+            methods.validate_server_result("tools/list", client.protocol_version, {"tools": [entry]})
             tools.append(mcp_types.Tool.model_validate(entry))
         except pydantic.ValidationError as exc:
             name = entry.get("name") if isinstance(entry, dict) else None

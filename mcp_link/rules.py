@@ -85,7 +85,7 @@ def importable(
     """The listing's tools OpenAI would import (each as `convert` makes it, in the server's order),
     and those it would refuse: the SDK types' refusals first, then the rules above."""
     kept: list[Definition] = []
-    refused = [Refusal(m.name, [f"the MCP types refuse it: {m.reason}"]) for m in listing.malformed]
+    refused = [Refusal(m.name, [f"not a valid MCP tool: {m.reason}"]) for m in listing.malformed]
     for tool in listing.tools:
         reasons = refusals(tool.name, tool.input_schema)
         if reasons:
