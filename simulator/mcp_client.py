@@ -113,7 +113,13 @@ def _names_given(tool_cfg: dict[str, Any]) -> list[str] | None:
 
 
 async def list_tools(tool_cfg: dict[str, Any]) -> list[dict[str, Any]]:
-    """The server's tools OpenAI would import, in Realtime item shape, after the `allowed_tools` filter.
+    """The server's tools OpenAI would import, in Realtime item shape (list_tools_explained)."""
+    return (await list_tools_explained(tool_cfg))[0]
+
+
+async def list_tools_explained(tool_cfg: dict[str, Any]) -> tuple[list[dict[str, Any]], list[rules.Refusal]]:
+    """The server's tools OpenAI would import, in Realtime item shape, after the `allowed_tools` filter,
+    and the listed tools left out as refused.
 
     Tools that mcp_link.rules refuses (the rules Countersign's probe applies too) are left out and the
     others kept [INFERRED, docs/simulator.md "Listing"]. An empty result is a completed listing with no
@@ -141,7 +147,7 @@ async def list_tools(tool_cfg: dict[str, Any]) -> list[dict[str, Any]]:
     names = _names_given(tool_cfg)
     if names is not None and listed and not set(names) & set(listed):
         raise McpListError(f"none of the server's tools ({', '.join(listed)}) is in allowed_tools")
-    return [t for t in importable if _allowed(tool_cfg, t)]
+    return [t for t in importable if _allowed(tool_cfg, t)], refused
 
 
 def requires_approval(tool_cfg: dict[str, Any], tool: dict[str, Any]) -> bool:

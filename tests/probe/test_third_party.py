@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 
 import mcp_link
@@ -147,22 +148,31 @@ async def test_a_path_that_is_no_mcp_endpoint(third_party):
     assert "the HTTP+SSE GET that the MCP specification says to try next answered HTTP 404" in result.report()
 
 
-async def _session_listing(simulator: Any, tool: dict[str, Any]) -> list[dict[str, Any]]:
+async def _session_listing(simulator: Any, tool: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The listing events of a session given this one `mcp` tool, and the simulator's own record of
+    that listing (GET /sim/listings: imported, left out and why)."""
     async with simulator.connect() as rt:
-        await rt.recv()
+        session_id = (await rt.recv())["session"]["id"]
         await rt.update_session(tools=[tool])
         events: list[dict[str, Any]] = await rt.listings()
-        return events
+    async with httpx.AsyncClient(base_url=simulator.base_url.removesuffix("/v1")) as http:
+        auth = {"Authorization": f"Bearer {simulator.api_key}"}
+        listings = (await http.get("/sim/listings", headers=auth)).json()["data"]
+    [record] = [r for r in listings if r["session_id"] == session_id]
+    return events, record
 
 
 async def test_a_session_imports_exactly_what_the_probe_says(simulator, third_party):
     url = third_party.url("fastmcp:http,/mcp,--bad-names")
     result = await probe.probe(url=url, authorization="", headers={})
 
-    events = await _session_listing(simulator, _tool(url))
+    events, record = await _session_listing(simulator, _tool(url))
 
     [item] = [e["item"] for e in events if e["type"] == "conversation.item.done"]
-    assert [t["name"] for t in item["tools"]] == result.imported and len(result.imported) == 8
+    assert [t["name"] for t in item["tools"]] == result.imported == record["tools"] and len(result.imported) == 8
+    # The same tools left out for the same reasons, word for word.
+    assert record["refused"] == [{"name": r.name, "reasons": r.reasons} for r in result.refused]
+    assert record["status"] == "completed" and record["server_url"] == url
 
 
 @pytest.mark.parametrize(
@@ -181,8 +191,9 @@ async def test_the_causes_of_a_completed_listing_with_no_tools(simulator, third_
     url = third_party.url(key)
     tool = _tool(url, **({"allowed_tools": allowed_tools} if allowed_tools is not None else {}))
 
-    events = await _session_listing(simulator, tool)
+    events, record = await _session_listing(simulator, tool)
 
+    assert record["status"] == "completed" and record["tools"] == []
     types = [e["type"] for e in events]
     assert "mcp_list_tools.completed" in types and "mcp_list_tools.failed" not in types
     assert [e["item"]["tools"] for e in events if e["type"] == "conversation.item.done"] == [[]]
@@ -192,6 +203,9 @@ async def test_the_causes_of_a_completed_listing_with_no_tools(simulator, third_
 
 async def test_allowed_tools_naming_no_listed_tool_fail_the_listing_instead(simulator, third_party):
     # REALTIME_PROTOCOL.md section 4 documents bad allowed_tools names as a cause of mcp_list_tools.failed.
-    events = await _session_listing(simulator, _tool(third_party.url("fastmcp:http,/mcp"), allowed_tools=["nope"]))
+    events, record = await _session_listing(
+        simulator, _tool(third_party.url("fastmcp:http,/mcp"), allowed_tools=["nope"])
+    )
 
     assert [e["type"] for e in events][-1] == "mcp_list_tools.failed"
+    assert record["status"] == "failed" and "is in allowed_tools" in record["failure"]
