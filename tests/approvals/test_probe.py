@@ -149,6 +149,8 @@ def test_it_lists_the_hotel_tools_with_the_api_key_and_stores_them_hashed(hotel_
 
     assert ok, report
     assert report.startswith(f"OK: {hotel_mcp.mcp_url} over Streamable HTTP")
+    # A current (mcp 2.x) server speaks 2026-07-28 too; the probe offers what OpenAI's client would.
+    assert "; MCP protocol 2025-11-25" in report and "the server chose 2025-11-25" in report
     tools = list(server.tools.all())
     assert tools and all(len(t.definition_hash) == 64 and not t.needs_review for t in tools)
     assert server.probe_ok is True and server.probed_at is not None
