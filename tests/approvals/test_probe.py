@@ -316,3 +316,12 @@ def test_the_probe_command_prints_the_report_and_fails_on_a_problem(servers, hot
     with pytest.raises(CommandError, match="No MCP server is registered as 'nope'"):
         call_command("probe_mcp", "nope")
     assert hotel_mcp.api_key not in caplog.text
+
+
+def test_the_admin_says_what_the_transport_is_for(admin_user, client):
+    client.force_login(admin_user)
+
+    page = client.get(reverse("admin:approvals_mcpserver_add")).content.decode()
+
+    assert "How Countersign's gateway reaches the server upstream. OpenAI is given the URL alone" in page
+    assert "Streamable HTTP, else HTTP+SSE" in page and "/sse → SSE" not in page
