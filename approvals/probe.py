@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import httpx2
 import mcp_types
 from mcp.shared.exceptions import MCPError
+from mcp_types import UNSUPPORTED_PROTOCOL_VERSION
 
 import mcp_link
 from mcp_link import AUTO, SSE, TRANSPORT_NAMES, LinkError, rules
@@ -162,6 +163,12 @@ async def _cause(failure: LinkError, url: str) -> str:
         )
     if status is not None:
         return f"the server answered HTTP {status.status} {status.reason}"
+    if isinstance(exc, MCPError) and exc.code == UNSUPPORTED_PROTOCOL_VERSION:
+        return (
+            f"the server refused the initialize handshake as an unsupported protocol version ({exc.message}): "
+            "it serves only the 2026-07-28 era (server/discover), which OpenAI's client is not known to speak; "
+            f"{versions_offered()}"
+        )
     if isinstance(exc, MCPError):
         return f"the server answered with an MCP error {exc.code}: {exc.message}"
     return f"the server gave no usable MCP answer ({type(exc).__name__}: {exc})"

@@ -101,6 +101,28 @@ async def _from_the_future(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": answer})
 
 
+async def _modern_only(scope: Scope, receive: Receive, send: Send) -> None:
+    """A Streamable HTTP endpoint that serves only the 2026-07-28 era: `initialize` gets the error an
+    mcp 2.x server gives on a modern connection (-32022, naming its versions). Written by hand."""
+    if scope["type"] != "http":
+        return
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    request = json.loads(body or b"{}")
+    error = {
+        "code": -32022,
+        "message": "the initialize handshake is not accepted",
+        "data": {"supported": ["2026-07-28"]},
+    }
+    answer = json.dumps({"jsonrpc": "2.0", "id": request.get("id"), "error": error}).encode()
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": answer})
+
+
 @dataclass
 class Servers:
     empty: str
@@ -108,6 +130,7 @@ class Servers:
     concierge_v1: str
     concierge_v2: str
     future: str
+    modern_only: str
     down: str
 
 
@@ -119,6 +142,7 @@ def servers() -> Iterator[Servers]:
         _ThreadServer(_app(_concierge(1))) as v1,
         _ThreadServer(_app(_concierge(2))) as v2,
         _ThreadServer(_from_the_future) as future,
+        _ThreadServer(_modern_only) as modern_only,
     ):
         base = "http://127.0.0.1:{}/mcp"
         yield Servers(
@@ -127,6 +151,7 @@ def servers() -> Iterator[Servers]:
             concierge_v1=base.format(v1.port),
             concierge_v2=base.format(v2.port),
             future=base.format(future.port),
+            modern_only=base.format(modern_only.port),
             down=base.format(free_port()),
         )
 
@@ -316,6 +341,14 @@ def test_the_probe_command_prints_the_report_and_fails_on_a_problem(servers, hot
     with pytest.raises(CommandError, match="No MCP server is registered as 'nope'"):
         call_command("probe_mcp", "nope")
     assert hotel_mcp.api_key not in caplog.text
+
+
+def test_a_server_that_speaks_only_the_2026_era_is_told_as_one(servers):
+    ok, report = probe(register("modern", servers.modern_only))
+
+    assert not ok
+    assert "the server refused the initialize handshake as an unsupported protocol version" in report
+    assert "it serves only the 2026-07-28 era (server/discover), which OpenAI's client is not known to speak" in report
 
 
 def test_the_admin_says_what_the_transport_is_for(admin_user, client):
