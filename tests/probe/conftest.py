@@ -1,4 +1,4 @@
-"""Third-party MCP servers, each a real process on a free port, started once per test session on
+"""Third-party MCP servers, each a real process on a free port, started once per test module on
 first use: the reference server `@modelcontextprotocol/server-everything` from npm (run by Node), a
 `fastmcp` 4.x server with ten tools and servers of the `mcp` 1.x SDK (each in its own virtualenv,
 tests/mcp_servers/envs.py). `.ci/run` installs all of them; without them the tests skip locally and
@@ -106,8 +106,9 @@ HANDMADE: dict[str, tuple[list[dict[str, Any]], str]] = {
 }
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def third_party() -> Iterator[ThirdParty]:
+    """The servers, stopped when the module's tests are done (they are only needed here)."""
     servers = ThirdParty()
     yield servers
     servers.stop()
