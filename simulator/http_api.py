@@ -31,6 +31,7 @@ from simulator.sim_control import (
     sim_caller_hangup,
     sim_get_call,
     sim_list_calls,
+    sim_listings,
     sim_place_call,
     sim_response_creates,
     sim_say,
@@ -55,5 +56,6 @@ def http_routes() -> list[BaseRoute]:
         Route("/sim/calls/{call_id}/hangup", api(sim_caller_hangup), methods=post),
         Route("/sim/approvals", api(sim_approvals), methods=["GET"]),
         Route("/sim/response_creates", api(sim_response_creates), methods=["GET"]),
+        Route("/sim/listings", api(sim_listings), methods=["GET"]),
         Route("/sim/responses/faults", api(faults_endpoint), methods=["GET", "POST"]),
     ]

@@ -17,6 +17,7 @@ import mcp_types
 from mcp.shared.exceptions import MCPError
 
 import mcp_link
+from mcp_link import rules
 
 logger = logging.getLogger(__name__)
 
@@ -101,17 +102,37 @@ def is_read_only(tool: dict[str, Any]) -> bool:
     return bool(annotations.get("read_only", annotations.get("readOnlyHint", False)))
 
 
-async def list_tools(tool_cfg: dict[str, Any]) -> list[dict[str, Any]]:
-    """The server's tools in Realtime item shape, after the `allowed_tools` filter.
+def _names_given(tool_cfg: dict[str, Any]) -> list[str] | None:
+    """The tool names `allowed_tools` gives (its list, or its filter's tool_names), if any."""
+    allowed = tool_cfg.get("allowed_tools")
+    if isinstance(allowed, list):
+        return [str(n) for n in allowed]
+    if isinstance(allowed, dict) and allowed.get("tool_names") is not None:
+        return [str(n) for n in allowed["tool_names"]]
+    return None
 
-    Raises McpListError when the server is unreachable, rejects the credentials, or answers with
-    nothing usable (no tools at all, or none left after `allowed_tools`).
+
+async def list_tools(tool_cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    """The server's tools OpenAI would import, in Realtime item shape (list_tools_explained)."""
+    return (await list_tools_explained(tool_cfg))[0]
+
+
+async def list_tools_explained(tool_cfg: dict[str, Any]) -> tuple[list[dict[str, Any]], list[rules.Refusal]]:
+    """The server's tools OpenAI would import, in Realtime item shape, after the `allowed_tools` filter,
+    and the listed tools left out as refused.
+
+    Tools that mcp_link.rules refuses (the rules Countersign's probe applies too) are left out and the
+    others kept [INFERRED, docs/simulator.md "Listing"]. An empty result is a completed listing with no
+    tools: a server that lists none, a server whose every tool is refused, or an `allowed_tools` filter
+    that matches none of the importable tools. Raises McpListError when the server is unreachable,
+    rejects the credentials, answers with nothing usable, or `allowed_tools` names none of the tools
+    the server lists (REALTIME_PROTOCOL.md section 4: bad allowed_tools names fail the listing).
     """
     url = _server_url(tool_cfg)
     try:
         listing = await mcp_link.list_tools(
             url,
-            transport=mcp_link.detect_transport(url),
+            transport=mcp_link.AUTO,
             headers=request_headers(tool_cfg),
             time_limit=LIST_TIMEOUT,
             read_timeout=CALL_TIMEOUT,
@@ -119,15 +140,14 @@ async def list_tools(tool_cfg: dict[str, Any]) -> list[dict[str, Any]]:
     except mcp_link.LinkError as failure:
         logger.info("listing %s failed: %r", url, failure.exc)
         raise McpListError(_cause(failure)) from failure.exc
-    tools = listing.tools
-    if not tools:
-        raise McpListError("the server lists no tools")
-    listed = [_realtime_tool(t) for t in tools]
-    kept = [t for t in listed if _allowed(tool_cfg, t)]
-    if not kept:
-        # Section 4: bad allowed_tools names are a documented cause of mcp_list_tools.failed.
-        raise McpListError(f"none of the server's tools ({', '.join(t['name'] for t in listed)}) is in allowed_tools")
-    return kept
+    importable, refused = rules.importable(listing, _realtime_tool)
+    for refusal in refused:
+        logger.info("listing %s: left out %s", url, refusal)
+    listed = [t.name for t in listing.tools] + [m.name for m in listing.malformed]
+    names = _names_given(tool_cfg)
+    if names is not None and listed and not set(names) & set(listed):
+        raise McpListError(f"none of the server's tools ({', '.join(listed)}) is in allowed_tools")
+    return [t for t in importable if _allowed(tool_cfg, t)], refused
 
 
 def requires_approval(tool_cfg: dict[str, Any], tool: dict[str, Any]) -> bool:
@@ -182,7 +202,7 @@ async def call_tool(tool_cfg: dict[str, Any], name: str, arguments: str) -> tupl
     try:
         result = await mcp_link.call_tool(
             url,
-            transport=mcp_link.detect_transport(url),
+            transport=mcp_link.AUTO,
             headers=request_headers(tool_cfg),
             name=name,
             arguments=args,

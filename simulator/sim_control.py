@@ -6,6 +6,7 @@ what reached "OpenAI".
     POST /sim/calls/{id}/say|hangup           the caller talks, or hangs up
     GET  /sim/approvals                       every mcp_approval_response received over a Realtime socket
     GET  /sim/response_creates                every response.create received over one, with its instructions
+    GET  /sim/listings                        every MCP listing a Realtime session ran: imported, left out, why
 """
 
 from __future__ import annotations
@@ -130,3 +131,13 @@ async def sim_response_creates(request: Request) -> Response:
     sim: SimulatorState = request.app.state.sim
     authenticate(request)
     return JSONResponse({"data": list(sim.response_creates)})
+
+
+async def sim_listings(request: Request) -> Response:
+    """Every MCP listing a Realtime session ran, oldest first: the server, whether it completed or
+    failed (and why), the tools imported, and the listed tools left out as OpenAI would refuse them
+    (mcp_link.rules, the probe's rules), each with its reasons. What a rehearsal of "the listing
+    completed with no tools" needs to see next to the probe's report."""
+    sim: SimulatorState = request.app.state.sim
+    authenticate(request)
+    return JSONResponse({"data": list(sim.listings)})

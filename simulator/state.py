@@ -86,6 +86,8 @@ class SimulatorState:
     # Every response.create received over a Realtime socket, with its instructions (bounded).
     response_creates: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=10000))
     responses_faults: ResponsesFaults = field(default_factory=ResponsesFaults)
+    # Every MCP listing a Realtime session ran: what it imported, what it left out and why (bounded).
+    listings: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=10000))
 
     def __post_init__(self) -> None:
         self.responses_faults = ResponsesFaults(

@@ -65,6 +65,17 @@ class McpServerForm(forms.ModelForm):
         # The names are shown, the values never: the initial text is masked.
         self.initial["headers"] = mask_headers(self.instance.headers or {})
         self.initial["authorization"] = ""
+        # OpenAI is given the URL alone (to_tool() sends no transport): docs/registry.md, "What OpenAI is given".
+        transport = self.fields["transport"]
+        assert isinstance(transport, forms.TypedChoiceField)
+        transport.help_text = (
+            "How Countersign's gateway reaches the server upstream. OpenAI is given the URL alone, and Test "
+            "connection tries it as OpenAI would: Streamable HTTP, else HTTP+SSE."
+        )
+        transport.choices = [
+            (value, "Streamable HTTP, else HTTP+SSE" if value == McpServer.Transport.AUTO else label)
+            for value, label in McpServer.Transport.choices
+        ]
         if self.instance.pk and self.instance.authorization:
             self.fields[
                 "authorization"

@@ -101,6 +101,28 @@ async def _from_the_future(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": answer})
 
 
+async def _modern_only(scope: Scope, receive: Receive, send: Send) -> None:
+    """A Streamable HTTP endpoint that serves only the 2026-07-28 era: `initialize` gets the error an
+    mcp 2.x server gives on a modern connection (-32022, naming its versions). Written by hand."""
+    if scope["type"] != "http":
+        return
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    request = json.loads(body or b"{}")
+    error = {
+        "code": -32022,
+        "message": "the initialize handshake is not accepted",
+        "data": {"supported": ["2026-07-28"]},
+    }
+    answer = json.dumps({"jsonrpc": "2.0", "id": request.get("id"), "error": error}).encode()
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": answer})
+
+
 @dataclass
 class Servers:
     empty: str
@@ -108,6 +130,7 @@ class Servers:
     concierge_v1: str
     concierge_v2: str
     future: str
+    modern_only: str
     down: str
 
 
@@ -119,6 +142,7 @@ def servers() -> Iterator[Servers]:
         _ThreadServer(_app(_concierge(1))) as v1,
         _ThreadServer(_app(_concierge(2))) as v2,
         _ThreadServer(_from_the_future) as future,
+        _ThreadServer(_modern_only) as modern_only,
     ):
         base = "http://127.0.0.1:{}/mcp"
         yield Servers(
@@ -127,6 +151,7 @@ def servers() -> Iterator[Servers]:
             concierge_v1=base.format(v1.port),
             concierge_v2=base.format(v2.port),
             future=base.format(future.port),
+            modern_only=base.format(modern_only.port),
             down=base.format(free_port()),
         )
 
@@ -149,6 +174,8 @@ def test_it_lists_the_hotel_tools_with_the_api_key_and_stores_them_hashed(hotel_
 
     assert ok, report
     assert report.startswith(f"OK: {hotel_mcp.mcp_url} over Streamable HTTP")
+    # A current (mcp 2.x) server speaks 2026-07-28 too; the probe offers what OpenAI's client would.
+    assert "; MCP protocol 2025-11-25" in report and "the server chose 2025-11-25" in report
     tools = list(server.tools.all())
     assert tools and all(len(t.definition_hash) == 64 and not t.needs_review for t in tools)
     assert server.probe_ok is True and server.probed_at is not None
@@ -156,13 +183,14 @@ def test_it_lists_the_hotel_tools_with_the_api_key_and_stores_them_hashed(hotel_
     assert event.payload["ok"] is True and sorted(event.payload["tools"]) == sorted(t.name for t in tools)
 
 
-def test_it_lists_the_hotel_tools_over_sse_detected_from_the_url(hotel_mcp):
+def test_it_lists_the_hotel_tools_over_sse_after_the_streamable_http_post_fails(hotel_mcp):
     server = register("hotel_ops", hotel_mcp.sse_url, headers=hotel_mcp.headers)
 
     ok, report = probe(server)
 
     assert ok, report
     assert "over HTTP+SSE" in report
+    assert "as the MCP specification's backwards-compatibility rule says, the probe fell back to HTTP+SSE" in report
 
 
 def test_a_wrong_key_is_reported_as_rejected_credentials(hotel_mcp):
@@ -176,29 +204,25 @@ def test_a_wrong_key_is_reported_as_rejected_credentials(hotel_mcp):
     assert server.probe_ok is False and not server.tools.exists()
 
 
-def test_an_sse_url_configured_as_streamable_http_is_a_wrong_transport(hotel_mcp):
-    server = register("hotel_ops", hotel_mcp.sse_url, headers=hotel_mcp.headers, transport="streamable_http")
+@pytest.mark.parametrize(("url", "configured"), [("sse_url", "streamable_http"), ("mcp_url", "sse")])
+def test_the_registry_transport_changes_nothing_openai_receives_and_is_noted(hotel_mcp, url, configured):
+    # OpenAI is given the URL alone (to_tool() sends no transport): the probe tries it as OpenAI would.
+    server = register("hotel_ops", getattr(hotel_mcp, url), headers=hotel_mcp.headers, transport=configured)
+    assert "transport" not in server.to_tool()
 
     ok, report = probe(server)
 
-    assert not ok
-    assert "wrong transport: this URL is a HTTP+SSE endpoint, but the server is configured as Streamable HTTP" in report
-
-
-def test_a_streamable_http_url_configured_as_sse_is_a_wrong_transport(hotel_mcp):
-    server = register("hotel_ops", hotel_mcp.mcp_url, headers=hotel_mcp.headers, transport="sse")
-
-    ok, report = probe(server)
-
-    assert not ok
-    assert "wrong transport: this URL is a Streamable HTTP endpoint, but the server is configured as HTTP+SSE" in report
+    assert ok, report
+    answered = "HTTP+SSE" if url == "sse_url" else "Streamable HTTP"
+    assert f"but OpenAI is given the URL alone and this URL answers {answered}" in report
+    assert "is what Countersign's gateway uses upstream" in report
 
 
 def test_a_server_with_zero_tools_is_reported(servers):
     ok, report = probe(register("empty", servers.empty))
 
     assert not ok
-    assert "the server lists no tools" in report
+    assert "the server lists no tools: OpenAI would import nothing from it (mcp_list_tools.completed" in report
 
 
 def test_a_tool_name_the_realtime_api_refuses_is_named(servers):
@@ -207,8 +231,12 @@ def test_a_tool_name_the_realtime_api_refuses_is_named(servers):
     ok, report = probe(server)
 
     assert not ok
-    assert "tool 'rooms.lookup': the name must be 1-64 letters, digits, '_' or '-'" in report
-    assert "ring_bell'" not in report  # the valid tool is listed, not blamed
+    assert "OpenAI would refuse 1 of the server's 2 tools and import the other 1" in report
+    assert (
+        "tool 'rooms.lookup': OpenAI takes tool names of 1-64 letters, digits, '_' or '-', but it contains '.'"
+        in report
+    )
+    assert "OpenAI would import 1 tool(s): ring_bell;" in report  # the valid tool is listed, not blamed
     assert sorted(server.tools.values_list("name", flat=True)) == ["ring_bell", "rooms.lookup"]
 
 
@@ -232,12 +260,13 @@ def test_an_unsupported_protocol_version_is_named(servers):
     assert not ok
     assert "the server negotiated an MCP protocol version this client does not support" in report
     assert "2099-01-01" in report
+    assert "the probe offered MCP 2025-11-25 in the initialize handshake and accepts 2024-11-05" in report
 
 
 @pytest.mark.parametrize(
     ("schema", "problem"),
     [
-        ({"type": "array", "items": {}}, 'the input schema must be a JSON Schema with "type": "object"'),
+        ({"type": "array", "items": {}}, 'OpenAI takes an input schema that is a JSON Schema with "type": "object"'),
         ({"type": "object", "properties": {"n": {"type": "integr"}}}, "is not valid JSON Schema at properties/n/type"),
     ],
 )
@@ -312,3 +341,20 @@ def test_the_probe_command_prints_the_report_and_fails_on_a_problem(servers, hot
     with pytest.raises(CommandError, match="No MCP server is registered as 'nope'"):
         call_command("probe_mcp", "nope")
     assert hotel_mcp.api_key not in caplog.text
+
+
+def test_a_server_that_speaks_only_the_2026_era_is_told_as_one(servers):
+    ok, report = probe(register("modern", servers.modern_only))
+
+    assert not ok
+    assert "the server refused the initialize handshake as an unsupported protocol version" in report
+    assert "it serves only the 2026-07-28 era (server/discover), which OpenAI's client is not known to speak" in report
+
+
+def test_the_admin_says_what_the_transport_is_for(admin_user, client):
+    client.force_login(admin_user)
+
+    page = client.get(reverse("admin:approvals_mcpserver_add")).content.decode()
+
+    assert "How Countersign's gateway reaches the server upstream. OpenAI is given the URL alone" in page
+    assert "Streamable HTTP, else HTTP+SSE" in page and "/sse → SSE" not in page

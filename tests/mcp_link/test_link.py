@@ -17,14 +17,13 @@ def test_it_sends_the_headers_and_the_bearer_token_as_openai_does():
 @pytest.mark.parametrize(
     ("url", "configured", "expected"),
     [
-        ("https://h.example/mcp", "auto", "streamable_http"),
-        ("https://h.example/sse", "auto", "sse"),
-        ("https://h.example/sse/", "auto", "sse"),
+        ("https://h.example/mcp", "auto", "auto"),
+        ("https://h.example/sse", "auto", "auto"),
         ("https://h.example/sse", "streamable_http", "streamable_http"),
         ("https://h.example/mcp", "sse", "sse"),
     ],
 )
-def test_auto_picks_sse_for_a_path_ending_in_sse(url, configured, expected):
+def test_the_path_decides_nothing_only_a_configured_transport_does(url, configured, expected):
     assert mcp_link.detect_transport(url, configured) == expected
 
 

@@ -66,13 +66,25 @@ async def test_the_hotel_rejects_a_session_without_its_api_key(simulator, hotel_
         assert _types(await rt.listings())[-1] == "conversation.item.done"
 
 
-@pytest.mark.parametrize("where", ["down", "empty"])
-async def test_unreachable_or_empty_servers_fail_the_listing(simulator, mcp_servers, where):
-    url = (mcp_servers.down_base if where == "down" else mcp_servers.empty_base) + "/mcp"
+async def test_an_unreachable_server_fails_the_listing(simulator, mcp_servers):
     async with simulator.connect() as rt:
         await rt.recv()
-        await rt.update_session(tools=[{"type": "mcp", "server_label": where, "server_url": url}])
+        await rt.update_session(
+            tools=[{"type": "mcp", "server_label": "down", "server_url": mcp_servers.down_base + "/mcp"}]
+        )
         assert _types(await rt.listings())[-1] == "mcp_list_tools.failed"
+
+
+async def test_a_server_without_tools_completes_the_listing_with_no_tools(simulator, mcp_servers):
+    # [INFERRED] the listing itself worked: docs/simulator.md, "Listing".
+    async with simulator.connect() as rt:
+        await rt.recv()
+        await rt.update_session(
+            tools=[{"type": "mcp", "server_label": "empty", "server_url": mcp_servers.empty_base + "/mcp"}]
+        )
+        events = await rt.listings()
+        assert "mcp_list_tools.completed" in _types(events) and "mcp_list_tools.failed" not in _types(events)
+        assert [e["item"]["tools"] for e in events if e["type"] == "conversation.item.done"] == [[]]
 
 
 async def test_one_list_item_per_label_and_unchanged_tools_are_not_listed_again(simulator, mcp_servers):

@@ -27,7 +27,11 @@ class Command(BaseCommand):
         parser.add_argument("--authorization", help="bearer token OpenAI sends to the server")
         parser.add_argument("--header", action="append", metavar="NAME=VALUE", help="extra HTTP header (repeatable)")
         parser.add_argument("--require-approval", choices=McpServer.RequireApproval.values)
-        parser.add_argument("--transport", choices=McpServer.Transport.values)
+        parser.add_argument(
+            "--transport",
+            choices=McpServer.Transport.values,
+            help="how Countersign's gateway reaches the server upstream; OpenAI is given the URL alone",
+        )
         parser.add_argument("--description")
 
     def handle(self, *args: Any, **options: Any) -> None:
