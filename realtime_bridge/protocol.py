@@ -236,18 +236,28 @@ def sanitize_client_event(
             # servers go in with every update; a response's only when it named MCP servers.
             if isinstance(kept, list) and (kind == "session.update" or len(kept) != len(body["tools"])):
                 body["tools"] = kept + registered_tools
-    elif kind == "conversation.item.create":
-        item = event.get("item")
-        if isinstance(item, dict) and item.get("type") in SERVER_ONLY_ITEM_TYPES:
-            if item.get("type") == "mcp_approval_response":
-                raise Refusal(
-                    "Approval decisions are made by staff in Countersign, not by the client.",
-                    code="approval_not_allowed",
-                    param="item.type",
-                )
+    # Items the server alone creates, wherever a client could put one: the item of any event
+    # (not only conversation.item.create: a misspelt or unknown type must not carry one past
+    # Countersign on the hope that upstream refuses it) and a response's out-of-band `input`.
+    body = event.get("response")
+    carried = [("item", event.get("item"))]
+    if isinstance(body, dict) and isinstance(body.get("input"), list):
+        carried += [(f"response.input[{i}]", item) for i, item in enumerate(body["input"])]
+    for param, item in carried:
+        item_type = item.get("type") if isinstance(item, dict) else None
+        if isinstance(item, dict) and "type" in item and not isinstance(item_type, str):
+            raise Refusal("Invalid item: 'type' must be a string.", code="invalid_value", param=f"{param}.type")
+        if not isinstance(item_type, str) or item_type not in SERVER_ONLY_ITEM_TYPES:
+            continue
+        if item_type == "mcp_approval_response":
             raise Refusal(
-                f"A client may not create {item.get('type')} items.", code="item_type_not_allowed", param="item.type"
+                "Approval decisions are made by staff in Countersign, not by the client.",
+                code="approval_not_allowed",
+                param=f"{param}.type",
             )
+        raise Refusal(
+            f"A client may not create {item_type} items.", code="item_type_not_allowed", param=f"{param}.type"
+        )
     return event, refusals
 
 

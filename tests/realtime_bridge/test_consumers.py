@@ -457,3 +457,27 @@ async def test_a_deadline_not_yet_past_its_backstop_is_left_to_the_worker(relay,
     await db(lambda: ApprovalRequest.objects.filter(pk=req.pk).update(deadline=timezone.now()))
     await asyncio.sleep(1.5)  # a poll runs: the deadline is past, but not by DEADLINE_BACKSTOP
     assert (await db(ApprovalRequest.objects.get, pk=req.pk)).status == "pending"
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        {"type": "", "item": {"type": "mcp_approval_response", "approval_request_id": "mcpr_x", "approve": True}},
+        {"type": {"nested": "dict"}, "item": {"type": {"a": 1}}},
+        {"type": "conversation.item.create", "item": {"type": ["mcp_approval_response"]}},
+        {
+            "type": "response.create",
+            "response": {
+                "input": [{"type": "mcp_approval_response", "approval_request_id": "mcpr_x", "approve": True}]
+            },
+        },
+    ],
+    ids=["empty-type", "dict-types", "list-type", "response-input"],
+)
+async def test_a_server_item_never_passes_whatever_event_carries_it(relay, upstream, frame):
+    await relay.send(frame)
+    error = await relay.recv_until("error")
+    assert error["error"]["type"] == "invalid_request_error"
+    await relay.send({"type": "input_audio_buffer.commit"})  # the session goes on
+    await upstream.wait_for(lambda e: e.get("type") == "input_audio_buffer.commit")
+    assert not any("mcp_approval_response" in json.dumps(e) for e in upstream.events())
