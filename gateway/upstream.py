@@ -29,6 +29,8 @@ import mcp_link
 
 logger = logging.getLogger(__name__)
 
+# The gateway names itself to the servers it calls (their logs then say who called).
+USER_AGENT = "countersign-gateway/1.0"
 CONNECT_TIMEOUT = 10.0
 CALL_TIMEOUT = 120.0
 MAX_PAGES = 100
@@ -78,7 +80,7 @@ class _Connection:
             auth: httpx2.Auth | None = None,
         ) -> httpx2.AsyncClient:
             return httpx2.AsyncClient(
-                headers=headers,
+                headers={"User-Agent": USER_AGENT, **(headers or {})},
                 timeout=timeout or httpx2.Timeout(CONNECT_TIMEOUT, read=CALL_TIMEOUT),
                 auth=auth,
                 event_hooks={"response": [remember]},
