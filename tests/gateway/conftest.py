@@ -57,3 +57,21 @@ def approved(alice: Any) -> Callable[..., ApprovalRequest]:
         return services.decide(req, approve=True, by=alice, confirmed=True)
 
     return make
+
+
+# End to end -------------------------------------------------------------------------------------
+
+
+def start_gateway(stack: Any, **env: str) -> Any:
+    """`run_gateway` as the Procfile's `gateway` process; `proc.url` is its base URL."""
+    from tests.plugins.processes import PYTHON, free_port
+
+    port = free_port()
+    argv = [PYTHON, "manage.py", "run_gateway", "--host", "127.0.0.1", "--port", str(port)]
+    proc = stack.run(argv, name="gateway", port=port, **env)
+    proc.url = f"http://127.0.0.1:{port}"
+    return proc
+
+
+def mcp_url(gateway_proc: Any, label: str = "hotel") -> str:
+    return f"{gateway_proc.url}/mcp-gateway/{label}/mcp"
