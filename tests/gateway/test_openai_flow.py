@@ -18,7 +18,7 @@ import asyncio
 import re
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from openai import AsyncOpenAI
@@ -65,7 +65,7 @@ async def direct_listing(sim_url: str, tool: dict[str, Any]) -> dict[str, Any]:
     client makes of them."""
     client = AsyncOpenAI(api_key=SIM_KEY, base_url=sim_url)
     async with client.realtime.connect(model="gpt-realtime") as conn:
-        await conn.session.update(session={"type": "realtime", "tools": [tool]})
+        await conn.session.update(session={"type": "realtime", "tools": [cast(Any, tool)]})
         while True:
             event = (await asyncio.wait_for(conn.recv(), 60)).model_dump(mode="json")
             if event["type"] in ("mcp_list_tools.failed", "mcp_list_tools.completed"):
@@ -95,8 +95,9 @@ class StayingGuest(PyGuest):
                 self.events.append(event.model_dump(mode="json"))
                 if event.type == "mcp_list_tools.completed" and not asked:
                     asked = True
-                    item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": UNLOCK}]}
-                    await conn.conversation.item.create(item=item)
+                    await conn.conversation.item.create(
+                        item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": UNLOCK}]}
+                    )
                     await conn.response.create()
                 if event.type == "conversation.item.done" and event.item.type == "mcp_call":
                     self.tool_done_at = len(self.events)
@@ -115,9 +116,7 @@ def test_the_gateway_runs_what_staff_approved_once_and_refuses_the_rest(
     hotel = private_hotel
     sim = public_only_simulator
     # Countersign reaches the hotel on its own network: the probe lists the tools directly.
-    server, _ = services.register_mcp_server(
-        label="hotel", url=hotel.mcp_url, headers=hotel.headers, gateway_mode=True
-    )
+    server, _ = services.register_mcp_server(label="hotel", url=hotel.mcp_url, headers=hotel.headers, gateway_mode=True)
     assert services.probe_mcp_server(server, by=None).ok
     # The simulator, like OpenAI, cannot.
     refused = asyncio.run(direct_listing(sim.url, hotel.tool("hotel")))
@@ -143,7 +142,8 @@ def test_the_gateway_runs_what_staff_approved_once_and_refuses_the_rest(
 
     # The hotel saw only the gateway; the simulator saw only the gateway, never the hotel's key.
     mcp_request = re.compile(r"hotel_mcp INFO request \w+ /(mcp|sse|messages)")
-    hotel_lines = [line for line in hotel.process.output(tail=0)[hotel_log_start:].splitlines() if mcp_request.search(line)]
+    hotel_log = hotel.process.output(tail=0)[hotel_log_start:]
+    hotel_lines = [line for line in hotel_log.splitlines() if mcp_request.search(line)]
     assert hotel_lines and all("countersign-gateway/1.0" in line for line in hotel_lines), hotel_lines
     sim_log = sim.output(tail=0)
     requested = re.findall(r"HTTP Request: \w+ (\S+)", sim_log)
