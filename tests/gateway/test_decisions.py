@@ -178,3 +178,26 @@ def test_two_calls_racing_for_one_approval_run_it_once(gw_server, approved):
     for t in threads:
         t.join(30)
     assert sorted(results) == ["ran", "refused", "refused", "refused"]
+
+
+def test_the_case_page_shows_what_the_gateway_ran_and_refused(gw_server, approved, client, django_user_model):
+    from django.contrib.auth.models import Group, Permission
+    from django.urls import reverse
+
+    session = open_session()
+    req = approved(session)
+    caller = caller_of(session, gw_server)
+    gateway.finish(
+        gateway.admit_session_call(caller, gw_server, "unlock_door", UNLOCK_ARGS).call, output="{}", error=None
+    )
+    with pytest.raises(gateway.GatewayRefusal):
+        gateway.admit_session_call(caller, gw_server, "unlock_door", UNLOCK_ARGS)
+    group, _ = Group.objects.get_or_create(name="compliance")
+    group.permissions.add(*Permission.objects.filter(content_type__app_label="compliance"))
+    rita = django_user_model.objects.create_user("rita", "rita@example.org", "pw")
+    rita.groups.add(group)
+    client.force_login(rita)
+    page = client.get(reverse("review_case", args=[req.pk])).content.decode()
+    assert "Enforced by the MCP gateway" in page
+    assert "once, with exactly the approved arguments" in page and "Replay refused" in page
+    assert 'data-kind="gateway_ran"' in page and 'data-kind="gateway_refused"' in page
