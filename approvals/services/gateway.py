@@ -52,6 +52,8 @@ ACTOR = "MCP gateway"
 SESSION_TOKEN_VIA = "session token"
 # A client's gateway session: one open session per client token, found by this id prefix.
 CLIENT_SESSION_PREFIX = "mcp-gateway:"
+# Approvals matched against a call per query.
+MATCH_PAGE = 50
 
 
 class GatewayRefusal(Exception):
@@ -241,26 +243,31 @@ def admit_session_call(caller: Caller, server: McpServer, tool: str, arguments: 
     session = caller.session_token.session
     canonical = canonical_arguments(arguments)
     digest = arguments_digest(canonical)
-    approved = list(
-        ApprovalRequest.objects.filter(
-            session=session, server_label=server.label, tool_name=tool, status=Status.APPROVED
-        ).order_by("decided_at", "pk")
-    )
-    matching = [req for req in approved if arguments_digest(req.arguments) == digest]
-    for req in matching:
-        call = _new_call(caller, server, session, tool, canonical)
-        if _consume(call, req):
-            return Admission(call)
-    if matching:
-        used = matching[-1]
+    approved = ApprovalRequest.objects.filter(
+        session=session, server_label=server.label, tool_name=tool, status=Status.APPROVED
+    ).order_by("decided_at", "pk")
+    # The unused approvals, oldest first, a page at a time (a used one is never tried again: its
+    # consumption row exists; two callers racing for one: the unique constraint picks one).
+    unused = approved.exclude(gateway_calls__consumed=True).order_by("pk")
+    last_pk = 0
+    while page := list(unused.filter(pk__gt=last_pk)[:MATCH_PAGE]):
+        last_pk = page[-1].pk
+        for req in page:
+            if arguments_digest(req.arguments) != digest:
+                continue
+            call = _new_call(caller, server, session, tool, canonical)
+            if _consume(call, req):
+                return Admission(call)
+    used = [req for req in approved.filter(gateway_calls__consumed=True) if arguments_digest(req.arguments) == digest]
+    if used:
         raise refuse(
             caller,
             server,
             tool,
             arguments,
-            f"Replay refused: the approval for this call (request #{used.pk}) was already used once. "
+            f"Replay refused: the approval for this call (request #{used[-1].pk}) was already used once. "
             "Ask for approval again.",
-            request=used,
+            request=used[-1],
         )
     allowed_by = _allowed_without_asking(session, server, tool, canonical)
     if allowed_by:
@@ -269,8 +276,8 @@ def admit_session_call(caller: Caller, server: McpServer, tool: str, arguments: 
         call.allowed_by = allowed_by
         call.save()
         return Admission(call)
-    if approved:
-        other = approved[-1]
+    other = approved.exclude(gateway_calls__consumed=True).last() or approved.last()
+    if other is not None:
         raise refuse(
             caller,
             server,
