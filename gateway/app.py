@@ -17,14 +17,15 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import mcp_types as types
-from channels.db import database_sync_to_async
+from channels.db import DatabaseSyncToAsync
 from django.utils import timezone
 from mcp.server.lowlevel import Server
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
@@ -41,6 +42,7 @@ from approvals.models import ApprovalRequest, McpServer
 from gateway.upstream import Pool, Target, UpstreamError
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PATH = "/mcp-gateway/{label}/mcp"
 # While a client's call waits for staff: how often the decision is looked up, and how often the
@@ -58,6 +60,11 @@ UNKNOWN_TOKEN = (
 )
 
 
+# The server label of the request being served: what the SDK's Mcp-Param header check asks about
+# (Gateway.input_schema), which it calls with the tool name only.
+CURRENT_LABEL: ContextVar[str] = ContextVar("gateway_label", default="")
+
+
 @dataclass(frozen=True)
 class Resolved:
     """The caller and the server of one HTTP request, found before any MCP work."""
@@ -65,6 +72,13 @@ class Resolved:
     caller: services.gateway.Caller
     server: McpServer
     target: Target
+
+
+def db(func: Callable[..., T]) -> Callable[..., Awaitable[T]]:
+    """`func` run in a thread of the loop's pool with its own database connection (Django keeps
+    one per thread, reused up to DB_CONN_MAX_AGE). Not the one shared thread of
+    `database_sync_to_async`: a call's result being recorded must not hold up the next call."""
+    return cast("Callable[..., Awaitable[T]]", DatabaseSyncToAsync(func, thread_sensitive=False))
 
 
 def _target(server: McpServer) -> Target:
@@ -82,7 +96,11 @@ def resolve(label: str, bearer: str) -> Resolved | tuple[int, str]:
     caller = services.gateway.authenticate(bearer)
     if caller is None:
         return 401, UNKNOWN_TOKEN
-    server = McpServer.objects.filter(label=label, enabled=True).first()
+    token = caller.session_token
+    if token is not None and token.server.label == label:
+        server: McpServer | None = token.server if token.server.enabled else None  # loaded with the token
+    else:
+        server = McpServer.objects.filter(label=label, enabled=True).first()
     if server is None:
         return 404, f"No enabled MCP server {label!r} is registered."
     return Resolved(caller, server, _target(server))
@@ -105,7 +123,7 @@ class Endpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         label = str(scope.get("path_params", {}).get("label", ""))
-        found = await database_sync_to_async(resolve)(label, _bearer(scope))
+        found = await db(resolve)(label, _bearer(scope))
         if not isinstance(found, Resolved):
             status, message = found
             if status == 401:
@@ -115,7 +133,11 @@ class Endpoint:
             await JSONResponse(body, status_code=status, headers=headers)(scope, receive, send)
             return
         state = {**(scope.get("state") or {}), "gateway": found}
-        await self.mcp_app({**scope, "state": state}, receive, send)
+        label_set = CURRENT_LABEL.set(found.server.label)
+        try:
+            await self.mcp_app({**scope, "state": state}, receive, send)
+        finally:
+            CURRENT_LABEL.reset(label_set)
 
 
 def _resolved(ctx: Any) -> Resolved:
@@ -162,13 +184,40 @@ class Gateway:
 
     def __init__(self) -> None:
         self.pool = Pool()
+        self.recording: set[asyncio.Task[None]] = set()
+        # (server label, tool name) → input schema, from the latest listing through this process.
+        self.schemas: dict[tuple[str, str], dict[str, Any]] = {}
         self.server: Server[Any] = Server(
             "countersign-gateway",
             version="1.0.0",
             instructions="Countersign's MCP gateway: tools of a registered MCP server, run only as approved.",
             on_list_tools=self.list_tools,
             on_call_tool=self.call_tool,
+            get_tool_input_schema=self.input_schema,
         )
+
+    def input_schema(self, name: str) -> dict[str, Any] | None:
+        """A tool's input schema for the SDK's check of `Mcp-Param-*` headers (MCP 2026-07-28),
+        from the last listing this process made; None (the check is skipped, as the SDK does when
+        a listing fails) before any. Without it the SDK would list the tools upstream before every
+        call."""
+        return self.schemas.get((CURRENT_LABEL.get(), name))
+
+    def _record(self, work: Awaitable[None]) -> None:
+        async def run() -> None:
+            try:
+                await work
+            except Exception:
+                logger.exception("gateway: recording a call's result failed")
+
+        task = asyncio.create_task(run())
+        self.recording.add(task)
+        task.add_done_callback(self.recording.discard)
+
+    async def drain(self) -> None:
+        """Wait for the results still being recorded (at shutdown)."""
+        if self.recording:
+            await asyncio.wait(set(self.recording), timeout=30)
 
     async def list_tools(self, ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
         r = _resolved(ctx)
@@ -179,23 +228,25 @@ class Gateway:
             tools = await self.pool.list_tools(r.target)
         except UpstreamError as exc:
             raise MCPError(types.INTERNAL_ERROR, f"Countersign could not list the tools: {exc}.") from None
-        shown = await database_sync_to_async(_after_listing)(r.server, tools)
+        shown = await db(_after_listing)(r.server, tools)
+        for tool in tools:
+            self.schemas[(r.server.label, tool.name)] = dict(tool.input_schema)
         return types.ListToolsResult(tools=[t for t in tools if t.name in shown])
 
     async def call_tool(self, ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
         r = _resolved(ctx)
         arguments = dict(params.arguments or {})
         gw = services.gateway
+        started = time.perf_counter()
         try:
             if r.caller.session_token is not None:
-                admission = await database_sync_to_async(gw.admit_session_call)(
-                    r.caller, r.server, params.name, arguments
-                )
+                admission = await db(gw.admit_session_call)(r.caller, r.server, params.name, arguments)
             else:
                 admission = await self._held(ctx, r, params.name, arguments)
         except gw.GatewayRefusal as refusal:
             return _error_result(str(refusal))
-        finish = database_sync_to_async(gw.finish)
+        finish = db(gw.finish)
+        admitted = time.perf_counter()
         try:
             result = await self.pool.call_tool(r.target, params.name, arguments)
         except MCPError as exc:
@@ -205,15 +256,28 @@ class Gateway:
             await finish(admission.call, output=None, error=str(exc))
             return _error_result(f"Countersign could not run the call: {exc}.")
         text = output_text(result)
-        await finish(admission.call, output=None if result.is_error else text, error=text if result.is_error else None)
+        logger.info(
+            "gateway: ran %s/%s (call %s, request %s; admitted in %.1f ms, upstream %.1f ms)",
+            r.server.label,
+            params.name,
+            admission.call.pk,
+            admission.call.request_id,
+            (admitted - started) * 1000,
+            (time.perf_counter() - admitted) * 1000,
+        )
+        # The approval was consumed before the call ran (at most once is settled); the result is
+        # recorded while the answer goes back, off the caller's wait. Shutdown waits for it.
+        self._record(
+            finish(admission.call, output=None if result.is_error else text, error=text if result.is_error else None)
+        )
         return result
 
     async def _held(self, ctx: Any, r: Resolved, name: str, arguments: dict[str, Any]) -> services.gateway.Admission:
         """A client's call: asked as an approval request, waited for (with progress), admitted."""
-        req = await database_sync_to_async(services.gateway.ask)(r.caller, r.server, name, arguments)
+        req = await db(services.gateway.ask)(r.caller, r.server, name, arguments)
         started = time.monotonic()
         told = -PROGRESS_SECONDS
-        refresh = database_sync_to_async(_expire_if_overdue)
+        refresh = db(_expire_if_overdue)
         while req.status == ApprovalRequest.Status.PENDING:
             waited = time.monotonic() - started
             if waited - told >= PROGRESS_SECONDS:
@@ -226,7 +290,7 @@ class Gateway:
                 )
             await asyncio.sleep(POLL_SECONDS)
             req = await refresh(req)
-        return await database_sync_to_async(services.gateway.admit_decided)(r.caller, r.server, req, arguments)
+        return await db(services.gateway.admit_decided)(r.caller, r.server, req, arguments)
 
 
 def create_app(*, allowed_hosts: list[str] | None = None) -> Starlette:
@@ -248,6 +312,7 @@ def create_app(*, allowed_hosts: list[str] | None = None) -> Starlette:
             try:
                 yield
             finally:
+                await gateway.drain()
                 await gateway.pool.close()
 
     app = Starlette(routes=[Route(PATH, endpoint=Endpoint(StreamableHTTPASGIApp(manager)))], lifespan=lifespan)

@@ -248,7 +248,7 @@ def admit_session_call(caller: Caller, server: McpServer, tool: str, arguments: 
     ).order_by("decided_at", "pk")
     # The unused approvals, oldest first, a page at a time (a used one is never tried again: its
     # consumption row exists; two callers racing for one: the unique constraint picks one).
-    unused = approved.exclude(gateway_calls__consumed=True).order_by("pk")
+    unused = approved.exclude(gateway_calls__consumed=True).order_by("pk").only("pk", "arguments")
     last_pk = 0
     while page := list(unused.filter(pk__gt=last_pk)[:MATCH_PAGE]):
         last_pk = page[-1].pk

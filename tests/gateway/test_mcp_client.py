@@ -75,7 +75,11 @@ def test_a_client_lists_runs_a_read_only_tool_and_waits_for_staff(
     # A read-only tool the policy allows: at once, recorded with its output.
     result = asyncio.run(mcp_clients.call(url, token, "get_room_status", {"room": "1204"}))
     assert not result.is_error and "1204" in mcp_clients.text(result)
-    req = ApprovalRequest.objects.get(tool_name="get_room_status")
+    req = wait_until(
+        lambda: ApprovalRequest.objects.filter(tool_name="get_room_status", call_recorded_at__isnull=False).first(),
+        30,
+        "the call's result on its request",
+    )
     assert req.status == "approved" and req.rule_label == "room-status" and "1204" in (req.call_output or "")
     assert req.session.kind == RealtimeSession.Kind.GATEWAY and req.session.label == "Concierge desktop"
 
@@ -97,9 +101,9 @@ def test_a_client_lists_runs_a_read_only_tool_and_waits_for_staff(
     assert not result.is_error, mcp_clients.text(result)
     assert hotel_mcp.state()["rooms"]["1204"]["door_locked"] is False
     assert "Waiting for staff to approve unlock_door" in (held.progress[0][1] or "")
+    wait_until(lambda: GatewayCall.objects.filter(request=req, consumed=True, outcome="ran").exists(), 30, "record")
     req.refresh_from_db()
     assert req.call_recorded_at is not None and req.decision_sent_at is not None
-    assert GatewayCall.objects.get(request=req, consumed=True).outcome == GatewayCall.Outcome.RAN
 
     # Deny: an error result with the note, and nothing ran.
     before = len(hotel_mcp.state()["activity"])

@@ -4,6 +4,7 @@ clients with a client token reach `/mcp-gateway/<label>/mcp` here; see docs/gate
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from typing import Any
 
@@ -30,4 +31,14 @@ class Command(BaseCommand):
         allowed = None if any(h == "*" or h.startswith(".") for h in hosts) else [f"{h}:*" for h in hosts] + hosts
         app = create_app(allowed_hosts=allowed)
         log.info("gateway: serving on http://%s:%s/mcp-gateway/<label>/mcp", host, port)
-        uvicorn.run(app, host=host, port=port, log_level=settings.LOG_LEVEL.lower(), log_config=None)
+        # uvloop when installed (as run_relay), no access log (the gateway logs each call itself).
+        loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_level=settings.LOG_LEVEL.lower(),
+            log_config=None,
+            loop=loop,
+            access_log=False,
+        )
