@@ -276,6 +276,15 @@ class Gateway:
         """A client's call: asked as an approval request, waited for (with progress), admitted."""
         req = await db(services.gateway.ask)(r.caller, r.server, name, arguments)
         started = time.monotonic()
+        try:
+            req = await self._wait(ctx, req, name, started)
+        except asyncio.CancelledError:
+            # The client went away: its request leaves the queue (a decision already made stays).
+            await asyncio.shield(db(services.gateway.abandon)(req))
+            raise
+        return await db(services.gateway.admit_decided)(r.caller, r.server, req, arguments)
+
+    async def _wait(self, ctx: Any, req: ApprovalRequest, name: str, started: float) -> ApprovalRequest:
         told = -PROGRESS_SECONDS
         refresh = db(_expire_if_overdue)
         while req.status == ApprovalRequest.Status.PENDING:
@@ -290,7 +299,7 @@ class Gateway:
                 )
             await asyncio.sleep(POLL_SECONDS)
             req = await refresh(req)
-        return await db(services.gateway.admit_decided)(r.caller, r.server, req, arguments)
+        return req
 
 
 def create_app(*, allowed_hosts: list[str] | None = None) -> Starlette:

@@ -44,6 +44,7 @@ from approvals.models import (
     canonical_arguments,
 )
 from approvals.services._common import Status, on_commit
+from approvals.services._transition import transition
 from approvals.services.requests import _route, mark_decision_sent, open_request, record_mcp_call
 from approvals.services.sessions import open_session
 from audit import writer
@@ -395,6 +396,24 @@ def ask(caller: Caller, server: McpServer, tool: str, arguments: dict[str, Any])
         },
     )
     return req
+
+
+ABANDONED_REASON = "The MCP client stopped waiting for the decision."
+
+
+def abandon(req: ApprovalRequest) -> bool:
+    """The client stopped waiting (it disconnected, or cancelled the call): a request still
+    pending is cancelled, so that it leaves the queue and nobody decides a call no one waits for
+    (and no decision waits for ever to be delivered). False when a decision came first. Side
+    effects: audit CANCELLED; dashboard events after commit."""
+    now = timezone.now()
+    return transition(
+        req,
+        to=Status.CANCELLED,
+        fields={"decided_at": now, "decided_by_label": ACTOR, "reason": ABANDONED_REASON},
+        rows=[{"kind": AuditKind.CANCELLED, "actor_label": ACTOR, "payload": {"reason": ABANDONED_REASON}}],
+        now=now,
+    )
 
 
 def current(req: ApprovalRequest) -> ApprovalRequest:

@@ -201,3 +201,24 @@ def test_the_case_page_shows_what_the_gateway_ran_and_refused(gw_server, approve
     assert "Enforced by the MCP gateway" in page
     assert "once, with exactly the approved arguments" in page and "Replay refused" in page
     assert 'data-kind="gateway_ran"' in page and 'data-kind="gateway_refused"' in page
+
+
+def test_a_client_call_is_asked_like_any_request_and_cancelled_when_the_client_leaves(gw_server):
+    from approvals.models import ApprovalRequest
+
+    _, plaintext = services.issue_token(label="Concierge desktop", metadata={}, scopes=[Scope.MCP_GATEWAY.value])
+    caller = gateway.authenticate(plaintext)
+    assert caller is not None
+    req = gateway.ask(caller, gw_server, "unlock_door", UNLOCK_ARGS)
+    assert req.status == "pending" and req.session.kind == RealtimeSession.Kind.GATEWAY
+    assert req.session.label == "Concierge desktop" and req.raw_item["via"] == "MCP gateway (Concierge desktop)"
+    # The same token's next call lands in the same session.
+    assert gateway.ask(caller, gw_server, "unlock_door", {"room": "7"}).session_id == req.session_id
+    assert gateway.abandon(req)
+    req.refresh_from_db()
+    assert req.status == ApprovalRequest.Status.CANCELLED and req.decided_by_label == "MCP gateway"
+    assert AuditEvent.objects.filter(request_id=req.pk, kind=AuditKind.CANCELLED, actor_label="MCP gateway").exists()
+    assert not gateway.abandon(req)  # only once
+    # A late answer is refused with what happened, and nothing is consumed.
+    with pytest.raises(gateway.GatewayRefusal, match="cancelled: The MCP client stopped waiting"):
+        gateway.admit_decided(caller, gw_server, gateway.current(req), UNLOCK_ARGS)
