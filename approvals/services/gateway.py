@@ -259,17 +259,7 @@ def admit_session_call(caller: Caller, server: McpServer, tool: str, arguments: 
             call = _new_call(caller, server, session, tool, canonical)
             if _consume(call, req):
                 return Admission(call)
-    used = [req for req in approved.filter(gateway_calls__consumed=True) if arguments_digest(req.arguments) == digest]
-    if used:
-        raise refuse(
-            caller,
-            server,
-            tool,
-            arguments,
-            f"Replay refused: the approval for this call (request #{used[-1].pk}) was already used once. "
-            "Ask for approval again.",
-            request=used[-1],
-        )
+    _refuse_a_replay(caller, server, tool, arguments, approved, digest)
     allowed_by = _allowed_without_asking(session, server, tool, canonical)
     if allowed_by:
         call = _new_call(caller, server, session, tool, canonical)
@@ -295,6 +285,23 @@ def admit_session_call(caller: Caller, server: McpServer, tool: str, arguments: 
         arguments,
         f"Refused: no approval for {tool} with these arguments in this session. It needs a staff member's approval.",
     )
+
+
+def _refuse_a_replay(
+    caller: Caller, server: McpServer, tool: str, arguments: dict[str, Any], approved: Any, digest: str
+) -> None:
+    """Raise the refusal of a call whose approval was already used (a replay)."""
+    used = [req for req in approved.filter(gateway_calls__consumed=True) if arguments_digest(req.arguments) == digest]
+    if used:
+        raise refuse(
+            caller,
+            server,
+            tool,
+            arguments,
+            f"Replay refused: the approval for this call (request #{used[-1].pk}) was already used once. "
+            "Ask for approval again.",
+            request=used[-1],
+        )
 
 
 def _allowed_without_asking(session: RealtimeSession, server: McpServer, tool: str, canonical: str) -> str:
