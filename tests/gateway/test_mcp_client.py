@@ -14,7 +14,7 @@ import pytest
 from websockets.sync.client import connect
 
 from approvals import services
-from approvals.models import ApprovalRequest, AuditKind, GatewayCall, RealtimeSession, Scope
+from approvals.models import ApprovalRequest, AuditKind, GatewayCall, McpTool, RealtimeSession, Scope
 from audit.models import AuditEvent
 from tests.e2e.sdk_flows import PatientStaff
 from tests.e2e.test_relay_processes import wait_until
@@ -23,7 +23,10 @@ from tests.gateway.conftest import mcp_url, start_gateway
 
 pytestmark = pytest.mark.e2e
 
-POLICY = "rules:\n  - {label: room-status, server: hotel, tool: get_room_status, outcome: allow}\n"
+POLICY = (
+    "rules:\n  - {label: room-status, server: hotel, tool: get_room_status, outcome: allow}\n"
+    "  - {label: no-moves, server: hotel, tool: move_room, outcome: deny, reason: Front desk only.}\n"
+)
 
 
 @pytest.fixture
@@ -69,8 +72,15 @@ def test_a_client_lists_runs_a_read_only_tool_and_waits_for_staff(
         with pytest.raises(BaseException):  # noqa: B017 - the SDK raises its transport's error for a 401
             asyncio.run(mcp_clients.list_tools(url, bad))
 
+    # The registry's idea of lookup_folio is out of date (as after the server changed it).
+    McpTool.objects.filter(server__label="hotel", name="lookup_folio").update(
+        definition={"name": "lookup_folio", "description": "an older description", "input_schema": {}}
+    )
     names = asyncio.run(mcp_clients.list_tools(url, token))
-    assert {"get_room_status", "unlock_door"} <= set(names)
+    # What the policy always denies is not listed; the rest is; the change is flagged as drift.
+    assert {"get_room_status", "unlock_door"} <= set(names) and "move_room" not in names
+    assert McpTool.objects.get(server__label="hotel", name="lookup_folio").drifted_at is not None
+    assert McpTool.objects.get(server__label="hotel", name="unlock_door").drifted_at is None
 
     # A read-only tool the policy allows: at once, recorded with its output.
     result = asyncio.run(mcp_clients.call(url, token, "get_room_status", {"room": "1204"}))
