@@ -15,6 +15,7 @@ session's token and a call after the session ended are each refused, recorded an
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import threading
 from collections.abc import Iterator
@@ -136,6 +137,9 @@ def test_the_gateway_runs_what_staff_approved_once_and_refuses_the_rest(
     ]
     assert call_item["error"] is None and '"door_locked": false' in call_item["output"]
     assert [a["action"] for a in hotel.state()["activity"]] == ["unlock_door"]
+    # The guest's device saw neither the session's gateway token nor the hotel's key.
+    seen_by_guest = json.dumps(guest.events)
+    assert "csg_" not in seen_by_guest and HOTEL_API_KEY not in seen_by_guest
     # The result is recorded while the answer goes back (gateway/app.py): wait for it.
     ran = wait_until(
         lambda: GatewayCall.objects.filter(request=req, consumed=True, outcome=GatewayCall.Outcome.RAN).first(),
