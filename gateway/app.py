@@ -115,11 +115,13 @@ def _bearer(scope: Scope) -> str:
 
 
 class Endpoint:
-    """ASGI: check the token and the server, then hand the request to the SDK's transport with
-    what was found in `request.state.gateway`."""
+    """ASGI: check the token and the server, then hand the request to the SDK's transport (JSON
+    answers for a session token, event streams for a client's) with what was found in
+    `request.state.gateway`."""
 
-    def __init__(self, mcp_app: ASGIApp) -> None:
-        self.mcp_app = mcp_app
+    def __init__(self, *, session: ASGIApp, client: ASGIApp) -> None:
+        self.session_app = session
+        self.client_app = client
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         label = str(scope.get("path_params", {}).get("label", ""))
@@ -135,7 +137,8 @@ class Endpoint:
         state = {**(scope.get("state") or {}), "gateway": found}
         label_set = CURRENT_LABEL.set(found.server.label)
         try:
-            await self.mcp_app({**scope, "state": state}, receive, send)
+            mcp_app = self.session_app if found.caller.session_token is not None else self.client_app
+            await mcp_app({**scope, "state": state}, receive, send)
         finally:
             CURRENT_LABEL.reset(label_set)
 
@@ -312,18 +315,24 @@ def create_app(*, allowed_hosts: list[str] | None = None) -> Starlette:
         else TransportSecuritySettings(enable_dns_rebinding_protection=False)
     )
     # Stateless: every request stands alone (its token is checked each time), so any gateway
-    # process may serve any request, and nothing is kept per client between them.
-    manager = StreamableHTTPSessionManager(app=gateway.server, stateless=True, security_settings=security)
+    # process may serve any request, and nothing is kept per client between them. OpenAI's calls
+    # (session tokens) are answered as plain JSON, the cheapest; a client's call may be held for
+    # staff and is answered as an event stream, which carries its progress notifications.
+    plain = StreamableHTTPSessionManager(
+        app=gateway.server, stateless=True, json_response=True, security_settings=security
+    )
+    streamed = StreamableHTTPSessionManager(app=gateway.server, stateless=True, security_settings=security)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with manager.run():
+        async with plain.run(), streamed.run():
             try:
                 yield
             finally:
                 await gateway.drain()
                 await gateway.pool.close()
 
-    app = Starlette(routes=[Route(PATH, endpoint=Endpoint(StreamableHTTPASGIApp(manager)))], lifespan=lifespan)
+    endpoint = Endpoint(session=StreamableHTTPASGIApp(plain), client=StreamableHTTPASGIApp(streamed))
+    app = Starlette(routes=[Route(PATH, endpoint=endpoint)], lifespan=lifespan)
     app.state.gateway = gateway
     return app
