@@ -183,6 +183,9 @@ def case(request: HttpRequest, pk: int) -> HttpResponse:
             "during": during,
             "after": after,
             "arguments_match": _arguments_match(req),
+            # The MCP gateway's enforcement (docs/gateway.md): the calls it ran or refused for this approval.
+            "gateway_calls": list(req.gateway_calls.order_by("created_at", "pk")),
+            "gateway_mode": req.mcp_server is not None and req.mcp_server.gateway_mode,
             "holds": req.legal_holds.select_related("placed_by", "released_by"),
             "active_hold": req.legal_holds.active().first(),
             "can_hold": request.user.has_perm("compliance.manage_legal_hold"),

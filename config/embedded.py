@@ -167,8 +167,9 @@ def cmd_run(env: dict[str, str], redis: EmbeddedRedis | None) -> int:
     host = env.get("HOST", "127.0.0.1")
     port = env.get("PORT", "8000")
     relay_port = env.setdefault("RELAY_PORT", "8001")
+    gateway_port = env.setdefault("GATEWAY_PORT", "8002")
     env["WEB_HOST"], env["WEB_PORT"] = host, port
-    names = ["web", "relay", "bridge", "worker", "beat"]
+    names = ["web", "relay", "gateway", "bridge", "worker", "beat"]
     if demo:
         names += ["hotel", "simulator", "guests"]
     procfile = read_procfile(BASE_DIR / "Procfile")
@@ -178,6 +179,7 @@ def cmd_run(env: dict[str, str], redis: EmbeddedRedis | None) -> int:
         programs.append(Program("redis", redis.argv, quiet=True, last=True, proc=redis.proc))
     print(f"\n  Countersign: open http://{host}:{port}/  (health: http://{host}:{port}/healthz)", flush=True)
     print(f"  Relay for guests and SDKs: ws://{host}:{relay_port}/v1/realtime", flush=True)
+    print(f"  MCP gateway: http://{host}:{gateway_port}/mcp-gateway/<server label>/mcp", flush=True)
     if demo:
         print("  Demo mode (no OPENAI_API_KEY): the local simulator stands in for OpenAI.", flush=True)
     else:

@@ -218,6 +218,8 @@ RELAY_MAX_SESSIONS_PER_TOKEN = env_int("RELAY_MAX_SESSIONS_PER_TOKEN", 20)
 # A relay process renews the lease of each session it holds every third of this; a session whose
 # lease ran out (its process died) is closed by the beat sweep and its pending requests cancelled.
 RELAY_LEASE_SECONDS = env_int("RELAY_LEASE_SECONDS", 15)
+GATEWAY_PORT, GATEWAY_TOKEN_TTL_SECONDS = env_int("GATEWAY_PORT", 8002), env_int("GATEWAY_TOKEN_TTL_SECONDS", 7200)
+GATEWAY_PUBLIC_URL = env_str("GATEWAY_PUBLIC_URL", f"http://127.0.0.1:{GATEWAY_PORT}").rstrip("/")  # docs/gateway.md
 
 # Behind a TLS-terminating proxy (production), turn these on with SECURE_SSL=True.
 SECURE_SSL = env_bool("SECURE_SSL", False)
@@ -252,6 +254,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "approval_api",
+    "gateway",
     "observability",
 ]
 

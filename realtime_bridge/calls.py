@@ -61,11 +61,15 @@ def _api() -> openai.OpenAI:
 # --- Session config --------------------------------------------------------------------------
 
 
-def tools_for(servers: list[McpServer] | None = None) -> list[dict[str, Any]]:
+def tools_for(
+    servers: list[McpServer] | None = None, *, session: RealtimeSession | None = None
+) -> list[dict[str, Any]]:
     """The `mcp` tool entries (with credentials: server side only) of these servers, or of
-    every enabled one when none are named."""
+    every enabled one when none are named. A server in gateway mode gets `session`'s capability
+    token (without a session, none: the gateway refuses its calls; docs/gateway.md)."""
     chosen = servers if servers else list(McpServer.objects.filter(enabled=True))
-    return policy.upstream_tools(chosen)  # the policies compiled in (approvals/policy.py)
+    tokens = {s.pk: services.gateway_token_for(session, s) for s in chosen if s.gateway_mode} if session else {}
+    return policy.upstream_tools(chosen, gateway_tokens=tokens)  # the policies compiled in (approvals/policy.py)
 
 
 def session_config(

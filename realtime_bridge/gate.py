@@ -159,7 +159,6 @@ class RelayGate:
         own `error` event and close code); on any other error, closes what it had opened (the
         upstream socket, the session row) and re-raises."""
         server_error_code = 4011 if server_limited else 1011
-        self.tools, self.secret_values = await database_sync_to_async(handlers.registered_tools)()
         try:
             upstream = await client.connect(model=model)
         except Exception as exc:
@@ -182,6 +181,8 @@ class RelayGate:
         try:
             session = await database_sync_to_async(_open_leased)(token, model)
             session_id = self.session_id = session.pk
+            # Again with the session: a server in gateway mode gets its capability token.
+            self.tools, self.secret_values = await database_sync_to_async(handlers.registered_tools)(session_id)
             if self.tools:
                 # Put the registered MCP servers (with their credentials) into the upstream session.
                 await upstream.send(
@@ -269,7 +270,7 @@ class RelayGate:
         if event["type"] == "session.update" and isinstance(event.get("session"), dict) and "tools" in event["session"]:
             # Registered servers may have changed since the session opened (section 3.2: the
             # tools array is replaced as a whole, so ours go in with every update).
-            self.tools, self.secret_values = await database_sync_to_async(handlers.registered_tools)()
+            self.tools, self.secret_values = await database_sync_to_async(handlers.registered_tools)(self.session_id)
         try:
             event, refusals = protocol.sanitize_client_event(event, self.tools)
         except protocol.Refusal as refusal:

@@ -17,13 +17,20 @@ from realtime_bridge import items, protocol
 log = logging.getLogger(__name__)
 
 
-def registered_tools() -> tuple[list[dict[str, Any]], list[str]]:
+def registered_tools(session_id: int | None = None) -> tuple[list[dict[str, Any]], list[str]]:
     """The `mcp` tool entries of the enabled registered servers, and every secret value in them
-    (for the relay's last-resort redaction of anything sent to a client)."""
+    (for the relay's last-resort redaction of anything sent to a client). A server in gateway
+    mode gets the session's capability token (none without a session: the gateway refuses)."""
     servers = list(McpServer.objects.filter(enabled=True))
+    tokens: dict[int, str] = {}
+    session = RealtimeSession.objects.filter(pk=session_id).first() if session_id is not None else None
+    if session is not None:
+        tokens = {s.pk: services.gateway_token_for(session, s) for s in servers if s.gateway_mode}
     # The policies compiled in: never-ask and left-out tools (approvals/policy.py).
-    tools, secret_values = policy.upstream_tools(servers), []
+    tools, secret_values = policy.upstream_tools(servers, gateway_tokens=tokens), list(tokens.values())
     for server in servers:
+        if server.gateway_mode:
+            continue  # its credentials never leave Countersign
         if server.authorization:
             secret_values.append(server.authorization)
         secret_values.extend(str(v) for v in (server.headers or {}).values())
@@ -59,7 +66,7 @@ def _on_item_done(session: RealtimeSession, event: dict[str, Any]) -> list[str] 
         if flagged and session.kind == RealtimeSession.Kind.RELAY:
             # A tool changed under us: put the recompiled entries upstream at once, so that a
             # tool that was in require_approval.never asks from now on in this session too.
-            tools, _secrets = registered_tools()
+            tools, _secrets = registered_tools(session.pk)
             return [
                 protocol.dumps(
                     {

@@ -240,7 +240,12 @@ def _step(pk: int, token: str) -> ResponsesRun:
         # A resumption that may have reached OpenAI while nobody was there to see the answer.
         return _fail(run, token, _unknown_message(f"the worker stopped during the call (sent {run.step_sent_at})"))
 
-    kwargs: dict[str, Any] = {"model": run.model, "tools": calls.tools_for(), "store": True, "input": run.step_input}
+    kwargs: dict[str, Any] = {
+        "model": run.model,
+        "tools": calls.tools_for(session=run.session),
+        "store": True,
+        "input": run.step_input,
+    }
     if run.instructions:
         kwargs["instructions"] = run.instructions
     if run.previous_response_id:

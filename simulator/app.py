@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, WebSocketRoute
 
-from simulator import http_api
+from simulator import egress, http_api
 from simulator.config import SimulatorConfig
 from simulator.endpoint import realtime_endpoint
 from simulator.state import SimulatorState
@@ -13,6 +13,7 @@ from simulator.state import SimulatorState
 
 def create_app(config: SimulatorConfig) -> Starlette:
     """`app.state.sim` is the process's SimulatorState; handlers read it from there."""
+    egress.configure(config.mcp_egress, config.mcp_egress_allow, config.mcp_egress_deny)
     routes: list[BaseRoute] = [WebSocketRoute("/v1/realtime", realtime_endpoint), *http_api.http_routes()]
     app = Starlette(routes=routes)
     app.state.sim = SimulatorState(config)

@@ -32,6 +32,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "list_fail": ("off", "failed", "failed_with_error"),
     "tool_result": ("ok", "protocol_error", "tool_execution_error", "http_error"),
     "deny_behavior": ("mcp_call_error", "silent"),
+    "mcp_egress": ("open", "public"),
 }
 # The statuses a Responses API fault may answer with: what OpenAI answers when it is rate
 # limited, fails, or is overloaded (REALTIME_PROTOCOL.md does not cover them; OpenAI's error docs).
@@ -85,6 +86,11 @@ class SimulatorConfig:
     responses_latency: float = field(
         default=0.0, metadata={"help": "seconds every POST /v1/responses waits before it is handled (default 0)"}
     )
+    # Which MCP servers the hosted MCP client may reach (simulator/egress.py): open (default), or
+    # public (private and loopback hosts refused, as OpenAI does, except the allowed ones).
+    mcp_egress: str = field(default="open", metadata={"help": "open (default) or public: refuse private hosts"})
+    mcp_egress_allow: str = field(default="", metadata={"help": "hosts/CIDRs reachable despite --mcp-egress public"})
+    mcp_egress_deny: str = field(default="", metadata={"help": "hosts/CIDRs never reached (comma-separated)"})
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -18,6 +18,7 @@ from mcp.shared.exceptions import MCPError
 
 import mcp_link
 from mcp_link import rules
+from simulator import egress
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,10 @@ def _server_url(tool_cfg: dict[str, Any]) -> str:
         # connector_id and tunnel_id name OpenAI-hosted infrastructure that does not exist offline.
         what = "connector_id" if tool_cfg.get("connector_id") else "tunnel_id" if tool_cfg.get("tunnel_id") else ""
         raise McpListError(f"the simulator cannot reach a {what or 'server without server_url'} offline")
+    try:
+        egress.check(str(url))  # as OpenAI: no private hosts when asked (simulator/egress.py)
+    except egress.EgressRefused as exc:
+        raise McpListError(str(exc)) from None
     return str(url)
 
 

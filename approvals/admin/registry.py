@@ -55,6 +55,7 @@ class McpServerForm(forms.ModelForm):
             "require_approval",
             "description",
             "enabled",
+            "gateway_mode",
             "authorization",
             "clear_authorization",
             "headers",
@@ -118,12 +119,13 @@ class McpServerAdmin(admin.ModelAdmin):
         "transport",
         "require_approval",
         "enabled",
+        "gateway_mode",
         "authorization_set",
         "header_names",
         "probe_ok",
         "probed_at",
     ]
-    list_filter = ["enabled", "require_approval"]
+    list_filter = ["enabled", "require_approval", "gateway_mode"]
     search_fields = ["label", "url", "description"]
     # The tools are a read-only field, not an inline: an inline would add a formset that every
     # save of the server form (and its existing tests) would have to carry.

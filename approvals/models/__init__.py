@@ -14,6 +14,7 @@ from approvals.models.fields import (
     encrypt_text,
     field_cipher,
 )
+from approvals.models.gateway import GATEWAY_TOKEN_PREFIX, GatewayCall, GatewayToken
 from approvals.models.grants import Grant, GrantQuerySet, arguments_digest, canonical_arguments
 from approvals.models.kinds import AuditKind
 from approvals.models.passkeys import PasskeyCredential, WebAuthnChallenge
@@ -42,6 +43,7 @@ from approvals.models.sessions import ConversationLine, RealtimeSession
 
 __all__ = [
     "CARD_CONVERSATION_LINES",
+    "GATEWAY_TOKEN_PREFIX",
     "REVIEW_ONLY_GROUP",
     "TOKEN_PREFIX",
     "ApprovalRequest",
@@ -56,6 +58,8 @@ __all__ = [
     "EncryptedJSONField",
     "EncryptedTextField",
     "EscalationStep",
+    "GatewayCall",
+    "GatewayToken",
     "Grant",
     "GrantQuerySet",
     "McpServer",

@@ -49,6 +49,10 @@ class AuditKind(models.TextChoices):
     GRANT_USED = "grant_used", "Call approved by a grant"
     GRANT_REVOKED = "grant_revoked", "Grant revoked"
     GRANT_VOIDED = "grant_voided", "Grant voided"
+    # The MCP gateway (docs/gateway.md): a tools/call it ran for an approval, a rule or a trusted
+    # server, and one it refused (no matching approval, other arguments, a replay, a bad token).
+    GATEWAY_RAN = "gateway_ran", "Run by the MCP gateway"
+    GATEWAY_REFUSED = "gateway_refused", "Refused by the MCP gateway"
 
 
 kinds.register(AuditKind)

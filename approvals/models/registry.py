@@ -25,6 +25,7 @@ class Scope(models.TextChoices):
     REQUESTS_WRITE = "requests:write", "Create approval requests (approval API)"
     REQUESTS_READ = "requests:read", "Read its approval requests and wait for their decisions (approval API)"
     WEBHOOKS = "webhooks", "Subscribe webhooks to its requests' decisions (approval API)"
+    MCP_GATEWAY = "mcp:gateway", "Call registered MCP servers through Countersign's MCP gateway"
 
 
 def default_scopes() -> list[str]:
@@ -55,6 +56,11 @@ class McpServer(models.Model):
     require_approval = models.CharField(max_length=10, choices=RequireApproval.choices, default=RequireApproval.ALWAYS)
     description = models.TextField(blank=True)
     enabled = models.BooleanField(default=True)
+    gateway_mode = models.BooleanField(
+        default=False,
+        help_text="OpenAI gets Countersign's MCP gateway (GATEWAY_PUBLIC_URL) with a per-session token instead of "
+        "this server's URL and credentials; the gateway runs only approved calls (docs/gateway.md).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     # The last probe (approvals/probe.py): when, whether it passed, and its report in plain words.
@@ -69,16 +75,28 @@ class McpServer(models.Model):
     def __str__(self) -> str:
         return self.label
 
-    def to_tool(self) -> dict[str, Any]:
-        """The `mcp` tool entry sent upstream. Contains secrets: never send it to a client."""
+    def gateway_url(self) -> str:
+        """This server's endpoint on Countersign's MCP gateway (Streamable HTTP)."""
+        return f"{settings.GATEWAY_PUBLIC_URL.rstrip('/')}/mcp-gateway/{self.label}/mcp"
+
+    def to_tool(self, *, gateway_token: str = "") -> dict[str, Any]:
+        """The `mcp` tool entry sent upstream. Contains secrets: never send it to a client.
+
+        In gateway mode the entry names Countersign's gateway and carries `gateway_token` (a
+        session's capability token, services.gateway_token_for) instead of the server's URL,
+        credentials and headers: those never leave Countersign."""
         tool: dict[str, Any] = {
             "type": "mcp",
             "server_label": self.label,
-            "server_url": self.url,
+            "server_url": self.gateway_url() if self.gateway_mode else self.url,
             "require_approval": self.require_approval,
         }
         if self.description:
             tool["server_description"] = self.description
+        if self.gateway_mode:
+            if gateway_token:
+                tool["authorization"] = gateway_token
+            return tool
         if self.authorization:
             tool["authorization"] = self.authorization
         if self.headers:

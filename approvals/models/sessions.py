@@ -20,6 +20,7 @@ class RealtimeSession(models.Model):
         SIDEBAND = "sideband", "Sideband (SIP/WebRTC call)"
         RESPONSES = "responses", "Responses API run"
         API = "api", "Approval API"
+        GATEWAY = "gateway", "MCP gateway client"
 
     class Status(models.TextChoices):
         OPEN = "open", "Open"

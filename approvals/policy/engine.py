@@ -256,13 +256,16 @@ def is_drifted(server_label: str, tool_name: str) -> bool:
 # What OpenAI receives ---------------------------------------------------------------------------
 
 
-def compile_entry(server: McpServer, policy: Policy, tools: Iterable[McpTool]) -> dict[str, Any]:
+def compile_entry(
+    server: McpServer, policy: Policy, tools: Iterable[McpTool], *, gateway_token: str = ""
+) -> dict[str, Any]:
     """The server's `mcp` tool entry with the rules compiled in: tools every call of which the
     rules allow go in require_approval.never (no round trip), tools always denied are left out
     of allowed_tools, the rest ask. Only tools the registry knows can be named (McpTool rows,
     which a probe creates); an unknown tool asks, and the policy decides when
-    it does. Contains secrets."""
-    entry = server.to_tool()
+    it does. Contains secrets. A server in gateway mode names Countersign's gateway instead, with
+    `gateway_token` (the session's capability token) as its authorization."""
+    entry = server.to_tool(gateway_token=gateway_token)
     never, denied, known = [], [], []
     for tool in tools:
         if tool.removed_at is not None:
@@ -282,8 +285,11 @@ def compile_entry(server: McpServer, policy: Policy, tools: Iterable[McpTool]) -
     return entry
 
 
-def upstream_tools(servers: Iterable[McpServer] | None = None) -> list[dict[str, Any]]:
-    """The compiled `mcp` entries of these servers (default: every enabled one). Secrets inside."""
+def upstream_tools(
+    servers: Iterable[McpServer] | None = None, *, gateway_tokens: Mapping[int, str] | None = None
+) -> list[dict[str, Any]]:
+    """The compiled `mcp` entries of these servers (default: every enabled one). Secrets inside.
+    `gateway_tokens`: server pk → the session's capability token, for servers in gateway mode."""
     chosen = [s for s in (servers if servers is not None else McpServer.objects.filter(enabled=True)) if s.enabled]
     if not chosen:
         return []
@@ -291,7 +297,11 @@ def upstream_tools(servers: Iterable[McpServer] | None = None) -> list[dict[str,
     by_server: dict[int, list[McpTool]] = {s.pk: [] for s in chosen}
     for tool in McpTool.objects.filter(server__in=[s.pk for s in chosen]).order_by("name"):
         by_server[tool.server_id].append(tool)
-    return [compile_entry(server, policy, by_server[server.pk]) for server in chosen]
+    tokens = gateway_tokens or {}
+    return [
+        compile_entry(server, policy, by_server[server.pk], gateway_token=tokens.get(server.pk, ""))
+        for server in chosen
+    ]
 
 
 def masked(entry: dict[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from django.core.exceptions import PermissionDenied
 
 from approvals.events import is_anyone_online, online_members
 from approvals.models import tool_definition_hash
+from approvals.services import gateway
 from approvals.services._common import (
     BY_COMMAND_LINE,
     BY_DEADLINE,
@@ -41,6 +42,7 @@ from approvals.services.decisions import (
     guest_deadline_message,
     wait_in_words,
 )
+from approvals.services.gateway import gateway_token_for
 from approvals.services.grants import (
     EDIT_GRANT_MINUTES,
     GrantSpec,
@@ -144,6 +146,8 @@ __all__ = [
     "expire_request",
     "find_grant",
     "forget_stale_dashboards",
+    "gateway",
+    "gateway_token_for",
     "guest_deadline_message",
     "hold_sessions",
     "import_policies",

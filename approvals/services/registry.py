@@ -137,6 +137,7 @@ def register_mcp_server(
     require_approval: str | None = None,
     transport: str | None = None,
     description: str | None = None,
+    gateway_mode: bool | None = None,
 ) -> tuple[McpServer, bool]:
     """Create the MCP server `label`, or update it; an option left as None keeps its current
     value. Returns (server, created?). Raises django's ValidationError on a bad label, URL or
@@ -156,6 +157,8 @@ def register_mcp_server(
         server.transport = transport
     if description is not None:
         server.description = description
+    if gateway_mode is not None:
+        server.gateway_mode = gateway_mode
     server.full_clean()
     save_mcp_server(server, by=None, created=created)
     return server, created

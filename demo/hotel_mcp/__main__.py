@@ -7,6 +7,7 @@ kept in memory (demo/hotel_mcp/lights.py).
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 
 import uvicorn
@@ -26,6 +27,7 @@ def main(argv: list[str] | None = None) -> None:
         help="value every request must carry in X-API-Key (default: $HOTEL_MCP_API_KEY, else hotel-demo-key)",
     )
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     # MQTT_URL is the demo's own setting (config/settings.py never reads it): the hotel is not Countersign.
     try:
         lights = lights_from_url(os.environ.get("MQTT_URL"))

@@ -9,6 +9,7 @@ case the console must get right.
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
@@ -30,6 +31,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from demo.hotel_mcp.hotel import HOUSEKEEPING_ITEMS, SCENES, SUPPORTED_CURRENCIES, Hotel, HotelError, HousekeepingItem
 from demo.hotel_mcp.state_page import render_state
 
+logger = logging.getLogger("hotel_mcp")
 API_KEY_HEADER = "x-api-key"
 DEFAULT_API_KEY = "hotel-demo-key"
 
@@ -265,6 +267,9 @@ class RequireApiKey:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            # Who calls, in the log: the gateway's requests say so in their User-Agent (docs/gateway.md).
+            agent = dict(scope["headers"]).get(b"user-agent", b"").decode("latin-1")
+            logger.info("request %s %s from %r", scope["method"], scope["path"], agent)
             given = dict(scope["headers"]).get(API_KEY_HEADER.encode())
             if given is None and scope["path"] == "/state" and scope["method"] == "GET":
                 # A browser cannot send a header when someone opens the state page: `?key=` there only.

@@ -131,9 +131,11 @@ def test_the_migration_encrypts_existing_plaintext_rows(keys):
     authorization, headers = stored(old.pk)
     assert AUTH_SECRET not in authorization and HEADER_SECRET not in headers
     assert Fernet(OLD_KEY).decrypt(authorization.encode()).decode() == AUTH_SECRET
-    legacy = McpServer.objects.get(label="legacy")
+    # The model as of 0006 (later migrations add columns the current model reads).
+    at_0006 = executor.loader.project_state([("approvals", "0006_mcp_registry_encryption_tools")]).apps
+    legacy = at_0006.get_model("approvals", "McpServer").objects.get(label="legacy")
     assert legacy.authorization == AUTH_SECRET and legacy.headers == {"X-API-Key": HEADER_SECRET}
-    assert McpServer.objects.get(label="bare").headers == {}
+    assert at_0006.get_model("approvals", "McpServer").objects.get(label="bare").headers == {}
 
     # And back: the reverse migration restores plaintext JSON that the old column type accepts.
     executor = MigrationExecutor(connection)

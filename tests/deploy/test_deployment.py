@@ -31,6 +31,7 @@ pytestmark = pytest.mark.e2e
 UNIT_OF_SERVICE = {
     "web1": "countersign-web@.service",
     "relay": "countersign-relay.service",
+    "gateway": "countersign-gateway.service",
     "bridge": "countersign-bridge.service",
     "worker": "countersign-worker.service",
     "beat": "countersign-beat.service",

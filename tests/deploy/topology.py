@@ -100,6 +100,7 @@ class Nginx:
     key: Path
     process: ServerProcess | None = None
     http_port: int = field(default_factory=free_port)
+    gateway_port: int = field(default_factory=free_port)
 
     def render(self) -> Path:
         """deploy/'s template, filled as the nginx image's entrypoint would, inside a minimal
@@ -113,6 +114,7 @@ class Nginx:
             COUNTERSIGN_TLS_KEY=str(self.key),
             COUNTERSIGN_WEB_UPSTREAMS=" ".join(f"server 127.0.0.1:{p};" for p in self.web_ports),
             COUNTERSIGN_RELAY_UPSTREAM=f"127.0.0.1:{self.relay_port}",
+            COUNTERSIGN_GATEWAY_UPSTREAM=f"127.0.0.1:{self.gateway_port}",
             COUNTERSIGN_STATIC_ROOT=str(BASE_DIR / "staticfiles"),
         )
         assert "${COUNTERSIGN_" not in site, "a placeholder of the template was left unfilled"

@@ -8,6 +8,7 @@ Options left out keep their current value on an update; --header replaces all he
 
 from __future__ import annotations
 
+import argparse
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -33,6 +34,13 @@ class Command(BaseCommand):
             help="how Countersign's gateway reaches the server upstream; OpenAI is given the URL alone",
         )
         parser.add_argument("--description")
+        parser.add_argument(
+            "--gateway",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="gateway mode: OpenAI gets Countersign's MCP gateway and a session token, never the server's "
+            "URL or credentials (docs/gateway.md); --no-gateway turns it off",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         headers = parse_pairs(options["header"], "--header") if options["header"] is not None else None
@@ -45,6 +53,7 @@ class Command(BaseCommand):
                 require_approval=options["require_approval"],
                 transport=options["transport"],
                 description=options["description"],
+                gateway_mode=options["gateway"],
             )
         except ValidationError as e:
             # Messages name the field and the rule, never the value.
@@ -55,5 +64,6 @@ class Command(BaseCommand):
         names = ", ".join(server.headers) or "none"
         self.stdout.write(
             f"{verb} MCP server {server.label!r} at {server.url} "
-            f"(require approval: {server.require_approval}; authorization: {auth}; headers: {names})."
+            f"(require approval: {server.require_approval}; authorization: {auth}; headers: {names}"
+            f"{'; gateway mode' if server.gateway_mode else ''})."
         )
