@@ -14,6 +14,7 @@ from django.views.decorators.http import require_GET, require_POST
 from approvals import services
 from approvals.forms import ApproveAllForm
 from approvals.models import ApprovalRequest, Grant
+from approvals.views import posted
 
 MAX_GRANTS_LISTED = 100
 
@@ -41,7 +42,10 @@ def approve_all(request: HttpRequest) -> JsonResponse:
     user = _staff(request)
     if isinstance(user, JsonResponse):
         return user
-    form = ApproveAllForm(request.POST)
+    data = posted(request)
+    if data is None:
+        return _error("The form could not be read.", 400)
+    form = ApproveAllForm(data)
     if not form.is_valid():
         errors = form.errors.get_json_data()
         return _error(next(iter(errors.values()))[0]["message"], 400)

@@ -14,7 +14,8 @@ from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
+from django.http.multipartparser import MultiPartParserError
 from django.http.request import split_domain_port
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -49,6 +50,16 @@ def staff_required(view: View) -> View:
 
 def _error(message: str, status: int, **extra: Any) -> JsonResponse:
     return JsonResponse({"error": message, **extra}, status=status)
+
+
+def posted(request: HttpRequest) -> QueryDict | None:
+    """The POSTed form, or None when the body cannot be parsed as one (a broken multipart
+    body, a charset Python does not know): the JSON views answer 400 in JSON then, not
+    Django's HTML error page."""
+    try:
+        return request.POST
+    except (MultiPartParserError, LookupError, ValueError):
+        return None
 
 
 def relying_party(request: HttpRequest) -> services.RelyingParty:
@@ -101,7 +112,10 @@ def decide(request: HttpRequest, pk: int) -> JsonResponse:
     req = ApprovalRequest.objects.filter(pk=pk).first()
     if req is None:
         return _error("There is no such request.", 404)
-    form = DecisionForm(request.POST)
+    data = posted(request)
+    if data is None:
+        return _error("The form could not be read.", 400)
+    form = DecisionForm(data)
     if not form.is_valid():
         errors = form.errors.get_json_data()
         first = next(iter(errors.values()))[0]["message"]

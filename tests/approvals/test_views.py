@@ -242,3 +242,27 @@ def test_history_is_forbidden_to_non_staff(client, charlie):
     client.force_login(charlie)
 
     assert client.get("/history/").status_code == 403
+
+
+@pytest.mark.parametrize(
+    "content_type, body",
+    [
+        ("multipart/form-data", b"decision=approve"),  # no boundary
+        ("multipart/form-data; boundary=x", b"--x\r\n"),
+    ],
+)
+def test_a_body_that_is_no_form_gets_json_400_and_changes_nothing(client, alice, content_type, body):
+    session = services.open_session(kind="relay", label="Room 7", metadata={})
+    req, _ = services.open_request(
+        session=session,
+        upstream_id="mcpr_body",
+        server_label="hotel",
+        tool_name="unlock_door",
+        arguments="{}",
+        raw_item={},
+    )
+    client.force_login(alice)
+    response = client.generic("POST", f"/requests/{req.pk}/decide/", body, content_type=content_type)
+    assert response.status_code == 400 and response["Content-Type"] == "application/json"
+    req.refresh_from_db()
+    assert req.status == "pending"
