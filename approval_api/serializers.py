@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlsplit
 
 from rest_framework import serializers
 
@@ -10,6 +11,8 @@ from approval_api.models import WebhookEndpoint
 MAX_ARGUMENTS_BYTES = 64 * 1024
 LABEL = r"^[A-Za-z0-9_.\-]{1,64}$"
 TOOL = r"^[A-Za-z0-9_.\-/]{1,128}$"
+PORT = r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4})"
+WEBHOOK_URL = r"^https?://[A-Za-z0-9._~\-]+(:" + PORT + r")?([/?#][\x21-\x7e]*)?$"
 
 
 class StrictText:
@@ -102,16 +105,26 @@ class RequestOut(serializers.Serializer[Any]):
 
 
 class WebhookIn(serializers.Serializer[Any]):
-    url = Url(max_length=500)
+    # An absolute http(s) URL with a host, as the schema says (a pattern): single-label hosts of
+    # the hotel's own network (http://gateway:8080/hooks) included, which Django's URLValidator
+    # would refuse.
+    url = Pattern(WEBHOOK_URL, max_length=500, help_text="Where to POST the signed deliveries: http(s) only.")
     description = Text(max_length=200, required=False, allow_blank=True)
 
     def validate_url(self, value: str) -> str:
-        if not value.startswith(("https://", "http://")):
-            raise serializers.ValidationError("Only http(s) URLs.")
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError for a port out of range
+        except ValueError:
+            raise serializers.ValidationError("Not a valid URL.") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise serializers.ValidationError("Only http(s) URLs with a host.")
         return value
 
 
 class WebhookOut(serializers.ModelSerializer[WebhookEndpoint]):
+    url = serializers.CharField(help_text="As registered (an http(s) URL).")
+
     class Meta:
         model = WebhookEndpoint
         fields = ["id", "url", "description", "created_at"]

@@ -28,6 +28,14 @@ settings.register_profile("fuzz", max_examples=surfaces.FUZZ_EXAMPLES, **_COMMON
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # `make fuzz` runs 10,000 examples per surface: minutes per test, not the suite's 300 s.
+    if os.environ.get("HYPOTHESIS_PROFILE") == "fuzz":
+        for item in items:
+            if item.path.parent.name == "hostile":
+                item.add_marker(pytest.mark.timeout(3 * 3600))
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if not surfaces.COUNTS:
         return
