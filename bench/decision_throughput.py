@@ -31,6 +31,7 @@ import os
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import psutil
@@ -151,7 +152,8 @@ def cpu_seconds(kinds: dict[str, list[psutil.Process]]) -> dict[str, float]:
         total = 0.0
         for p in processes:
             try:
-                for q in [p, *p.children(recursive=True)]:
+                # This process's children are the servers, counted under their own kinds.
+                for q in [p] if p.pid == os.getpid() else [p, *p.children(recursive=True)]:
                     t = q.cpu_times()
                     total += t.user + t.system
             except psutil.NoSuchProcess:
@@ -171,6 +173,7 @@ def main() -> None:
     parser.add_argument("--web-processes", type=int, default=3)
     parser.add_argument("--relay-workers", type=int, default=2)
     parser.add_argument("--sessions", type=int, default=20, help="guest sessions the requests come from")
+    parser.add_argument("--profile", metavar="DIR", help="py-spy record each web process over the decisions into DIR")
     args = parser.parse_args()
     if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
         raise SystemExit("Set DATABASE_URL to a PostgreSQL server: this benchmark measures the production stack.")
@@ -228,11 +231,27 @@ def main() -> None:
         }
         sampler = Sampler(os.environ["DATABASE_URL"])
         sampler.start()
+        spies = []
+        if args.profile:
+            os.makedirs(args.profile, exist_ok=True)
+            for pid in pids[1:]:
+                out = os.path.join(args.profile, f"web-{pid}.txt")
+                spies.append(
+                    subprocess.Popen(
+                        [str(Path(PYTHON).parent / "py-spy"), "record", "--pid", str(pid), "--format", "raw", "--output", out, "--rate", "200"],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
+                )
+            time.sleep(2)  # py-spy attached
         cpu_before = cpu_seconds(kinds)
         started, posts_done, latencies = asyncio.run(decide_all(shares))
         upstream.wait_for(lambda: len(upstream.approval_responses()) >= args.requests, timeout=600)
         upstream_done = time.perf_counter()
         cpu_after = cpu_seconds(kinds)
+        for spy in spies:
+            spy.send_signal(2)  # SIGINT: py-spy writes its profile and exits
+            spy.wait(60)
         sampler.stop.set()
         sampler.join()
 
