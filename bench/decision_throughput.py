@@ -162,8 +162,22 @@ def cpu_seconds(kinds: dict[str, list[psutil.Process]]) -> dict[str, float]:
     return out
 
 
-def postgres_processes() -> list[psutil.Process]:
-    return [p for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith("postgres")]
+def postgres_backends(url: str) -> list[psutil.Process]:
+    """The PostgreSQL backends serving this benchmark's database (the server is shared: other
+    databases' backends are not this run's work). With the per-process pools they live for the run."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        pids = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+    out = []
+    for (pid,) in pids:
+        try:
+            out.append(psutil.Process(pid))
+        except psutil.NoSuchProcess:
+            pass
+    return out
 
 
 def main() -> None:
@@ -226,7 +240,7 @@ def main() -> None:
         kinds = {
             "web (Daphne)": [psutil.Process(pid) for pid in pids[1:]],
             "relay": [psutil.Process(pids[0])],
-            "PostgreSQL": postgres_processes(),
+            "PostgreSQL (this database's backends)": postgres_backends(os.environ["DATABASE_URL"]),
             "bench client + upstream": [psutil.Process()],
         }
         sampler = Sampler(os.environ["DATABASE_URL"])
@@ -236,14 +250,16 @@ def main() -> None:
             os.makedirs(args.profile, exist_ok=True)
             for pid in pids[1:]:
                 out = os.path.join(args.profile, f"web-{pid}.txt")
+                spy = [str(Path(PYTHON).parent / "py-spy"), "record", "--pid", str(pid), "--rate", "200"]
                 spies.append(
                     subprocess.Popen(
-                        [str(Path(PYTHON).parent / "py-spy"), "record", "--pid", str(pid), "--format", "raw", "--output", out, "--rate", "200"],
+                        [*spy, "--format", "raw", "--output", out],
                         stdout=subprocess.DEVNULL,
                         stderr=subprocess.DEVNULL,
                     )
                 )
             time.sleep(2)  # py-spy attached
+        load = os.getloadavg()
         cpu_before = cpu_seconds(kinds)
         started, posts_done, latencies = asyncio.run(decide_all(shares))
         upstream.wait_for(lambda: len(upstream.approval_responses()) >= args.requests, timeout=600)
@@ -259,6 +275,7 @@ def main() -> None:
         committed = n / (posts_done - started)
         answered = n / (upstream_done - started)
         bare = bare_rate(os.environ["DATABASE_URL"], n, args.staff)
+        print(f"load average before the run: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (1, 5, 15 min)")
         print(
             f"decisions over {n} requests, {args.staff} staff, {args.web_processes} Daphne, "
             f"run_relay --workers {args.relay_workers}, {args.sessions} sessions, PostgreSQL (target >= 500/s)"
@@ -272,7 +289,8 @@ def main() -> None:
         wall = upstream_done - started
         print(f"  CPU over the {wall:.1f} s run (2 cores = {2 * wall:.1f} CPU s available):")
         for kind in kinds:
-            print(f"    {kind:<26} {cpu_after[kind] - cpu_before[kind]:7.1f} s")
+            used = cpu_after[kind] - cpu_before[kind]
+            print(f"    {kind:<38} {used:7.1f} s   {1000 * used / n:6.1f} ms per decision")
         total = sum(sampler.counts.values()) or 1
         print(f"  PostgreSQL active backends by wait event ({sampler.samples} samples):")
         for event, count in sampler.counts.most_common(6):
