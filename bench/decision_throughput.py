@@ -32,6 +32,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -120,6 +121,54 @@ def bare_rate(url: str, n: int, connections: int) -> float:
     return n / (time.perf_counter() - started)
 
 
+def _chain_worker(ids: list[int], go: Any, done: Any) -> None:
+    """One writer of chain_rate, in a process of its own (spawned: Django set up afresh)."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    import django
+
+    django.setup()
+    from django.db import connection, transaction
+
+    from audit import writer
+
+    go.wait()
+    for i in ids:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("UPDATE bench_req SET status = 'approved' WHERE id = %s AND status = 'pending'", [i])
+            writer.record(kind="decided", actor_label="bench", payload={"approve": True, "reason": "bench", "n": i})
+    done.put(len(ids))
+
+
+def chain_rate(url: str, n: int, processes: int) -> float:
+    """Per decision: the conditional UPDATE and its audit row on the hash chain (audit.writer, the
+    chain lock included), one transaction, in `processes` Django processes: what the chain costs
+    without the web server's work around it."""
+    import multiprocessing
+
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("UPDATE bench_req SET status = 'pending'")
+    spawn = multiprocessing.get_context("spawn")
+    go, done = spawn.Event(), spawn.Queue()
+    workers = [
+        spawn.Process(target=_chain_worker, args=(list(range(k, n, processes)), go, done)) for k in range(processes)
+    ]
+    for w in workers:
+        w.start()
+    time.sleep(1)
+    while not all(w.is_alive() for w in workers):
+        time.sleep(0.1)
+    time.sleep(8)  # Django imported and set up in every worker (a loaded machine takes a while)
+    started = time.perf_counter()
+    go.set()
+    total = sum(done.get(timeout=600) for _ in workers)
+    elapsed = time.perf_counter() - started
+    for w in workers:
+        w.join(60)
+    return total / elapsed
+
+
 class Sampler(threading.Thread):
     """PostgreSQL wait events of this database's backends, every 10 ms."""
 
@@ -187,6 +236,7 @@ def main() -> None:
     parser.add_argument("--web-processes", type=int, default=3)
     parser.add_argument("--relay-workers", type=int, default=2)
     parser.add_argument("--sessions", type=int, default=20, help="guest sessions the requests come from")
+    parser.add_argument("--chain-processes", type=int, default=8, help="writers of the chain-only rate")
     parser.add_argument("--profile", metavar="DIR", help="py-spy record each web process over the decisions into DIR")
     args = parser.parse_args()
     if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
@@ -275,6 +325,7 @@ def main() -> None:
         committed = n / (posts_done - started)
         answered = n / (upstream_done - started)
         bare = bare_rate(os.environ["DATABASE_URL"], n, args.staff)
+        chained = chain_rate(os.environ["DATABASE_URL"], n, args.chain_processes)
         print(f"load average before the run: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (1, 5, 15 min)")
         print(
             f"decisions over {n} requests, {args.staff} staff, {args.web_processes} Daphne, "
@@ -286,6 +337,10 @@ def main() -> None:
         )
         print(f"  answered upstream:  {answered:8.1f} /s")
         print(f"  bare UPDATE+INSERT: {bare:8.1f} /s   (decisions end to end = {answered / bare:.3f} of it)")
+        print(
+            f"  UPDATE + audit row on the chain (audit.writer, {args.chain_processes} processes, no web server): "
+            f"{chained:8.1f} /s   ({chained / bare:.3f} of bare)"
+        )
         wall = upstream_done - started
         print(f"  CPU over the {wall:.1f} s run (2 cores = {2 * wall:.1f} CPU s available):")
         for kind in kinds:
