@@ -121,7 +121,7 @@ def bare_rate(url: str, n: int, connections: int) -> float:
     return n / (time.perf_counter() - started)
 
 
-def _chain_worker(ids: list[int], go: Any, done: Any) -> None:
+def _chain_worker(ids: list[int], ready: Any, go: Any, done: Any) -> None:
     """One writer of chain_rate, in a process of its own (spawned: Django set up afresh)."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
@@ -131,6 +131,9 @@ def _chain_worker(ids: list[int], go: Any, done: Any) -> None:
 
     from audit import writer
 
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")  # connected
+    ready.put(1)
     go.wait()
     for i in ids:
         with transaction.atomic(), connection.cursor() as cursor:
@@ -150,16 +153,15 @@ def chain_rate(url: str, n: int, processes: int) -> float:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("UPDATE bench_req SET status = 'pending'")
     spawn = multiprocessing.get_context("spawn")
-    go, done = spawn.Event(), spawn.Queue()
+    ready, go, done = spawn.Queue(), spawn.Event(), spawn.Queue()
     workers = [
-        spawn.Process(target=_chain_worker, args=(list(range(k, n, processes)), go, done)) for k in range(processes)
+        spawn.Process(target=_chain_worker, args=(list(range(k, n, processes)), ready, go, done))
+        for k in range(processes)
     ]
     for w in workers:
         w.start()
-    time.sleep(1)
-    while not all(w.is_alive() for w in workers):
-        time.sleep(0.1)
-    time.sleep(8)  # Django imported and set up in every worker (a loaded machine takes a while)
+    for _ in workers:
+        ready.get(timeout=300)  # Django set up and connected in every worker
     started = time.perf_counter()
     go.set()
     total = sum(done.get(timeout=600) for _ in workers)
@@ -236,12 +238,25 @@ def main() -> None:
     parser.add_argument("--web-processes", type=int, default=3)
     parser.add_argument("--relay-workers", type=int, default=2)
     parser.add_argument("--sessions", type=int, default=20, help="guest sessions the requests come from")
+    parser.add_argument(
+        "--database-only", action="store_true", help="only the bare and chain-only rates (no web processes)"
+    )
     parser.add_argument("--chain-processes", type=int, default=8, help="writers of the chain-only rate")
     parser.add_argument("--profile", metavar="DIR", help="py-spy record each web process over the decisions into DIR")
     args = parser.parse_args()
     if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
         raise SystemExit("Set DATABASE_URL to a PostgreSQL server: this benchmark measures the production stack.")
 
+    if args.database_only:
+        bench_env()
+        setup_django()
+        url = os.environ["DATABASE_URL"]
+        bare = bare_rate(url, args.requests, args.staff)
+        chained = chain_rate(url, args.requests, args.chain_processes)
+        print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        print(f"  bare UPDATE+INSERT ({args.staff} connections): {bare:8.1f} /s")
+        print(f"  UPDATE + audit row on the chain ({args.chain_processes} processes): {chained:8.1f} /s")
+        return
     upstream = ThreadedUpstream().start()
     env = bench_env(OPENAI_API_KEY="sk-bench", OPENAI_BASE_URL=upstream.base_url, APPROVAL_TIMEOUT_SECONDS="3600")
     setup_django()
