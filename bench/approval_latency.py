@@ -63,20 +63,30 @@ async def run(
     import httpx
     from openai import AsyncOpenAI
     from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidHandshake
 
     card_seen: dict[str, list[float]] = {}
     first_seen: dict[str, float] = {}
     ready: list[int] = []
-    gate = asyncio.Semaphore(50)  # handshakes at a time: a thousand at once is a herd, not a steady state
+    gate = asyncio.Semaphore(20)  # handshakes at a time: a thousand at once is a herd, not a steady state
 
     async def dashboard(on: str) -> None:
         async with gate:
-            ws = await connect(
-                f"{on.replace('http://', 'ws://')}/ws/dashboard/",
-                additional_headers={"Cookie": cookie, "Origin": on},
-                max_size=None,
-                open_timeout=120,
-            )
+            for attempt in range(5):
+                try:
+                    ws = await connect(
+                        f"{on.replace('http://', 'ws://')}/ws/dashboard/",
+                        additional_headers={"Cookie": cookie, "Origin": on},
+                        max_size=None,
+                        open_timeout=120,
+                    )
+                    break
+                except (OSError, InvalidHandshake):
+                    # Daphne drops a handshake it could not finish in 5 s (a busy machine, a
+                    # thousand dashboards connecting): the dashboard's page reconnects, so does this.
+                    if attempt == 4:
+                        raise
+                    await asyncio.sleep(1 + attempt)
             await ws.recv()  # its snapshot: this dashboard is subscribed
         ready.append(1)
         async with ws:
