@@ -310,15 +310,15 @@ def main() -> None:
         }
         sampler = Sampler(os.environ["DATABASE_URL"])
         sampler.start()
-        spies = []
+        spies: list[subprocess.Popen[bytes]] = []
         if args.profile:
             os.makedirs(args.profile, exist_ok=True)
             for pid in pids[1:]:
                 out = os.path.join(args.profile, f"web-{pid}.txt")
-                spy = [str(Path(PYTHON).parent / "py-spy"), "record", "--pid", str(pid), "--rate", "200"]
+                argv = [str(Path(PYTHON).parent / "py-spy"), "record", "--pid", str(pid), "--rate", "200"]
                 spies.append(
                     subprocess.Popen(
-                        [*spy, "--format", "raw", "--output", out],
+                        [*argv, "--format", "raw", "--output", out],
                         stdout=subprocess.DEVNULL,
                         stderr=subprocess.DEVNULL,
                     )

@@ -20,7 +20,6 @@ from typing import Any
 
 import dj_database_url
 
-
 SQLITE_OPTIONS = {
     "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     "transaction_mode": "IMMEDIATE",
