@@ -68,11 +68,11 @@ async def run(
     card_seen: dict[str, list[float]] = {}
     first_seen: dict[str, float] = {}
     ready: list[int] = []
-    gate = asyncio.Semaphore(20)  # handshakes at a time: a thousand at once is a herd, not a steady state
+    gate = asyncio.Semaphore(10)  # handshakes at a time: a thousand at once is a herd, not a steady state
 
     async def dashboard(on: str) -> None:
         async with gate:
-            for attempt in range(5):
+            for attempt in range(10):
                 try:
                     ws = await connect(
                         f"{on.replace('http://', 'ws://')}/ws/dashboard/",
@@ -84,7 +84,7 @@ async def run(
                 except (OSError, InvalidHandshake):
                     # Daphne drops a handshake it could not finish in 5 s (a busy machine, a
                     # thousand dashboards connecting): the dashboard's page reconnects, so does this.
-                    if attempt == 4:
+                    if attempt == 9:
                         raise
                     await asyncio.sleep(1 + attempt)
             await ws.recv()  # its snapshot: this dashboard is subscribed
