@@ -49,10 +49,16 @@ format: install-dev
 migrations-check: install-dev
 	$(PY) manage.py makemigrations --check --dry-run
 
+# With DATABASE_URL=postgres://… the latency runs on SQLite and PostgreSQL side by side in the recommended
+# topology, and decision_throughput (PostgreSQL only) runs too (docs/performance.md).
+ON_POSTGRES := $(findstring postgres,$(DATABASE_URL))
 bench: install-dev
-	$(PY) -m config.embedded exec $(PY) bench/approval_latency.py
+	$(PY) -m config.embedded exec $(PY) bench/approval_latency.py $(if $(ON_POSTGRES),--servers split daphne --dashboards 100 --dashboard-processes 3 --databases sqlite postgresql)
 	$(PY) -m config.embedded exec $(PY) bench/relay_overhead.py
 	$(PY) -m config.embedded exec $(PY) bench/sideband_decisions.py
+	$(PY) -m config.embedded exec $(PY) bench/grant_lookup.py
+	$(PY) -m config.embedded exec $(PY) bench/metrics_overhead.py
+	$(if $(ON_POSTGRES),$(PY) -m config.embedded exec $(PY) bench/decision_throughput.py)
 
 # Hostile input (tests/hostile) at full strength: at least 10,000 examples per surface (the `fuzz`
 # Hypothesis profile; `make test` runs the bounded `ci` profile), the count per surface printed at the end.

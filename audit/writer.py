@@ -9,7 +9,7 @@ import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 
 from audit import chain
@@ -86,51 +86,102 @@ def record_many(entries: list[dict[str, Any]]) -> list[AuditEvent]:
     # whole change anyway (no change without its audit row), and a savepoint would only add two
     # statements to every transition. Outside one, this is the transaction.
     with transaction.atomic(savepoint=False):
+        rows = [_prepare(entry) for entry in entries]
+        if connection.vendor == "postgresql" and rows:
+            if not _append_in_one_statement(rows):
+                _locked_head()  # the head row's first creation: then the one statement as always
+                if not _append_in_one_statement(rows):
+                    raise RuntimeError("the audit chain's head row is missing")
+            return rows
         head = _locked_head()
         seq, prev = head.seq, head.row_hash
-        rows = []
-        for entry in entries:
-            request, session, actor = entry.get("request"), entry.get("session"), entry.get("actor")
-            request_id = request.pk if request is not None else entry.get("request_id")
-            session_id = session.pk if session is not None else entry.get("session_id")
-            actor_id = actor.pk if actor is not None else None
-            created_at = entry.get("created_at") or timezone.now()
-            # Stored exactly as hashed: what is read back later must hash the same (tuples → lists, …).
-            stored_payload = json.loads(chain.canonical(entry.get("payload") or {}))
-            p_hash = chain.payload_hash(stored_payload)
+        for row in rows:
             seq += 1
-            kind, actor_label = str(entry["kind"]), entry.get("actor_label") or ""
-            c_hash = chain.content_hash(
+            row.seq, row.prev_hash = seq, prev
+            row.content_hash = chain.content_hash(
                 seq=seq,
-                kind=kind,
-                at=chain.format_time(created_at),
-                request=request_id,
-                session=session_id,
-                actor=actor_id,
-                actor_label=actor_label,
-                payload_sha256=p_hash,
+                kind=row.kind,
+                at=chain.format_time(row.created_at),
+                request=row.request_id,
+                session=row.session_id,
+                actor=row.actor_id,
+                actor_label=row.actor_label,
+                payload_sha256=row.payload_hash,
             )
-            r_hash = chain.row_hash(prev, c_hash)
-            rows.append(
-                AuditEvent(
-                    kind=kind,
-                    request_id=request_id,
-                    session_id=session_id,
-                    actor_id=actor_id,
-                    actor_label=actor_label,
-                    payload=stored_payload,
-                    created_at=created_at,
-                    seq=seq,
-                    payload_hash=p_hash,
-                    content_hash=c_hash,
-                    prev_hash=prev,
-                    row_hash=r_hash,
-                )
-            )
-            prev = r_hash
+            row.row_hash = prev = chain.row_hash(prev, row.content_hash)
         if len(rows) == 1:
             rows[0].save(force_insert=True)
         else:
             AuditEvent.objects.bulk_create(rows)
         AuditChainHead.objects.filter(pk=HEAD_PK).update(seq=seq, row_hash=prev)
     return rows
+
+
+def _prepare(entry: dict[str, Any]) -> AuditEvent:
+    """The row of one entry, everything but its place in the chain (seq and the three hashes
+    that depend on it)."""
+    request, session, actor = entry.get("request"), entry.get("session"), entry.get("actor")
+    # Stored exactly as hashed: what is read back later must hash the same (tuples → lists, …).
+    stored_payload = json.loads(chain.canonical(entry.get("payload") or {}))
+    return AuditEvent(
+        kind=str(entry["kind"]),
+        request_id=request.pk if request is not None else entry.get("request_id"),
+        session_id=session.pk if session is not None else entry.get("session_id"),
+        actor_id=actor.pk if actor is not None else None,
+        actor_label=entry.get("actor_label") or "",
+        payload=stored_payload,
+        created_at=entry.get("created_at") or timezone.now(),
+        payload_hash=chain.payload_hash(stored_payload),
+    )
+
+
+# Any seq would do: the canonical content is cut around its digits, and the database puts the
+# row's real seq between the two halves (audit migration 0003).
+_SEQ_MARK = 987654321987654321
+
+
+def _append_in_one_statement(rows: list[AuditEvent]) -> bool:
+    """PostgreSQL: lock the head, chain and insert `rows` and move the head in one statement
+    (countersign_audit_append, audit migration 0003), so that the chain lock is held for that
+    statement and the commit that follows, not for a round trip per statement. Fills in each
+    row's id, seq and hashes. False (nothing written) when the head row does not exist yet."""
+    entries = []
+    for row in rows:
+        content = chain.canonical(
+            {
+                "v": chain.FORMAT_VERSION,
+                "seq": _SEQ_MARK,
+                "kind": row.kind,
+                "at": chain.format_time(row.created_at),
+                "request": row.request_id,
+                "session": row.session_id,
+                "actor": row.actor_id,
+                "actor_label": row.actor_label,
+                "payload_sha256": row.payload_hash,
+            }
+        ).decode()
+        # Keys are sorted and strings escape their quotes, so `"seq":<mark>` occurs once.
+        before, after = content.split(f'"seq":{_SEQ_MARK}')
+        entries.append(
+            {
+                "kind": row.kind,
+                "request_id": row.request_id,
+                "session_id": row.session_id,
+                "actor_id": row.actor_id,
+                "actor_label": row.actor_label,
+                "payload": row.payload,
+                "created_at": row.created_at.isoformat(),
+                "payload_hash": row.payload_hash,
+                "before": before + '"seq":',
+                "after": after,
+            }
+        )
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT * FROM countersign_audit_append(%s::jsonb)", [json.dumps(entries)])
+        written = cursor.fetchall()
+    if not written:
+        return False
+    for row, (pk, seq, content_hash, prev_hash, row_hash) in zip(rows, written, strict=True):
+        row.pk, row.seq, row.content_hash, row.prev_hash, row.row_hash = pk, seq, content_hash, prev_hash, row_hash
+        row._state.adding, row._state.db = False, connection.alias
+    return True

@@ -31,6 +31,8 @@ import os
 import subprocess
 import threading
 import time
+from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -119,6 +121,56 @@ def bare_rate(url: str, n: int, connections: int) -> float:
     return n / (time.perf_counter() - started)
 
 
+def _chain_worker(ids: list[int], ready: Any, go: Any, done: Any) -> None:
+    """One writer of chain_rate, in a process of its own (spawned: Django set up afresh)."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    import django
+
+    django.setup()
+    from django.db import connection, transaction
+
+    from audit import writer
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")  # connected
+    ready.put(1)
+    go.wait()
+    for i in ids:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("UPDATE bench_req SET status = 'approved' WHERE id = %s AND status = 'pending'", [i])
+            writer.record(kind="decided", actor_label="bench", payload={"approve": True, "reason": "bench", "n": i})
+    done.put(len(ids))
+
+
+def chain_rate(url: str, n: int, processes: int) -> float:
+    """Per decision: the conditional UPDATE and its audit row on the hash chain (audit.writer, the
+    chain lock included), one transaction, in `processes` Django processes: what the chain costs
+    without the web server's work around it."""
+    import multiprocessing
+
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("UPDATE bench_req SET status = 'pending'")
+    spawn = multiprocessing.get_context("spawn")
+    ready, go, done = spawn.Queue(), spawn.Event(), spawn.Queue()
+    workers = [
+        spawn.Process(target=_chain_worker, args=(list(range(k, n, processes)), ready, go, done))
+        for k in range(processes)
+    ]
+    for w in workers:
+        w.start()
+    for _ in workers:
+        ready.get(timeout=300)  # Django set up and connected in every worker
+    started = time.perf_counter()
+    go.set()
+    total = sum(done.get(timeout=600) for _ in workers)
+    elapsed = time.perf_counter() - started
+    for w in workers:
+        w.join(60)
+    return total / elapsed
+
+
 class Sampler(threading.Thread):
     """PostgreSQL wait events of this database's backends, every 10 ms."""
 
@@ -151,7 +203,8 @@ def cpu_seconds(kinds: dict[str, list[psutil.Process]]) -> dict[str, float]:
         total = 0.0
         for p in processes:
             try:
-                for q in [p, *p.children(recursive=True)]:
+                # This process's children are the servers, counted under their own kinds.
+                for q in [p] if p.pid == os.getpid() else [p, *p.children(recursive=True)]:
                     t = q.cpu_times()
                     total += t.user + t.system
             except psutil.NoSuchProcess:
@@ -160,8 +213,22 @@ def cpu_seconds(kinds: dict[str, list[psutil.Process]]) -> dict[str, float]:
     return out
 
 
-def postgres_processes() -> list[psutil.Process]:
-    return [p for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith("postgres")]
+def postgres_backends(url: str) -> list[psutil.Process]:
+    """The PostgreSQL backends serving this benchmark's database (the server is shared: other
+    databases' backends are not this run's work). With the per-process pools they live for the run."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        pids = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+    out = []
+    for (pid,) in pids:
+        try:
+            out.append(psutil.Process(pid))
+        except psutil.NoSuchProcess:
+            pass
+    return out
 
 
 def main() -> None:
@@ -171,10 +238,25 @@ def main() -> None:
     parser.add_argument("--web-processes", type=int, default=3)
     parser.add_argument("--relay-workers", type=int, default=2)
     parser.add_argument("--sessions", type=int, default=20, help="guest sessions the requests come from")
+    parser.add_argument(
+        "--database-only", action="store_true", help="only the bare and chain-only rates (no web processes)"
+    )
+    parser.add_argument("--chain-processes", type=int, default=8, help="writers of the chain-only rate")
+    parser.add_argument("--profile", metavar="DIR", help="py-spy record each web process over the decisions into DIR")
     args = parser.parse_args()
     if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
         raise SystemExit("Set DATABASE_URL to a PostgreSQL server: this benchmark measures the production stack.")
 
+    if args.database_only:
+        bench_env()
+        setup_django()
+        url = os.environ["DATABASE_URL"]
+        bare = bare_rate(url, args.requests, args.staff)
+        chained = chain_rate(url, args.requests, args.chain_processes)
+        print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        print(f"  bare UPDATE+INSERT ({args.staff} connections): {bare:8.1f} /s")
+        print(f"  UPDATE + audit row on the chain ({args.chain_processes} processes): {chained:8.1f} /s")
+        return
     upstream = ThreadedUpstream().start()
     env = bench_env(OPENAI_API_KEY="sk-bench", OPENAI_BASE_URL=upstream.base_url, APPROVAL_TIMEOUT_SECONDS="3600")
     setup_django()
@@ -223,16 +305,34 @@ def main() -> None:
         kinds = {
             "web (Daphne)": [psutil.Process(pid) for pid in pids[1:]],
             "relay": [psutil.Process(pids[0])],
-            "PostgreSQL": postgres_processes(),
+            "PostgreSQL (this database's backends)": postgres_backends(os.environ["DATABASE_URL"]),
             "bench client + upstream": [psutil.Process()],
         }
         sampler = Sampler(os.environ["DATABASE_URL"])
         sampler.start()
+        spies: list[subprocess.Popen[bytes]] = []
+        if args.profile:
+            os.makedirs(args.profile, exist_ok=True)
+            for pid in pids[1:]:
+                out = os.path.join(args.profile, f"web-{pid}.txt")
+                argv = [str(Path(PYTHON).parent / "py-spy"), "record", "--pid", str(pid), "--rate", "200"]
+                spies.append(
+                    subprocess.Popen(
+                        [*argv, "--format", "raw", "--output", out],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
+                )
+            time.sleep(2)  # py-spy attached
+        load = os.getloadavg()
         cpu_before = cpu_seconds(kinds)
         started, posts_done, latencies = asyncio.run(decide_all(shares))
         upstream.wait_for(lambda: len(upstream.approval_responses()) >= args.requests, timeout=600)
         upstream_done = time.perf_counter()
         cpu_after = cpu_seconds(kinds)
+        for spy in spies:
+            spy.send_signal(2)  # SIGINT: py-spy writes its profile and exits
+            spy.wait(60)
         sampler.stop.set()
         sampler.join()
 
@@ -240,6 +340,8 @@ def main() -> None:
         committed = n / (posts_done - started)
         answered = n / (upstream_done - started)
         bare = bare_rate(os.environ["DATABASE_URL"], n, args.staff)
+        chained = chain_rate(os.environ["DATABASE_URL"], n, args.chain_processes)
+        print(f"load average before the run: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (1, 5, 15 min)")
         print(
             f"decisions over {n} requests, {args.staff} staff, {args.web_processes} Daphne, "
             f"run_relay --workers {args.relay_workers}, {args.sessions} sessions, PostgreSQL (target >= 500/s)"
@@ -250,10 +352,15 @@ def main() -> None:
         )
         print(f"  answered upstream:  {answered:8.1f} /s")
         print(f"  bare UPDATE+INSERT: {bare:8.1f} /s   (decisions end to end = {answered / bare:.3f} of it)")
+        print(
+            f"  UPDATE + audit row on the chain (audit.writer, {args.chain_processes} processes, no web server): "
+            f"{chained:8.1f} /s   ({chained / bare:.3f} of bare)"
+        )
         wall = upstream_done - started
         print(f"  CPU over the {wall:.1f} s run (2 cores = {2 * wall:.1f} CPU s available):")
         for kind in kinds:
-            print(f"    {kind:<26} {cpu_after[kind] - cpu_before[kind]:7.1f} s")
+            used = cpu_after[kind] - cpu_before[kind]
+            print(f"    {kind:<38} {used:7.1f} s   {1000 * used / n:6.1f} ms per decision")
         total = sum(sampler.counts.values()) or 1
         print(f"  PostgreSQL active backends by wait event ({sampler.samples} samples):")
         for event, count in sampler.counts.most_common(6):

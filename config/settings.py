@@ -14,11 +14,11 @@ import secrets
 from collections.abc import Callable
 from pathlib import Path
 
-import dj_database_url
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
 from config import fixed_settings as fixed
+from config.database import database_settings
 from observability.secrets import read_env_file
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -294,22 +294,17 @@ TEMPLATES = [
 ]
 
 DATABASE_URL = env_str("DATABASE_URL")
-if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))}
-else:
-    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(VAR_DIR / "db.sqlite3")}}
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Daphne, the worker and beat share one file: WAL lets readers run beside the one
-    # writer, IMMEDIATE takes the write lock up front (no deadlock on lock upgrade),
-    # and the timeout makes a writer wait instead of failing with "database is locked".
-    DATABASES["default"]["OPTIONS"] = {
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-        "transaction_mode": "IMMEDIATE",
-        "timeout": 20,
-    }
-    # A file, not SQLite's in-memory default, so that the processes an end-to-end test
-    # starts (Daphne, the worker) share the test database.
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-db-{os.getpid()}.sqlite3")}
+# SQLite in the var dir unless DATABASE_URL is set; a connection pool per process on PostgreSQL
+# (config/database.py says why).
+DATABASES = {
+    "default": database_settings(
+        DATABASE_URL,
+        VAR_DIR,
+        conn_max_age=env_int("DB_CONN_MAX_AGE", 60),
+        pool_max_size=env_int("DB_POOL_MAX_SIZE", 10),
+        pool_timeout=env_int("DB_POOL_TIMEOUT", 30),
+    )
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Redis carries the channel layer and Celery's broker. `make run`/`make test` export

@@ -27,6 +27,9 @@ BUDGET = {
     # the conditional UPDATE and what it set; its audit row under the chain head, in a savepoint
     "mark_decision_sent": 7,
 }
+# On PostgreSQL an append to the audit chain is one statement (countersign_audit_append, audit
+# migration 0003: lock, insert, head update in one), not three: two fewer on each path.
+BUDGET_POSTGRESQL = {"open_request": 9, "decide": 4, "mark_decision_sent": 5}
 # Tables small enough, and read by primary key or whole, that a sequential scan is the right plan.
 SMALL_TABLES = {"approvals_auditchainhead", "django_content_type", "auth_group", "auth_permission"}
 
@@ -74,7 +77,8 @@ def hot_paths(make_request, alice, effects) -> dict[str, list[str]]:
 
 def test_the_hot_paths_cost_what_they_did(hot_paths):
     counts = {name: len(queries) for name, queries in hot_paths.items()}
-    assert counts == BUDGET, "\n\n".join(f"{name}:\n" + "\n".join(q) for name, q in hot_paths.items())
+    budget = BUDGET_POSTGRESQL if connection.vendor == "postgresql" else BUDGET
+    assert counts == budget, "\n\n".join(f"{name}:\n" + "\n".join(q) for name, q in hot_paths.items())
 
 
 def test_every_query_of_the_hot_paths_is_served_by_an_index(hot_paths):
