@@ -79,7 +79,7 @@ def test_the_approval_api_refuses_what_breaks_its_schema_and_never_fails(setting
     # The surface is the API as a whole: `make fuzz`'s 10,000 examples spread over its operations
     # (a bounded run keeps its examples per operation).
     per_operation = max(
-        hypothesis_settings.default.max_examples // len(ops), min(hypothesis_settings.default.max_examples, 40)
+        -(-hypothesis_settings.default.max_examples // len(ops)), min(hypothesis_settings.default.max_examples, 40)
     )
     for operation in ops:
 
