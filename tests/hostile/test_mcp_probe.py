@@ -46,11 +46,23 @@ _json = st.recursive(
 )
 
 
+class Deep(dict[str, Any]):
+    """A schema nested n levels deep, shown as one line: Hypothesis prints an example it reports
+    by recursing into it, and would hit Python's recursion limit on the schema itself."""
+
+    def __init__(self, n: int) -> None:
+        schema: dict[str, Any] = {"type": "object"}
+        for _ in range(n - 1):
+            schema = {"type": "object", "properties": {"x": schema}}
+        super().__init__(type="object", properties={"x": schema})
+        self.n = n
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(f"<an object schema nested {self.n} levels deep>")
+
+
 def _deep(n: int) -> dict[str, Any]:
-    schema: dict[str, Any] = {"type": "object"}
-    for _ in range(n):
-        schema = {"type": "object", "properties": {"x": schema}}
-    return schema
+    return Deep(n)
 
 
 hostile_tools = st.one_of(
