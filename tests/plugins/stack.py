@@ -48,6 +48,10 @@ def django_env(**extra: str) -> dict[str, str]:
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "LOG_LEVEL": "INFO",
         "PYTHONUNBUFFERED": "1",
+        # `make run` (config.embedded) binds the relay and the gateway on 8001 and 8002 by default:
+        # a port of its own for each, so that two test runs on one machine never meet there.
+        "RELAY_PORT": str(free_port()),
+        "GATEWAY_PORT": str(free_port()),
     }
     for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "SIMULATOR_API_KEY"):
         if name in os.environ:
