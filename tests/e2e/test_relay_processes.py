@@ -149,7 +149,9 @@ def test_killing_the_worker_mid_deadline_still_closes_every_request_once(stack, 
     wait_until(all_closed, timeout=timeout + 20, message="every request to expire")
     # When each expiry committed (decided_at, written in its transaction), not when this test
     # process, itself slow on a loaded machine, happened to look.
-    closed_by = max(ApprovalRequest.objects.filter(upstream_id__in=ids).values_list("decided_at", flat=True))
+    decided = ApprovalRequest.objects.filter(upstream_id__in=ids).values_list("decided_at", flat=True)
+    assert None not in decided
+    closed_by = max(d for d in decided if d is not None)
     assert closed_by <= latest_deadline + timedelta(seconds=5), f"closed {closed_by - latest_deadline} after deadline"
     threaded_upstream.wait_for(lambda: len(threaded_upstream.approval_responses()) >= len(ids))
     time.sleep(2.5)  # a second sweep or a redelivered task must not send anything more
