@@ -14,7 +14,6 @@ can read back to the guest. A client's call that waits for staff gets `notificat
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -151,17 +150,7 @@ def _resolved(ctx: Any) -> Resolved:
     return found
 
 
-def output_text(result: types.CallToolResult) -> str:
-    """A result's content as the text the record keeps (text blocks as they are, others as JSON)."""
-    parts = []
-    for block in result.content:
-        if isinstance(block, types.TextContent):
-            parts.append(block.text)
-        else:
-            parts.append(json.dumps(block.model_dump(mode="json", by_alias=True, exclude_none=True)))
-    if not parts and result.structured_content is not None:
-        parts.append(json.dumps(result.structured_content))
-    return "\n".join(parts)
+output_text = mcp_link.output_text
 
 
 def _error_result(text: str) -> types.CallToolResult:

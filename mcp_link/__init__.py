@@ -294,3 +294,17 @@ async def call_tool(
             return await client.call_tool(name, arguments)
     except (Exception, BaseExceptionGroup) as exc:
         raise LinkError(exc, statuses) from exc
+
+
+def output_text(result: mcp_types.CallToolResult) -> str:
+    """A tool result's content as text: text blocks as they are, other blocks as JSON, and the
+    structured content when there is no block (what the simulator reports and the gateway records)."""
+    parts = []
+    for block in result.content:
+        if isinstance(block, mcp_types.TextContent):
+            parts.append(block.text)
+        else:
+            parts.append(json.dumps(block.model_dump(mode="json", by_alias=True, exclude_none=True)))
+    if not parts and result.structured_content is not None:
+        parts.append(json.dumps(result.structured_content))
+    return "\n".join(parts)

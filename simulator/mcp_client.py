@@ -176,18 +176,6 @@ def requires_approval(tool_cfg: dict[str, Any], tool: dict[str, Any]) -> bool:
     return not (always is not None and never is None)
 
 
-def _output_text(result: mcp_types.CallToolResult) -> str:
-    parts = []
-    for block in result.content:
-        if isinstance(block, mcp_types.TextContent):
-            parts.append(block.text)
-        else:
-            parts.append(json.dumps(block.model_dump(mode="json", by_alias=True, exclude_none=True)))
-    if not parts and result.structured_content is not None:
-        parts.append(json.dumps(result.structured_content))
-    return "\n".join(parts)
-
-
 async def call_tool(tool_cfg: dict[str, Any], name: str, arguments: str) -> tuple[str | None, dict[str, Any] | None]:
     """Run `tools/call` on the real server: (output text, None), or (None, error in Realtime shape).
 
@@ -221,5 +209,5 @@ async def call_tool(tool_cfg: dict[str, Any], name: str, arguments: str) -> tupl
             return None, {"type": "protocol_error", "code": failure.exc.code, "message": failure.exc.message}
         return None, {"type": "http_error", "code": 502, "message": _cause(failure)}
     if result.is_error:
-        return None, {"type": "tool_execution_error", "message": _output_text(result) or "The tool failed."}
-    return _output_text(result), None
+        return None, {"type": "tool_execution_error", "message": mcp_link.output_text(result) or "The tool failed."}
+    return mcp_link.output_text(result), None
