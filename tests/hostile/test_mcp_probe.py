@@ -104,7 +104,9 @@ def scripts(draw: st.DrawFn) -> dict[str, Any]:
         | st.sampled_from([b"{", b"data: {\n\n", b"event: message\ndata: [1,2]\n\n", b"null"]),
     )
     init_kind = draw(st.sampled_from(["good", "good", "good", "garbage", "wrong"]))
-    list_kind = draw(st.sampled_from(["tools", "tools", "garbage", "wrong", "many", "paged"]))
+    # "many" (5,000 tools) is one fixed answer, not drawn: test_thousands_of_tools below probes it
+    # once per framing, where drawing it here would spend a sixth of `make fuzz` repeating it.
+    list_kind = draw(st.sampled_from(["tools", "tools", "garbage", "wrong", "paged"]))
     return {
         "sse": draw(st.booleans()),
         "init": init_kind,
@@ -210,3 +212,14 @@ async def test_the_probe_survives_a_malicious_server(evil: EvilServer, monkeypat
     evil.script = EvilServer().script
     result = await probe(url=url, transport="auto", authorization="", headers={})
     assert result.ok, result.problems
+
+
+@pytest.mark.parametrize("sse", [False, True])
+async def test_thousands_of_tools_are_probed_within_the_time_limit(evil: EvilServer, sse: bool) -> None:
+    evil.script = {**EvilServer().script, "sse": sse, "list": "many"}
+    before = await state()
+    async with asyncio.timeout(2 * probe_module.PROBE_TIMEOUT + 10):
+        result = await probe(url=f"http://127.0.0.1:{evil.port}/mcp", transport="auto", authorization="", headers={})
+    assert isinstance(result.report(), str)
+    assert result.ok or result.problems
+    assert await state() == before

@@ -136,7 +136,7 @@ class ServerProcess:
         self.signal(signal.SIGKILL)
         self._log.close()
         if self.fail_on:
-            found = [line for line in self.output().splitlines() if self.fail_on in line]
+            found = [line for line in self.output(tail=0).splitlines() if self.fail_on in line]
             if found:
                 raise AssertionError(f"{self.name} logged {self.fail_on!r}:\n" + "\n".join(found[:5]))
         return self.proc.returncode

@@ -157,7 +157,7 @@ async def test_sigterm_closes_open_sessions_and_exits_cleanly():
             assert code in (1000, 1001, 1012)  # uvicorn says "going away" / "service restart"
         # uvicorn finishes its graceful shutdown, then re-raises the signal it caught (so: -SIGTERM).
         assert await asyncio.to_thread(process.proc.wait, 10) in (0, -signal.SIGTERM)
-        assert "Finished server process" in process.output()
+        assert "Finished server process" in process.output(tail=0)
     finally:
         process.stop()
 
