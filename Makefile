@@ -10,8 +10,13 @@ PYTEST_ARGS ?=
 run: install
 	$(PY) -m config.embedded run
 
+# The suite runs in TEST_WORKERS parallel pytest processes (pytest-xdist; a module's tests stay in one
+# worker), each with a test database, channel prefix, Celery queue and MQTT topic of its own
+# (tests/plugins/xdist_env.py). Most end-to-end tests wait on the processes they start, so two workers
+# on two cores take about half the time of one. TEST_WORKERS=0 runs it in this process.
+TEST_WORKERS ?= 2
 test: install-dev lint typecheck layers migrations-check
-	$(PY) -m config.embedded test $(PYTEST_ARGS)
+	$(PY) -m config.embedded test $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
 
 ci: test
 

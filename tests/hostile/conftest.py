@@ -3,7 +3,8 @@
 `HYPOTHESIS_PROFILE` picks the profile: `ci` (the default, what `make test` runs: a bounded
 number of examples, derandomised so a CI run is repeatable) or `fuzz` (`make fuzz`: at least
 10,000 examples per surface, fresh randomness each run). Every test counts the examples it
-ran against its surface with `surfaces.ran(name)`; the table is printed at the end of the run.
+ran against its surface with `surfaces.ran(name)`; the table is printed at the end of the run
+(tests/plugins/xdist_env.py, which also gathers the counts of `make test`'s parallel workers).
 """
 
 from __future__ import annotations
@@ -34,14 +35,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         for item in items:
             if item.path.parent.name == "hostile":
                 item.add_marker(pytest.mark.timeout(3 * 3600))
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if not surfaces.COUNTS:
-        return
-    terminalreporter.section("hostile input: examples run per surface")
-    for line in surfaces.table():
-        terminalreporter.write_line(line)
 
 
 # The relay's scripted upstream and a client token, as the relay's own tests use them.
