@@ -67,8 +67,9 @@ bench: install-dev
 
 # Hostile input (tests/hostile) at full strength: at least 10,000 examples per surface (the `fuzz`
 # Hypothesis profile; `make test` runs the bounded `ci` profile), the count per surface printed at the end.
+# Its tests are spread over TEST_WORKERS workers one test at a time (each test is one surface).
 fuzz: install-dev
-	HYPOTHESIS_PROFILE=fuzz $(PY) -m config.embedded test tests/hostile -p no:cacheprovider -q
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m config.embedded test tests/hostile -p no:cacheprovider -q $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist load)
 
 # Faults under load (tests/chaos): kill -9 the worker, a web process, run_relay and run_bridge, and
 # restart Redis, CHAOS_ROUNDS times (default 3); prints requests, faults, lost and doubled.
