@@ -16,7 +16,7 @@ def degraded_reasons() -> list[str]:
     - the deadlines: a pending request past its deadline by more than
       HEALTH_DEADLINE_LATE_SECONDS (no Celery worker or beat is applying deadlines)."""
     reasons = []
-    backlog = ApprovalRequest.objects.unsent_decisions().count()
+    backlog = ApprovalRequest.objects.owed_upstream().count()
     if backlog > settings.HEALTH_OUTBOX_MAX:
         reasons.append(f"outbox: {backlog} answers not yet sent upstream (more than {settings.HEALTH_OUTBOX_MAX})")
     now = timezone.now()

@@ -167,7 +167,7 @@ class StateCollector(Collector):
         oldest = GaugeMetricFamily(
             "countersign_outbox_oldest_seconds", "Age of the oldest answer not yet sent upstream (0: none)."
         )
-        unsent = ApprovalRequest.objects.unsent_decisions()
+        unsent = ApprovalRequest.objects.owed_upstream()
         backlog.add_metric([], unsent.count())
         first = unsent.values_list("decided_at", flat=True).first()
         oldest.add_metric([], max(0.0, (timezone.now() - first).total_seconds()) if first else 0.0)

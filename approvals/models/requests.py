@@ -108,6 +108,13 @@ class ApprovalRequestQuerySet(models.QuerySet["ApprovalRequest"]):
             status__in=ApprovalRequest.ANSWERED, decision_sent_at__isnull=True, session__status="open"
         ).order_by("decided_at", "pk")
 
+    def owed_upstream(self) -> ApprovalRequestQuerySet:
+        """The outbox of the sessions that have an upstream to answer (a Realtime socket, a call's
+        sideband, a Responses run): what a stuck relay leaves behind. A request of the approval API
+        or of a gateway client has none: its caller reads the answer (or gets a webhook) when it
+        likes, so an answer it has not read yet is no backlog."""
+        return self.unsent_decisions().filter(session__kind__in=RealtimeSession.UPSTREAM_KINDS)
+
 
 class ApprovalRequest(models.Model):
     """One `mcp_approval_request` that the model made in a session."""

@@ -22,6 +22,9 @@ class RealtimeSession(models.Model):
         API = "api", "Approval API"
         GATEWAY = "gateway", "MCP gateway client"
 
+    # The kinds whose decisions Countersign sends to OpenAI (an mcp_approval_response upstream).
+    UPSTREAM_KINDS = (Kind.RELAY, Kind.SIDEBAND, Kind.RESPONSES)
+
     class Status(models.TextChoices):
         OPEN = "open", "Open"
         CLOSED = "closed", "Closed"

@@ -87,3 +87,28 @@ def test_the_grafana_dashboard_names_only_metrics_countersign_exports():
     assert used and used <= exported, used - exported
     # Every metric of the README is on the dashboard.
     assert exported <= used, exported - used
+
+
+@pytest.mark.django_db
+def test_the_outbox_counts_only_answers_owed_to_openai_not_those_an_api_caller_has_yet_to_read(alice, settings):
+    """A relay session's answer not yet sent is a backlog (a stuck relay); an approval-API or
+    gateway client's answer is read when that client asks, so an unread one is not."""
+    from observability.health import degraded_reasons
+
+    settings.HEALTH_OUTBOX_MAX = 0
+    for n, kind in enumerate(["api", "gateway", "relay"]):
+        session = services.open_session(kind=kind, label=f"{kind} caller", metadata={})
+        req, _ = services.open_request(
+            session=session,
+            upstream_id=f"req_{n}",
+            server_label="hotel",
+            tool_name="wake_up_call",
+            arguments="{}",
+            raw_item={},
+        )
+        services.decide(req, approve=True, by=alice, confirmed=True)
+        if kind == "gateway":  # the API's and the gateway's unread answers alone: no backlog
+            assert degraded_reasons() == []
+            assert sample(Client().get("/metrics").content.decode(), "countersign_outbox_backlog") == 0
+    assert degraded_reasons() == ["outbox: 1 answers not yet sent upstream (more than 0)"]
+    assert sample(Client().get("/metrics").content.decode(), "countersign_outbox_backlog") == 1
